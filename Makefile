@@ -1,0 +1,28 @@
+# nixpush — see docs/ for the design. Tests use real Nix: scripts/deps.sh
+# installs it (and the other tools) on a fresh Debian machine.
+GO ?= go
+
+.PHONY: build test demo bench deps fmt-check
+
+build:
+	$(GO) build -o bin/nixpush ./cmd/nixpush
+
+deps:
+	bash scripts/deps.sh
+
+fmt-check:
+	@files="$$(gofmt -l .)"; \
+	if [ -n "$$files" ]; then \
+		echo "gofmt needed on:" >&2; echo "$$files" >&2; exit 1; \
+	fi
+
+test: deps
+	$(GO) vet ./...
+	@$(MAKE) --no-print-directory fmt-check
+	$(GO) test -count=1 -timeout 15m ./...
+
+demo: deps
+	bash scripts/demo.sh
+
+bench: deps
+	$(GO) run ./bench

@@ -1,0 +1,57 @@
+package nixtest
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The expressions below need no nixpkgs: builders are /bin/sh from the host,
+// mounted into the sandbox by nixConfig, and start with no PATH at all.
+
+// FibChain is an expression for fib(n) as in the seed's fib.nix: the output
+// of "<prefix>-fib-<k>" is a directory whose fib.txt holds fib(k), computed at
+// build time by reading fib.txt of fib(k-1) and fib(k-2). Outputs do not
+// refer to each other (the deps are build-time only), so each output's
+// runtime closure is itself. It evaluates to the top derivation; building
+// FibChain(p, k) for k < n afterwards returns the already-built lower links.
+func FibChain(prefix string, n int) string {
+	return fmt.Sprintf(`let
+  prefix = %s;
+  mk = k: script: derivation {
+    name = "${prefix}-fib-${toString k}";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
+  };
+  fib = k:
+    if k < 2 then mk k "printf %%s ${toString k} > $out/fib.txt"
+    else let a = fib (k - 1); b = fib (k - 2); in
+      mk k "a=$(cat ${a}/fib.txt); b=$(cat ${b}/fib.txt); printf %%s $((a + b)) > $out/fib.txt";
+in fib %d
+`, nixString(prefix), n)
+}
+
+// WithReference is an attrset { dep; top; } whose top output refers to dep's
+// output at run time (dep-path holds dep's path, greeting is a symlink into
+// dep), so the closure of top is {dep, top}. Store.Build returns the outputs
+// as [dep, top]; "(" + WithReference(p) + ").top" builds top alone (and dep).
+func WithReference(prefix string) string {
+	return fmt.Sprintf(`let
+  prefix = %s;
+  mk = name: script: derivation {
+    name = "${prefix}-${name}";
+    system = builtins.currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
+  };
+  dep = mk "ref-dep" "echo hello > $out/greeting";
+  top = mk "ref-top" "echo ${dep} > $out/dep-path; ln -s ${dep}/greeting $out/greeting";
+in { inherit dep top; }
+`, nixString(prefix))
+}
+
+// nixString quotes s as a Nix string literal.
+func nixString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `${`, `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
+	return `"` + r.Replace(s) + `"`
+}

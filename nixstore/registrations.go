@@ -1,0 +1,58 @@
+package nixstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Registration is one row of the Nix DB's ValidPaths table: a path that
+// became valid, with the autoincrement id that orders registrations.
+type Registration struct {
+	ID   int64
+	Path string
+}
+
+// MaxID returns the highest ValidPaths id ever handed out: the high-water
+// mark from which newly valid paths are found. It reads sqlite_sequence
+// rather than max(id) so that deleting the newest path cannot move the mark
+// backwards.
+func (s *Store) MaxID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM sqlite_sequence WHERE name = 'ValidPaths'`).Scan(&id)
+		if err == nil && !id.Valid {
+			err = tx.QueryRowContext(ctx, `SELECT max(id) FROM ValidPaths`).Scan(&id)
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read nix db high-water mark: %w", err)
+	}
+	return id.Int64, nil
+}
+
+// RegisteredAfter returns up to limit valid paths whose id is above mark,
+// in registration order.
+func (s *Store) RegisteredAfter(ctx context.Context, mark int64, limit int) ([]Registration, error) {
+	var regs []Registration
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, path FROM ValidPaths WHERE id > ? ORDER BY id LIMIT ?`, mark, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r Registration
+			if err := rows.Scan(&r.ID, &r.Path); err != nil {
+				return err
+			}
+			regs = append(regs, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read new registrations from nix db: %w", err)
+	}
+	return regs, nil
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# deps.sh — install what nixpush's tests, demo and bench need on a Debian
+# machine. Idempotent: each group checks for its commands first, and the
+# script prints nothing when there is nothing to do. Runs as root, or uses
+# sudo when not root.
+set -euo pipefail
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "deps: not root and sudo is missing; cannot install packages" >&2
+		exit 1
+	fi
+	SUDO=(sudo)
+fi
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+APT_PKGS=()      # filled by the deps_* groups, installed by apt_install_all
+APT_UPDATED=0
+
+apt_install_all() {
+	[ "${#APT_PKGS[@]}" -eq 0 ] && return 0
+	if [ "$APT_UPDATED" -eq 0 ]; then
+		echo "deps: apt-get update" >&2
+		"${SUDO[@]}" apt-get update -qq
+		APT_UPDATED=1
+	fi
+	echo "deps: apt-get install ${APT_PKGS[*]}" >&2
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PKGS[@]}" >/dev/null
+	APT_PKGS=()
+}
+
+# ---- dependency groups: one function each ---------------------------------
+
+# Real Nix (Debian's nix-bin, Nix 2.8): tests build and substitute with it.
+deps_nix() {
+	have nix-build && have nix-store && have nix || APT_PKGS+=(nix-bin)
+}
+
+# CLI tools used by tests and scripts: zstd to inspect NARs, sqlite3 to
+# inspect the Nix DB and the queue.
+deps_tools() {
+	have zstd || APT_PKGS+=(zstd)
+	have sqlite3 || APT_PKGS+=(sqlite3)
+}
+
+# TODO(later): nginx for the http(s):// backend tests, e.g.
+#   deps_nginx() { have nginx || APT_PKGS+=(nginx); }
+deps_nginx() { :; }
+
+# TODO(later): versitygw, the S3 server for the s3:// backend tests, e.g.
+#   deps_versitygw() {
+#   	have versitygw || [ -x "$(go env GOPATH)/bin/versitygw" ] ||
+#   		go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+#   }
+deps_versitygw() { :; }
+
+# ---------------------------------------------------------------------------
+
+deps_nix
+deps_tools
+deps_nginx
+apt_install_all
+deps_versitygw # go install, not apt: runs after the apt packages are in

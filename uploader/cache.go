@@ -1,0 +1,41 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Cache is one binary cache: a flat namespace of objects named as Nix
+// names them ("nix-cache-info", "<hash>.narinfo", "nar/<...>.nar.zst").
+// Implementations live in one package per URL scheme beneath uploader/.
+//
+// Error contract, for every method: a missing object is ErrNotFound (Exists
+// reports it as false); an error that can never succeed by retrying (auth
+// refused, bucket missing, disk read-only) is wrapped with
+// backoff.Permanent; anything else is transient and may be retried by the
+// caller. Implementations do not retry on their own, and never put
+// credentials in an error.
+type Cache interface {
+	// Exists reports whether the object is present.
+	Exists(ctx context.Context, key string) (bool, error)
+	// Get opens an object for reading; ErrNotFound when it is missing.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// Put stores everything r yields under key, so that readers see either
+	// the whole object or none of it. If reading r fails, Put returns that
+	// error (wrapped) and leaves no object behind. The size is not known in
+	// advance: bodies are streamed.
+	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	// String names the cache for messages, without any secret.
+	String() string
+}
+
+// ErrNotFound is returned by Cache.Get for a missing object.
+var ErrNotFound = errors.New("not found in cache")
+
+// Content types Nix uses for each kind of object.
+const (
+	TypeCacheInfo = "text/x-nix-cache-info"
+	TypeNarInfo   = "text/x-nix-narinfo"
+	TypeNAR       = "application/x-nix-nar"
+)

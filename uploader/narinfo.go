@@ -1,0 +1,84 @@
+package uploader
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/nix-community/go-nix/pkg/narinfo"
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+	"github.com/nix-community/go-nix/pkg/nixhash"
+
+	"nixpush/nixstore"
+)
+
+// NarInfoKey is the cache key of a store path's narinfo: the 32-character
+// hash part of its name.
+func NarInfoKey(storePath string) string {
+	hashPart, _, _ := strings.Cut(path.Base(storePath), "-")
+	return hashPart + ".narinfo"
+}
+
+// NARKey names a NAR object by its NAR hash, known from the Nix DB before
+// the NAR is produced: that lets the compressed stream go straight to its
+// final name without first computing the file hash. Identical contents
+// share one object.
+func NARKey(info *nixstore.PathInfo, c Compression) string {
+	return "nar/" + nixbase32.EncodeToString(info.NarHash) + ".nar" + c.Ext()
+}
+
+// Uploaded describes the compressed NAR object written for a path.
+type Uploaded struct {
+	Key         string
+	Compression Compression
+	FileHash    [sha256.Size]byte
+	FileSize    uint64
+}
+
+// NewNarInfo builds the narinfo for a path whose NAR is in the cache,
+// keeping the signatures already in the Nix DB and adding one per key.
+func NewNarInfo(info *nixstore.PathInfo, nar Uploaded, keys []signature.SecretKey) (*narinfo.NarInfo, error) {
+	ni := &narinfo.NarInfo{
+		StorePath:   info.Path,
+		URL:         nar.Key,
+		Compression: nar.Compression.Method,
+		FileHash:    nixhash.MustNewHashWithEncoding(nixhash.SHA256, nar.FileHash[:], nixhash.NixBase32, true),
+		FileSize:    nar.FileSize,
+		NarHash:     nixhash.MustNewHashWithEncoding(nixhash.SHA256, info.NarHash, nixhash.NixBase32, true),
+		NarSize:     info.NarSize,
+		CA:          info.CA,
+	}
+	for _, ref := range info.References {
+		ni.References = append(ni.References, path.Base(ref))
+	}
+	// The fingerprint lists references in sorted order; Nix rejects a
+	// signature made over any other order.
+	sort.Strings(ni.References)
+	if info.Deriver != "" {
+		ni.Deriver = path.Base(info.Deriver)
+	}
+
+	ours := map[string]bool{}
+	for _, k := range keys {
+		ours[k.ToPublicKey().Name] = true
+	}
+	for _, s := range info.Sigs {
+		sig, err := signature.ParseSignature(s)
+		if err != nil || ours[sig.Name] {
+			continue // unreadable, or about to be made afresh below
+		}
+		ni.Signatures = append(ni.Signatures, sig)
+	}
+	fingerprint := ni.Fingerprint()
+	for _, k := range keys {
+		sig, err := k.Sign(nil, fingerprint)
+		if err != nil {
+			return nil, fmt.Errorf("sign %s: %w", info.Path, err)
+		}
+		ni.Signatures = append(ni.Signatures, sig)
+	}
+	return ni, nil
+}

@@ -1,0 +1,94 @@
+package uploader
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"nixpush/nixstore"
+)
+
+// bufSize is the size of the buffers between the pipeline's stages. Small
+// writes through a pipe hand the CPU back and forth between goroutines and
+// serialise them; 1 MiB chunks let dumping and compressing overlap.
+const bufSize = 1 << 20
+
+// ErrHashMismatch means the NAR read from disk is not the one the Nix DB
+// records: the store is corrupted or was modified. Retrying cannot help.
+var ErrHashMismatch = fmt.Errorf("NAR hash mismatch")
+
+// narStream produces the compressed NAR of one store path as a reader, so
+// any cache backend can stream it to its destination. The NAR is dumped
+// and compressed in a goroutine; its hash and size are checked against the
+// DB at the end, and on a mismatch the reader fails instead of returning
+// EOF, so Put leaves no object behind. Memory stays at a few buffers
+// whatever the NAR's size.
+type narStream struct {
+	pr       *io.PipeReader
+	fileHash hash.Hash
+	fileSize uint64
+}
+
+func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression) *narStream {
+	pr, pw := io.Pipe()
+	s := &narStream{pr: pr, fileHash: sha256.New()}
+	go func() { pw.CloseWithError(produceNAR(pw, store, info, c)) }()
+	return s
+}
+
+func (s *narStream) Read(p []byte) (int, error) {
+	n, err := s.pr.Read(p)
+	s.fileHash.Write(p[:n])
+	s.fileSize += uint64(n)
+	return n, err
+}
+
+// Close stops the producer if the consumer gave up early.
+func (s *narStream) Close() error { return s.pr.Close() }
+
+// result is valid once Read has returned io.EOF.
+func (s *narStream) result(key string, c Compression) Uploaded {
+	u := Uploaded{Key: key, Compression: c, FileSize: s.fileSize}
+	copy(u.FileHash[:], s.fileHash.Sum(nil))
+	return u
+}
+
+// produceNAR runs dump → hash → compress → w.
+func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression) error {
+	out := bufio.NewWriterSize(w, bufSize)
+	zw, err := c.NewWriter(out)
+	if err != nil {
+		return backoff.Permanent(err)
+	}
+	narHash := sha256.New()
+	counter := &countingWriter{}
+	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufSize)
+	if err := store.DumpNAR(in, info.Path); err != nil {
+		return err
+	}
+	if err := in.Flush(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("compress NAR of %s: %w", info.Path, err)
+	}
+	if got := narHash.Sum(nil); !bytes.Equal(got, info.NarHash) || counter.n != info.NarSize {
+		return backoff.Permanent(fmt.Errorf("%w for %s: the Nix DB says sha256:%s (%d bytes), the files on disk give sha256:%s (%d bytes); run nix-store --verify --check-contents",
+			ErrHashMismatch, info.Path, nixbase32.EncodeToString(info.NarHash), info.NarSize,
+			nixbase32.EncodeToString(got), counter.n))
+	}
+	return out.Flush()
+}
+
+type countingWriter struct{ n uint64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += uint64(len(p))
+	return len(p), nil
+}

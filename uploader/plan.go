@@ -1,0 +1,104 @@
+package uploader
+
+import (
+	"context"
+	"regexp"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"nixpush/nixstore"
+)
+
+// Filter decides which store paths are worth pushing at all.
+type Filter struct {
+	IncludeDrv   bool             // push .drv files too
+	Exclude      []*regexp.Regexp // matched against the name after the hash
+	UpstreamKeys []string         // skip paths signed by these keys: an upstream cache has them
+}
+
+// Reason a path is left out of a push.
+type Reason int
+
+const (
+	Keep     Reason = iota
+	Drv             // a .drv file, and IncludeDrv is off
+	Excluded        // matched an Exclude pattern
+	Upstream        // signed by an upstream key
+)
+
+// Check returns why a path is left out, or Keep.
+func (f Filter) Check(info *nixstore.PathInfo) Reason {
+	name := storeName(info.Path)
+	if !f.IncludeDrv && strings.HasSuffix(name, ".drv") {
+		return Drv
+	}
+	for _, re := range f.Exclude {
+		if re.MatchString(name) {
+			return Excluded
+		}
+	}
+	for _, k := range f.UpstreamKeys {
+		if info.HasSigFrom(k) {
+			return Upstream
+		}
+	}
+	return Keep
+}
+
+// storeName is "hello-2.12" for /nix/store/<hash>-hello-2.12.
+func storeName(p string) string {
+	base := p[strings.LastIndexByte(p, '/')+1:]
+	_, name, _ := strings.Cut(base, "-")
+	return name
+}
+
+// Plan is what one push has to do.
+type Plan struct {
+	Upload   []*nixstore.PathInfo // missing from the cache, references first
+	Present  int                  // already in the cache
+	Filtered int                  // .drv or excluded
+	Upstream int                  // available from an upstream cache
+}
+
+// existsParallelism bounds concurrent existence checks: enough to hide an
+// HTTP round trip, few enough not to hammer a server.
+const existsParallelism = 16
+
+// MakePlan filters a closure (in dependency order) and checks, once per
+// path and many at a time, which narinfos the cache already has.
+func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
+	var p Plan
+	var candidates []*nixstore.PathInfo
+	for _, info := range closure {
+		switch f.Check(info) {
+		case Keep:
+			candidates = append(candidates, info)
+		case Upstream:
+			p.Upstream++
+		default:
+			p.Filtered++
+		}
+	}
+	present := make([]bool, len(candidates))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(existsParallelism)
+	for i, info := range candidates {
+		g.Go(func() error {
+			ok, err := cache.Exists(gctx, NarInfoKey(info.Path))
+			present[i] = ok
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return p, err
+	}
+	for i, info := range candidates {
+		if present[i] {
+			p.Present++
+		} else {
+			p.Upload = append(p.Upload, info)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,181 @@
+// Package uploader turns store paths into cache objects: it plans which
+// paths a cache lacks, streams each NAR through compression to the cache,
+// and writes signed narinfos, references before referrers. Cache backends
+// live in one package per URL scheme beneath this one.
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+
+	"nixpush/nixstore"
+)
+
+// Uploader pushes store paths from one store to one cache. It is safe for
+// concurrent use: every upload in flight is shared, so two pushes whose
+// closures overlap never upload the same path twice.
+type Uploader struct {
+	Store       *nixstore.Store
+	Cache       Cache
+	Compression Compression
+	Keys        []signature.SecretKey
+	Log         *zap.Logger
+
+	jobs     *semaphore.Weighted
+	mu       sync.Mutex
+	inflight map[string]*flight
+	Stats    Stats
+}
+
+// Stats counts what an Uploader has done; read it while uploads run to
+// show progress.
+type Stats struct {
+	Paths    atomic.Int64 // narinfos written
+	NARBytes atomic.Int64 // uncompressed NAR bytes of those paths
+	Bytes    atomic.Int64 // compressed bytes written
+}
+
+// flight is one path's upload, shared by everyone who needs it.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// New returns an Uploader streaming at most jobs NARs at a time.
+func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
+	if jobs < 1 {
+		jobs = 1
+	}
+	return &Uploader{
+		Store: store, Cache: cache, Compression: c, Keys: keys, Log: log.Named("uploader"),
+		jobs:     semaphore.NewWeighted(int64(jobs)),
+		inflight: map[string]*flight{},
+	}
+}
+
+// PathError is the failure of one path.
+type PathError struct {
+	Path string
+	Err  error
+}
+
+func (e *PathError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *PathError) Unwrap() error { return e.Err }
+
+// Upload pushes every path of a plan (references first, as MakePlan orders
+// them), streaming several NARs at once. A path's narinfo is written only
+// after its NAR and the narinfos of all its references are in the cache.
+// It returns one *PathError per failed path; a path whose reference failed
+// fails too.
+func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) []error {
+	flights := make([]*flight, len(plan))
+	for i, info := range plan {
+		flights[i] = u.start(ctx, info)
+	}
+	var errs []error
+	for i, f := range flights {
+		<-f.done
+		if f.err != nil {
+			errs = append(errs, &PathError{Path: plan[i].Path, Err: f.err})
+		}
+	}
+	return errs
+}
+
+// start joins the path's upload in flight, or begins it.
+func (u *Uploader) start(ctx context.Context, info *nixstore.PathInfo) *flight {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f, ok := u.inflight[info.Path]; ok {
+		return f
+	}
+	f := &flight{done: make(chan struct{})}
+	u.inflight[info.Path] = f
+	// The semaphore is FIFO, so uploads start in the plan's order:
+	// references first, and a referrer rarely waits long for them.
+	go func() {
+		f.err = u.uploadPath(ctx, info)
+		u.mu.Lock()
+		delete(u.inflight, info.Path)
+		u.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) error {
+	if err := u.jobs.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	nar, err := u.putNAR(ctx, info)
+	u.jobs.Release(1)
+	if err != nil {
+		return err
+	}
+	// Wait for references being uploaded by this or another push; those
+	// not in flight were in the cache already or are filtered out.
+	for _, ref := range info.References {
+		if ref == info.Path {
+			continue
+		}
+		u.mu.Lock()
+		f := u.inflight[ref]
+		u.mu.Unlock()
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if f.err != nil {
+			return fmt.Errorf("reference %s failed: %w", ref, f.err)
+		}
+	}
+	ni, err := NewNarInfo(info, nar, u.Keys)
+	if err != nil {
+		return err
+	}
+	if err := u.Cache.Put(ctx, NarInfoKey(info.Path), strings.NewReader(ni.String()), TypeNarInfo); err != nil {
+		return err
+	}
+	u.Stats.Paths.Add(1)
+	u.Stats.NARBytes.Add(int64(info.NarSize))
+	u.Stats.Bytes.Add(int64(nar.FileSize))
+	u.Log.Debug("pushed", zap.String("path", info.Path), zap.Uint64("bytes", nar.FileSize))
+	return nil
+}
+
+// putNAR streams the path's compressed NAR into the cache.
+func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
+	key := NARKey(info, u.Compression)
+	s := openNARStream(u.Store, info, u.Compression)
+	defer s.Close()
+	if err := u.Cache.Put(ctx, key, s, TypeNAR); err != nil {
+		return Uploaded{}, u.explain(ctx, info, err)
+	}
+	return s.result(key, u.Compression), nil
+}
+
+// ErrGone means the path stopped being valid (garbage-collected) before it
+// could be uploaded: nothing to push, nothing to retry.
+var ErrGone = errors.New("no longer valid in the Nix store (garbage-collected?)")
+
+// explain turns a failed NAR upload of a path that has since been deleted
+// into ErrGone: the DB, not the error from reading half-deleted files,
+// says what happened.
+func (u *Uploader) explain(ctx context.Context, info *nixstore.PathInfo, err error) error {
+	if _, qerr := u.Store.QueryPathInfo(ctx, info.Path); errors.Is(qerr, nixstore.ErrNotValid) {
+		return ErrGone
+	}
+	return err
+}
