@@ -1,18 +1,140 @@
 package nixstore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
-
-	"github.com/nix-community/go-nix/pkg/nar"
+	"os"
+	"path/filepath"
 )
 
 // DumpNAR writes the NAR serialisation of a store path to w, byte for byte
-// what `nix-store --dump` writes. go-nix emits many small writes, so w
-// should be buffered.
+// what `nix-store --dump` writes. It makes many small writes, so w should
+// be buffered.
+//
+// It does not use go-nix's nar.Writer: that writer works out the nesting
+// from the relative path between consecutive entries, and takes a name
+// starting with ".." (a file called "..." or "..data") for a step up, so it
+// fails on store paths that Nix dumps without complaint.
 func (s *Store) DumpNAR(w io.Writer, storePath string) error {
-	if err := nar.DumpPath(w, s.RealPath(storePath)); err != nil {
+	e := narEncoder{w: w}
+	e.str("nix-archive-1")
+	if err := e.node(s.RealPath(storePath)); err != nil {
 		return fmt.Errorf("dump NAR of %s: %w", storePath, err)
 	}
+	if e.err != nil {
+		return fmt.Errorf("dump NAR of %s: %w", storePath, e.err)
+	}
 	return nil
+}
+
+// narEncoder writes NAR tokens; the first write error sticks and turns
+// every later write into a no-op.
+type narEncoder struct {
+	w   io.Writer
+	err error
+	buf [8]byte
+}
+
+var narPadding [8]byte
+
+// str writes a NAR string: 64-bit little-endian length, bytes, zero padding
+// to a multiple of 8.
+func (e *narEncoder) str(s string) {
+	e.length(uint64(len(s)))
+	if e.err == nil {
+		_, e.err = io.WriteString(e.w, s)
+	}
+	e.pad(uint64(len(s)))
+}
+
+func (e *narEncoder) length(n uint64) {
+	if e.err == nil {
+		binary.LittleEndian.PutUint64(e.buf[:], n)
+		_, e.err = e.w.Write(e.buf[:])
+	}
+}
+
+func (e *narEncoder) pad(n uint64) {
+	if rem := n % 8; rem != 0 && e.err == nil {
+		_, e.err = e.w.Write(narPadding[:8-rem])
+	}
+}
+
+// node writes the file, symlink or directory at p, as Nix's dumpPath does:
+// directory entries sorted bytewise by name, "executable" when the owner
+// may execute the file.
+func (e *narEncoder) node(p string) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	e.str("(")
+	e.str("type")
+	switch mode := fi.Mode(); {
+	case mode.IsRegular():
+		e.str("regular")
+		if mode&0o100 != 0 {
+			e.str("executable")
+			e.str("")
+		}
+		e.str("contents")
+		if err := e.contents(p, fi.Size()); err != nil {
+			return err
+		}
+	case mode&os.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return err
+		}
+		e.str("symlink")
+		e.str("target")
+		e.str(target)
+	case mode.IsDir():
+		e.str("directory")
+		entries, err := os.ReadDir(p) // sorted by name, bytewise
+		if err != nil {
+			return err
+		}
+		for _, ent := range entries {
+			e.str("entry")
+			e.str("(")
+			e.str("name")
+			e.str(ent.Name())
+			e.str("node")
+			if err := e.node(filepath.Join(p, ent.Name())); err != nil {
+				return err
+			}
+			e.str(")")
+		}
+	default:
+		return fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
+	}
+	e.str(")")
+	return e.err
+}
+
+// contents writes a regular file's length-prefixed, padded bytes. The size
+// is the one Lstat saw: a file that changes size meanwhile is an error, as
+// in Nix.
+func (e *narEncoder) contents(p string, size int64) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	e.length(uint64(size))
+	if e.err != nil {
+		return e.err
+	}
+	n, err := io.Copy(e.w, io.LimitReader(f, size))
+	if err != nil {
+		e.err = err
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%s: file size changed while reading (%d bytes, expected %d)", p, n, size)
+	}
+	e.pad(uint64(size))
+	return e.err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -20,6 +21,10 @@ type Filter struct {
 // Reason a path is left out of a push.
 type Reason int
 
+func (r Reason) String() string {
+	return [...]string{"kept", "a .drv file (use --include-drv)", "excluded by --exclude", "signed by an upstream key"}[r]
+}
+
 const (
 	Keep     Reason = iota
 	Drv             // a .drv file, and IncludeDrv is off
@@ -27,9 +32,10 @@ const (
 	Upstream        // signed by an upstream key
 )
 
-// Check returns why a path is left out, or Keep.
-func (f Filter) Check(info *nixstore.PathInfo) Reason {
-	name := storeName(info.Path)
+// CheckName applies the filters that need only the path's name, so a
+// watcher can drop paths before they reach the queue.
+func (f Filter) CheckName(path string) Reason {
+	name := storeName(path)
 	if !f.IncludeDrv && strings.HasSuffix(name, ".drv") {
 		return Drv
 	}
@@ -37,6 +43,14 @@ func (f Filter) Check(info *nixstore.PathInfo) Reason {
 		if re.MatchString(name) {
 			return Excluded
 		}
+	}
+	return Keep
+}
+
+// Check returns why a path is left out, or Keep.
+func (f Filter) Check(info *nixstore.PathInfo) Reason {
+	if r := f.CheckName(info.Path); r != Keep {
+		return r
 	}
 	for _, k := range f.UpstreamKeys {
 		if info.HasSigFrom(k) {
@@ -101,4 +115,55 @@ func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f 
 		}
 	}
 	return p, nil
+}
+
+// knownLimit bounds the memory of paths known to be in the cache, and
+// knownTTL how long that knowledge is trusted (a cache may be pruned behind
+// our back); past either the set starts afresh, which only costs checks.
+const (
+	knownLimit = 200_000
+	knownTTL   = time.Hour
+)
+
+// Plan is MakePlan that skips the existence check for paths this Uploader
+// has already seen in the cache or written there: a daemon pushing many
+// paths with shared dependencies checks each dependency once.
+func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
+	var unknown []*nixstore.PathInfo
+	known := 0
+	u.mu.Lock()
+	for _, info := range closure {
+		if u.known[info.Path] && f.Check(info) == Keep {
+			known++
+		} else {
+			unknown = append(unknown, info)
+		}
+	}
+	u.mu.Unlock()
+	p, err := MakePlan(ctx, u.Cache, unknown, f)
+	if err != nil {
+		return p, err
+	}
+	p.Present += known
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	missing := map[string]bool{}
+	for _, info := range p.Upload {
+		missing[info.Path] = true
+	}
+	for _, info := range unknown {
+		if !missing[info.Path] && f.Check(info) == Keep {
+			u.remember(info.Path)
+		}
+	}
+	return p, nil
+}
+
+// remember records a path as present in the cache; u.mu must be held.
+func (u *Uploader) remember(path string) {
+	if len(u.known) >= knownLimit || time.Since(u.knownSince) > knownTTL {
+		u.known = map[string]bool{}
+		u.knownSince = time.Now()
+	}
+	u.known[path] = true
 }

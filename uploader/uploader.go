@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
@@ -29,10 +30,12 @@ type Uploader struct {
 	Keys        []signature.SecretKey
 	Log         *zap.Logger
 
-	jobs     *semaphore.Weighted
-	mu       sync.Mutex
-	inflight map[string]*flight
-	Stats    Stats
+	jobs       *semaphore.Weighted
+	mu         sync.Mutex
+	inflight   map[string]*flight
+	known      map[string]bool // paths seen in the cache; see Plan
+	knownSince time.Time
+	Stats      Stats
 }
 
 // Stats counts what an Uploader has done; read it while uploads run to
@@ -45,8 +48,9 @@ type Stats struct {
 
 // flight is one path's upload, shared by everyone who needs it.
 type flight struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	bytes uint64 // compressed NAR size, once done without error
+	err   error
 }
 
 // New returns an Uploader streaming at most jobs NARs at a time.
@@ -58,6 +62,7 @@ func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.Sec
 		Store: store, Cache: cache, Compression: c, Keys: keys, Log: log.Named("uploader"),
 		jobs:     semaphore.NewWeighted(int64(jobs)),
 		inflight: map[string]*flight{},
+		known:    map[string]bool{},
 	}
 }
 
@@ -73,21 +78,23 @@ func (e *PathError) Unwrap() error { return e.Err }
 // Upload pushes every path of a plan (references first, as MakePlan orders
 // them), streaming several NARs at once. A path's narinfo is written only
 // after its NAR and the narinfos of all its references are in the cache.
-// It returns one *PathError per failed path; a path whose reference failed
-// fails too.
-func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) []error {
+// It returns the compressed bytes written and one *PathError per failed
+// path; a path whose reference failed fails too.
+func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) (int64, []error) {
 	flights := make([]*flight, len(plan))
 	for i, info := range plan {
 		flights[i] = u.start(ctx, info)
 	}
 	var errs []error
+	var bytes int64
 	for i, f := range flights {
 		<-f.done
 		if f.err != nil {
 			errs = append(errs, &PathError{Path: plan[i].Path, Err: f.err})
 		}
+		bytes += int64(f.bytes)
 	}
-	return errs
+	return bytes, errs
 }
 
 // start joins the path's upload in flight, or begins it.
@@ -102,7 +109,7 @@ func (u *Uploader) start(ctx context.Context, info *nixstore.PathInfo) *flight {
 	// The semaphore is FIFO, so uploads start in the plan's order:
 	// references first, and a referrer rarely waits long for them.
 	go func() {
-		f.err = u.uploadPath(ctx, info)
+		f.bytes, f.err = u.uploadPath(ctx, info)
 		u.mu.Lock()
 		delete(u.inflight, info.Path)
 		u.mu.Unlock()
@@ -111,14 +118,14 @@ func (u *Uploader) start(ctx context.Context, info *nixstore.PathInfo) *flight {
 	return f
 }
 
-func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) error {
+func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) (uint64, error) {
 	if err := u.jobs.Acquire(ctx, 1); err != nil {
-		return err
+		return 0, err
 	}
 	nar, err := u.putNAR(ctx, info)
 	u.jobs.Release(1)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// Wait for references being uploaded by this or another push; those
 	// not in flight were in the cache already or are filtered out.
@@ -135,24 +142,27 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) erro
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		if f.err != nil {
-			return fmt.Errorf("reference %s failed: %w", ref, f.err)
+			return 0, fmt.Errorf("reference %s failed: %w", ref, f.err)
 		}
 	}
 	ni, err := NewNarInfo(info, nar, u.Keys)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := u.Cache.Put(ctx, NarInfoKey(info.Path), strings.NewReader(ni.String()), TypeNarInfo); err != nil {
-		return err
+		return 0, err
 	}
+	u.mu.Lock()
+	u.remember(info.Path)
+	u.mu.Unlock()
 	u.Stats.Paths.Add(1)
 	u.Stats.NARBytes.Add(int64(info.NarSize))
 	u.Stats.Bytes.Add(int64(nar.FileSize))
 	u.Log.Debug("pushed", zap.String("path", info.Path), zap.Uint64("bytes", nar.FileSize))
-	return nil
+	return nar.FileSize, nil
 }
 
 // putNAR streams the path's compressed NAR into the cache.

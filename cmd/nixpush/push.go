@@ -8,20 +8,30 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
 	"nixpush/nixstore"
+	"nixpush/queue"
 	"nixpush/uploader"
 )
 
 const pushUsage = `[flags] PATH...   (or paths on stdin, e.g. nix-store -qR ./result | nixpush push --to ...)`
 
+// runPush enqueues the missing part of the paths' closures in the cache's
+// queue and drains exactly those items: the same pipeline as the daemon,
+// so a push cut short by a crash is finished by the next watch-store (or
+// push --drain).
 func runPush(ctx context.Context, args []string) error {
 	fs := newFlagSet("push", pushUsage)
 	var tf targetFlags
 	var lf logFlags
+	var df drainFlags
+	var drainAll bool
 	tf.add(fs)
+	df.add(fs, 3)
+	fs.BoolVar(&drainAll, "drain", false, "push everything waiting in the cache's queue (left by an interrupted push, watch-exec or enqueue)")
 	lf.add(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -32,7 +42,7 @@ func runPush(ctx context.Context, args []string) error {
 	}
 	defer log.Sync() //nolint:errcheck // stderr
 	args = fs.Args()
-	if len(args) == 0 {
+	if len(args) == 0 && !drainAll {
 		if term.IsTerminal(int(os.Stdin.Fd())) {
 			return &exitError{code: 2, err: errors.New("push needs store paths as arguments or on stdin")}
 		}
@@ -49,30 +59,102 @@ func runPush(ctx context.Context, args []string) error {
 		return err
 	}
 	defer t.store.Close()
-
-	roots, err := resolveAll(ctx, t.store, args)
-	if err != nil {
-		return err
-	}
-	closure, err := t.store.Closure(ctx, roots)
-	if err != nil {
-		return err
-	}
-	plan, err := uploader.MakePlan(ctx, t.uploader.Cache, closure, t.filter)
-	if err != nil {
-		return err
-	}
-	stop := startProgress(&t.uploader.Stats, len(plan.Upload))
-	errs := t.uploader.Upload(ctx, plan.Upload)
-	stop()
-	printSummary(&t.uploader.Stats, plan, len(errs))
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintln(os.Stderr, "nixpush: failed:", e)
+	var plan uploader.Plan
+	if len(args) > 0 {
+		roots, err := resolveAll(ctx, t.store, args)
+		if err != nil {
+			return err
 		}
-		return &exitError{code: 1, err: fmt.Errorf("%d of %d paths failed to push", len(errs), len(plan.Upload))}
+		closure, err := t.store.Closure(ctx, roots)
+		if err != nil {
+			return err
+		}
+		if plan, err = t.uploader.Plan(ctx, closure, t.filter); err != nil {
+			return err
+		}
+	}
+
+	q, err := openQueue(ctx, df.stateDir, t.identity)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	var only []string
+	for _, info := range plan.Upload {
+		only = append(only, info.Path)
+	}
+	if _, err := q.Requeue(ctx, only); err != nil {
+		return err
+	}
+	if drainAll {
+		only = nil
+	}
+	total := len(plan.Upload)
+	if drainAll {
+		st, err := q.Status(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
+	}
+	if total == 0 {
+		printSummary(&t.uploader.Stats, plan, 0)
+		return nil
+	}
+	d := df.drainer(t, q, tf.jobs, only, log)
+	stop := startProgress(&t.uploader.Stats, total)
+	runErr := d.Run(ctx, true)
+	stop()
+	if runErr != nil {
+		return runErr
+	}
+	unfinished, err := unfinishedItems(q, only)
+	if err != nil {
+		return err
+	}
+	printSummary(&t.uploader.Stats, plan, len(unfinished))
+	for _, it := range unfinished {
+		fmt.Fprintf(os.Stderr, "nixpush: %s %s: %s\n", it.State, it.Path, it.LastError)
+	}
+	if ctx.Err() != nil {
+		return &exitError{code: 130, err: fmt.Errorf("interrupted; paths not pushed stay queued in %s: nixpush watch-store or nixpush push --drain finishes them", df.stateDir)}
+	}
+	if len(unfinished) > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d paths not pushed (nixpush status shows why; nixpush retry --failed after fixing the cause)", len(unfinished))}
 	}
 	return nil
+}
+
+// unfinishedItems lists the items that did not end up done or skipped.
+func unfinishedItems(q *queue.Queue, only []string) ([]queue.Item, error) {
+	ctx := context.Background()
+	var items map[string]queue.Item
+	var err error
+	if len(only) > 0 {
+		items, err = q.Get(ctx, only)
+	} else {
+		var st queue.Status
+		st, err = q.Status(ctx, time.Now())
+		items = map[string]queue.Item{}
+		for _, it := range append(st.RecentFailures, st.PendingErrors...) {
+			items[it.Path] = it
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []queue.Item
+	for _, p := range only {
+		if it, ok := items[p]; ok && it.State != queue.Done && it.State != queue.Skipped {
+			out = append(out, it)
+		}
+	}
+	if len(only) == 0 {
+		for _, it := range items {
+			out = append(out, it)
+		}
+	}
+	return out, nil
 }
 
 // readPaths reads whitespace-separated paths, as nix-store -qR prints them.

@@ -61,6 +61,7 @@ type target struct {
 	store    *nixstore.Store
 	uploader *uploader.Uploader
 	filter   uploader.Filter
+	identity string // the cache URL without settings or secrets: names its queue
 }
 
 // open validates every flag before anything is written, so bad input
@@ -137,6 +138,7 @@ func (t *targetFlags) open(ctx context.Context, log *zap.Logger) (*target, error
 		store:    store,
 		uploader: uploader.New(store, cache, comp, keys, t.jobs, log),
 		filter:   filter,
+		identity: cacheIdentity(u),
 	}, nil
 }
 

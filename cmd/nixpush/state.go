@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"nixpush/queue"
+)
+
+// defaultStateDir is where queues live: /var/lib/nixpush for root (the
+// systemd StateDirectory), $XDG_STATE_HOME/nixpush otherwise, unless
+// NIXPUSH_STATE_DIR says else.
+func defaultStateDir() string {
+	if d := os.Getenv("NIXPUSH_STATE_DIR"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/nixpush"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "nixpush")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local/state/nixpush")
+}
+
+func addStateDirFlag(fs *pflag.FlagSet, dir *string) {
+	fs.StringVar(dir, "state-dir", defaultStateDir(), "directory holding the queues (env NIXPUSH_STATE_DIR)")
+}
+
+// queueFileSuffix ends every queue file's name.
+const queueFileSuffix = ".queue.db"
+
+// cacheMetaKey records, in each queue, the cache its items are bound for.
+const cacheMetaKey = "cache"
+
+// cacheIdentity is a cache URL without its query (compression and key
+// settings do not change which cache it is) and without credentials.
+func cacheIdentity(u *url.URL) string {
+	c := *u
+	c.RawQuery, c.Fragment, c.User = "", "", nil
+	return strings.TrimSuffix(c.String(), "/")
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
+
+// queueFile names the queue of one cache: every command pushing to that
+// cache (a daemon, a push, a watch-exec) shares it, and queues of
+// different caches never mix, since an item does not say where it goes.
+func queueFile(stateDir, identity string) string {
+	sum := sha256.Sum256([]byte(identity))
+	slug := strings.Trim(unsafeChars.ReplaceAllString(identity, "_"), "_")
+	if len(slug) > 60 {
+		slug = slug[len(slug)-60:]
+	}
+	return filepath.Join(stateDir, slug+"-"+hex.EncodeToString(sum[:4])+queueFileSuffix)
+}
+
+// openQueue opens (creating) the queue of a cache.
+func openQueue(ctx context.Context, stateDir, identity string) (*queue.Queue, error) {
+	q, err := queue.Open(queueFile(stateDir, identity))
+	if err != nil {
+		return nil, err
+	}
+	if _, ok, err := q.GetMeta(ctx, cacheMetaKey); err == nil && !ok {
+		err = q.SetMeta(ctx, cacheMetaKey, identity)
+	}
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	return q, nil
+}
+
+// queueFiles lists the queues in a state directory.
+func queueFiles(stateDir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(stateDir, "*"+queueFileSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	return files, nil
+}
