@@ -29,6 +29,9 @@ type command struct {
 
 var commands = []command{
 	{"push", "push store paths and their closures to a cache", runPush},
+	{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore},
+	{"status", "show what is queued, in flight, done and failed", runStatus},
+	{"retry", "requeue failed paths (--failed) or the given paths", runRetry},
 	{"keygen", "write a signing key pair in Nix's format", runKeygen},
 }
 

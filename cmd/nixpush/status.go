@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"nixpush/queue"
+)
+
+// queueStatus is one queue's part of `status --json`.
+type queueStatus struct {
+	Cache          string        `json:"cache"`
+	File           string        `json:"file"`
+	Pending        int           `json:"pending"`
+	Uploading      int           `json:"uploading"`
+	Done           int           `json:"done"`
+	Failed         int           `json:"failed"`
+	Skipped        int           `json:"skipped"`
+	OldestPending  *time.Time    `json:"oldest_pending,omitempty"`
+	LastSuccess    *time.Time    `json:"last_success,omitempty"`
+	DoneLastHour   int           `json:"done_last_hour"`
+	BytesLastHour  int64         `json:"bytes_last_hour"`
+	RecentFailures []itemProblem `json:"recent_failures"`
+	Retrying       []itemProblem `json:"retrying"`
+}
+
+type itemProblem struct {
+	Path        string     `json:"path"`
+	Error       string     `json:"error"`
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+}
+
+// statusReport is `status --json`: totals over every queue at top level.
+type statusReport struct {
+	Pending   int           `json:"pending"`
+	Uploading int           `json:"uploading"`
+	Done      int           `json:"done"`
+	Failed    int           `json:"failed"`
+	Skipped   int           `json:"skipped"`
+	Queues    []queueStatus `json:"queues"`
+}
+
+func runStatus(ctx context.Context, args []string) error {
+	fs := newFlagSet("status", "[--json] [--to CACHE-URL]")
+	var stateDir, to string
+	var asJSON bool
+	addStateDirFlag(fs, &stateDir)
+	fs.StringVar(&to, "to", "", "only the queue of this cache")
+	fs.BoolVar(&asJSON, "json", false, "print JSON on stdout")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	files, err := selectQueues(stateDir, to)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	report := statusReport{Queues: []queueStatus{}}
+	for _, f := range files {
+		qs, err := readQueueStatus(ctx, f, now)
+		if err != nil {
+			return err
+		}
+		report.Pending += qs.Pending
+		report.Uploading += qs.Uploading
+		report.Done += qs.Done
+		report.Failed += qs.Failed
+		report.Skipped += qs.Skipped
+		report.Queues = append(report.Queues, qs)
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
+	printStatus(report, stateDir, now)
+	return nil
+}
+
+// selectQueues finds the queue files to report on.
+func selectQueues(stateDir, to string) ([]string, error) {
+	if to != "" {
+		u, err := url.Parse(to)
+		if err != nil {
+			return nil, fmt.Errorf("cache URL: %w", err)
+		}
+		f := queueFile(stateDir, cacheIdentity(u))
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("no queue for %s in %s", cacheIdentity(u), stateDir)
+		}
+		return []string{f}, nil
+	}
+	return queueFiles(stateDir)
+}
+
+func readQueueStatus(ctx context.Context, file string, now time.Time) (queueStatus, error) {
+	q, err := queue.Open(file)
+	if err != nil {
+		return queueStatus{}, err
+	}
+	defer q.Close()
+	cache, _, err := q.GetMeta(ctx, cacheMetaKey)
+	if err != nil {
+		return queueStatus{}, err
+	}
+	st, err := q.Status(ctx, now)
+	if err != nil {
+		return queueStatus{}, err
+	}
+	qs := queueStatus{
+		Cache: cache, File: file,
+		Pending: st.Counts[queue.Pending], Uploading: st.Counts[queue.Uploading],
+		Done: st.Counts[queue.Done], Failed: st.Counts[queue.Failed], Skipped: st.Counts[queue.Skipped],
+		OldestPending: timePtr(st.OldestPending), LastSuccess: timePtr(st.LastSuccess),
+		DoneLastHour: st.DoneLastHour, BytesLastHour: st.BytesLastHour,
+		RecentFailures: problems(st.RecentFailures), Retrying: problems(st.PendingErrors),
+	}
+	return qs, nil
+}
+
+func problems(items []queue.Item) []itemProblem {
+	out := []itemProblem{}
+	for _, it := range items {
+		out = append(out, itemProblem{Path: it.Path, Error: it.LastError, Attempts: it.Attempts, NextAttempt: timePtr(it.NextAttempt)})
+	}
+	return out
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func printStatus(r statusReport, stateDir string, now time.Time) {
+	if len(r.Queues) == 0 {
+		fmt.Printf("no queues in %s\n", stateDir)
+		return
+	}
+	for _, q := range r.Queues {
+		fmt.Printf("%s\n  %d pending, %d uploading, %d done, %d failed, %d skipped\n",
+			q.Cache, q.Pending, q.Uploading, q.Done, q.Failed, q.Skipped)
+		if q.OldestPending != nil {
+			fmt.Printf("  oldest pending: %s ago\n", now.Sub(*q.OldestPending).Round(time.Second))
+		}
+		if q.LastSuccess != nil {
+			fmt.Printf("  last push: %s ago; last hour: %d paths, %s\n",
+				now.Sub(*q.LastSuccess).Round(time.Second), q.DoneLastHour, mib(q.BytesLastHour))
+		}
+		for _, p := range q.Retrying {
+			next := ""
+			if p.NextAttempt != nil {
+				next = fmt.Sprintf(", next try in %s", p.NextAttempt.Sub(now).Round(time.Second))
+			}
+			fmt.Printf("  retrying %s (attempt %d%s): %s\n", p.Path, p.Attempts, next, oneLine(p.Error))
+		}
+		for _, p := range q.RecentFailures {
+			fmt.Printf("  failed %s: %s\n", p.Path, oneLine(p.Error))
+		}
+	}
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
