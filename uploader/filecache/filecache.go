@@ -107,14 +107,16 @@ func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error 
 
 func (c *Cache) file(key string) string { return filepath.Join(c.dir, filepath.FromSlash(key)) }
 
-// classify marks errors that retrying cannot fix as permanent. A full disk
-// is transient: space may be freed while the queue waits.
+// classify marks errors that retrying cannot fix as permanent: a cache
+// path that is not a directory. A full disk, a read-only remount or wrong
+// permissions are transient: an operator can fix them while the queue
+// waits, and the daemon then drains without a restart.
 func classify(err error) error {
 	var perr *backoff.PermanentError
 	if errors.As(err, &perr) {
 		return err
 	}
-	for _, e := range []error{fs.ErrPermission, syscall.EROFS, syscall.ENOTDIR, syscall.EISDIR} {
+	for _, e := range []error{syscall.ENOTDIR, syscall.EISDIR} {
 		if errors.Is(err, e) {
 			return backoff.Permanent(err)
 		}
