@@ -1,0 +1,130 @@
+package queue
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+const benchRows = 100_000
+
+// BenchmarkEnqueue100k enqueues 100,000 new paths in one call, as a large
+// `push` or a first watch of a big store would.
+func BenchmarkEnqueue100k(b *testing.B) {
+	ctx := context.Background()
+	paths := storePaths("bench", benchRows)
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		q, err := Open(filepath.Join(b.TempDir(), "queue.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		n, err := q.Enqueue(ctx, paths)
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if err != nil || n != benchRows {
+			b.Fatalf("Enqueue = %d, %v", n, err)
+		}
+		q.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(benchRows*b.N)/elapsed.Seconds(), "paths/s")
+}
+
+// BenchmarkStatus100k runs Status on a freshly opened 100,000-row queue in
+// a realistic mix of states; `nixpush status` must answer within 100 ms.
+func BenchmarkStatus100k(b *testing.B) {
+	ctx := context.Background()
+	q := openFilled(b)
+	for b.Loop() {
+		st, err := q.Status(ctx, t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Counts[Done] == 0 || len(st.PendingErrors) == 0 {
+			b.Fatalf("unexpected status %+v", st.Counts)
+		}
+	}
+}
+
+// BenchmarkOpen100k measures Open (PRAGMA quick_check included) and Close of
+// a 100,000-row queue, the fixed cost of every nixpush command.
+func BenchmarkOpen100k(b *testing.B) {
+	path := openFilled(b).path
+	for b.Loop() {
+		q, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClaim100k claims and completes from a 100,000-row queue with a
+// large backlog, the drainer's inner loop.
+func BenchmarkClaim100k(b *testing.B) {
+	ctx := context.Background()
+	q := openFilled(b)
+	for b.Loop() {
+		items, err := q.Claim(ctx, 4, t0, nil)
+		if err != nil || len(items) == 0 {
+			b.Fatalf("Claim = %d items, %v", len(items), err)
+		}
+		for _, it := range items {
+			if err := q.Unclaim(ctx, it.Path); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// openFilled returns a reopened queue of benchRows rows: 60% done over the
+// last two hours, 5% each failed, skipped and uploading, 10% pending in
+// backoff with an error, 15% pending and due.
+func openFilled(b *testing.B) *Queue {
+	b.Helper()
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "queue.db")
+	q, err := Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, storePaths("bench", benchRows)); err != nil {
+		b.Fatal(err)
+	}
+	sec, now := int64(time.Second), nanos(t0)
+	for _, stmt := range []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE items SET state = 'done', finished_at = ? - (id % 7200) * ?, bytes = 1000 + id
+			WHERE id % 20 < 12`, []any{now, sec}},
+		{`UPDATE items SET state = 'failed', finished_at = ? - id * ?, attempts = 5,
+			last_error = '403 forbidden' WHERE id % 20 = 12`, []any{now, sec}},
+		{`UPDATE items SET state = 'skipped', finished_at = ?, last_error = 'gone'
+			WHERE id % 20 = 13`, []any{now}},
+		{`UPDATE items SET state = 'uploading', owner = ?, owner_token = ?
+			WHERE id % 20 = 14`, []any{os.Getpid(), processToken(os.Getpid())}},
+		{`UPDATE items SET next_attempt = ? + id * ?, attempts = 2, last_error = '503'
+			WHERE id % 20 IN (15, 16)`, []any{now, sec}},
+	} {
+		if _, err := q.w.Exec(stmt.sql, stmt.args...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if q, err = Open(path); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	return q
+}

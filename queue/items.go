@@ -1,0 +1,300 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// itemCols are the columns scanItem reads, in order.
+const itemCols = `id, path, state, attempts, next_attempt, last_error,
+	enqueued_at, finished_at, bytes, owner`
+
+// chunkSize bounds the placeholders in one IN (…) list, well below
+// SQLite's limit on bound parameters.
+const chunkSize = 500
+
+// pruneBatch bounds the rows one Prune transaction deletes, so a large
+// prune never holds the write lock long enough to stall a claimer.
+const pruneBatch = 5000
+
+func scanItem(s interface{ Scan(...any) error }) (int64, Item, error) {
+	var (
+		id                             int64
+		it                             Item
+		next, enqueued, finished, size int64
+	)
+	err := s.Scan(&id, &it.Path, &it.State, &it.Attempts, &next, &it.LastError,
+		&enqueued, &finished, &size, &it.Owner)
+	it.NextAttempt, it.EnqueuedAt, it.FinishedAt = fromNanos(next), fromNanos(enqueued), fromNanos(finished)
+	it.Bytes = size
+	return id, it, err
+}
+
+// placeholders returns "?,?,…" with n marks, and paths as arguments.
+func placeholders(paths []string) (string, []any) {
+	args := make([]any, len(paths))
+	for i, p := range paths {
+		args[i] = p
+	}
+	return strings.TrimSuffix(strings.Repeat("?,", len(paths)), ","), args
+}
+
+// chunks splits paths into slices of at most chunkSize.
+func chunks(paths []string) [][]string {
+	var out [][]string
+	for len(paths) > chunkSize {
+		out = append(out, paths[:chunkSize])
+		paths = paths[chunkSize:]
+	}
+	if len(paths) > 0 {
+		out = append(out, paths)
+	}
+	return out
+}
+
+func checkPaths(paths []string) error {
+	for _, p := range paths {
+		if p == "" {
+			return errors.New("empty path")
+		}
+	}
+	return nil
+}
+
+// Enqueue adds paths as pending, all in one transaction, and returns how
+// many rows it added. A path that already has a row, in any state, is left
+// untouched; so is a duplicate within paths.
+//
+// Errors: an empty path fails the whole call before anything is written;
+// any database error rolls the whole call back (0 added).
+func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
+	if err := checkPaths(paths); err != nil {
+		return 0, fmt.Errorf("enqueue paths: %w", err)
+	}
+	if len(paths) == 0 {
+		return 0, nil
+	}
+	now := nanos(time.Now())
+	var added int64
+	err := q.write(ctx, func(tx *sql.Tx) error {
+		added = 0
+		stmt, err := tx.PrepareContext(ctx,
+			`INSERT INTO items (path, enqueued_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, p := range paths {
+			res, err := stmt.ExecContext(ctx, p, now)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			added += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("enqueue paths: %w", err)
+	}
+	return int(added), nil
+}
+
+// Requeue makes paths pending and due now with attempts and last error
+// reset, whatever their state, adding rows for paths that have none; it
+// is what `push` and `retry PATH…` use. A finished row counts as enqueued
+// anew. A row uploading by a live process is left alone (that upload is
+// under way); one whose owner died is taken back. Returns the rows added or
+// changed — a path already pending, due and clean is not counted.
+//
+// Errors: an empty path fails the call before anything is written; a
+// database error rolls the whole call back (0 changed).
+func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
+	if err := checkPaths(paths); err != nil {
+		return 0, fmt.Errorf("requeue paths: %w", err)
+	}
+	if len(paths) == 0 {
+		return 0, nil
+	}
+	now := nanos(time.Now())
+	var changed int64
+	err := q.write(ctx, func(tx *sql.Tx) error {
+		changed = 0
+		r, err := prepareRequeue(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer r.close()
+		for _, p := range paths {
+			n, err := r.one(ctx, p, now)
+			if err != nil {
+				return err
+			}
+			changed += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("requeue paths: %w", err)
+	}
+	return int(changed), nil
+}
+
+// requeuer holds Requeue's statements, prepared once per call.
+type requeuer struct{ get, insert, reset *sql.Stmt }
+
+func prepareRequeue(ctx context.Context, tx *sql.Tx) (*requeuer, error) {
+	var r requeuer
+	var errs [3]error
+	r.get, errs[0] = tx.PrepareContext(ctx, `SELECT state, owner, owner_token FROM items WHERE path = ?`)
+	r.insert, errs[1] = tx.PrepareContext(ctx, `INSERT INTO items (path, enqueued_at) VALUES (?, ?)`)
+	r.reset, errs[2] = tx.PrepareContext(ctx, `UPDATE items SET state = 'pending',
+		attempts = 0, next_attempt = 0, last_error = '', finished_at = 0,
+		bytes = 0, owner = 0, owner_token = '',
+		enqueued_at = CASE WHEN state IN ('done', 'failed', 'skipped') THEN ?1 ELSE enqueued_at END
+		WHERE path = ?2 AND NOT (state = 'pending' AND attempts = 0
+			AND next_attempt = 0 AND last_error = '')`)
+	if err := errors.Join(errs[:]...); err != nil {
+		r.close()
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (r *requeuer) close() {
+	for _, s := range []*sql.Stmt{r.get, r.insert, r.reset} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// one requeues path and returns 1 if it added or changed its row.
+func (r *requeuer) one(ctx context.Context, path string, now int64) (int64, error) {
+	var (
+		st    State
+		owner int
+		token string
+	)
+	err := r.get.QueryRowContext(ctx, path).Scan(&st, &owner, &token)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err := r.insert.ExecContext(ctx, path, now)
+		return 1, err
+	case err != nil:
+		return 0, err
+	case st == Uploading && ownerAlive(owner, token):
+		return 0, nil
+	}
+	res, err := r.reset.ExecContext(ctx, now, path)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// RetryFailed makes every failed row pending and due now, with attempts and
+// last error reset and enqueued anew. Returns how many rows it moved.
+//
+// Errors: only database errors, after which nothing was moved.
+func (q *Queue) RetryFailed(ctx context.Context) (int, error) {
+	var n int64
+	err := q.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE items SET state = 'pending',
+			attempts = 0, next_attempt = 0, last_error = '', finished_at = 0,
+			enqueued_at = ? WHERE state = 'failed'`, nanos(time.Now()))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("retry failed items: %w", err)
+	}
+	return int(n), nil
+}
+
+// Get returns the rows of paths, keyed by path; a path without a row is
+// absent from the map.
+//
+// Errors: only database errors.
+func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error) {
+	out := make(map[string]Item, len(paths))
+	for _, chunk := range chunks(paths) {
+		marks, args := placeholders(chunk)
+		rows, err := q.r.QueryContext(ctx,
+			`SELECT `+itemCols+` FROM items WHERE path IN (`+marks+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("get items: %w", classify(err))
+		}
+		for rows.Next() {
+			_, it, err := scanItem(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("get items: %w", classify(err))
+			}
+			out[it.Path] = it
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("get items: %w", classify(err))
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("get items: %w", classify(err))
+		}
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest NextAttempt among pending rows — the zero
+// Time when one is due now — so a drainer can sleep until then instead of
+// polling; ok is false when nothing is pending.
+//
+// Errors: only database errors.
+func (q *Queue) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var next sql.NullInt64
+	err := q.r.QueryRowContext(ctx,
+		`SELECT min(next_attempt) FROM items WHERE state = 'pending'`).Scan(&next)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("read next due: %w", classify(err))
+	}
+	if !next.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromNanos(next.Int64), true, nil
+}
+
+// Prune deletes done and skipped rows that finished before before, in
+// batches so the write lock is never held long. Failed rows are kept: they
+// are the record of why something was not uploaded. Returns how many rows
+// it deleted.
+//
+// Errors: a database error stops the prune; batches already committed stay
+// deleted, and the count returned with the error says how many.
+func (q *Queue) Prune(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		var n int64
+		err := q.write(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM items WHERE id IN (
+				SELECT id FROM items WHERE state IN ('done', 'skipped')
+				AND finished_at < ? LIMIT ?)`, nanos(before), pruneBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune items: %w", err)
+		}
+		total += int(n)
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

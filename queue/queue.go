@@ -1,0 +1,171 @@
+// Package queue is nixpush's persistent work queue: a SQLite table of opaque
+// item paths moving pending → uploading → done/failed/skipped. It knows
+// nothing of Nix. Every change is a short transaction, so a crash at any
+// point loses no row; an upload interrupted by a crash is found again by
+// RecoverOrphans.
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// State is where an item is in its life.
+type State string
+
+const (
+	Pending   State = "pending"   // waiting for its next attempt
+	Uploading State = "uploading" // claimed by the process in Item.Owner
+	Done      State = "done"      // uploaded
+	Failed    State = "failed"    // given up; RetryFailed or Requeue revive it
+	Skipped   State = "skipped"   // nothing to upload (e.g. garbage-collected)
+)
+
+// States lists every State, in pipeline order.
+var States = []State{Pending, Uploading, Done, Failed, Skipped}
+
+// Item is one row of the queue.
+type Item struct {
+	Path        string
+	State       State
+	Attempts    int
+	NextAttempt time.Time // zero when due now
+	LastError   string
+	EnqueuedAt  time.Time
+	FinishedAt  time.Time // zero unless done/failed/skipped
+	Bytes       int64     // compressed bytes uploaded (done rows)
+	Owner       int       // pid of the claiming process while uploading
+}
+
+var (
+	// ErrNewerSchema means the file was migrated by a newer nixpush; this
+	// build refuses it rather than misreading columns it does not know.
+	ErrNewerSchema = errors.New("queue database written by a newer nixpush")
+	// ErrCorrupt means the file is not a nixpush queue database or is
+	// damaged. Open never modifies such a file.
+	ErrCorrupt = errors.New("not a nixpush queue database or damaged")
+	// ErrNotClaimed is returned by Complete, Skip, Fail, Retry and Unclaim
+	// when the row is not uploading by this process (it was requeued,
+	// pruned or recovered meanwhile); the caller's outcome is dropped.
+	ErrNotClaimed = errors.New("item not claimed by this process")
+)
+
+// Queue is an open queue database. It is safe for concurrent use by many
+// goroutines, and several processes may open the same file.
+type Queue struct {
+	path string
+	// w carries every write: one connection whose transactions begin
+	// IMMEDIATE, so writers queue on SQLite's lock up front instead of
+	// failing to upgrade a read lock halfway through.
+	w *sql.DB
+	// r carries reads (Get, Status, …); WAL lets them run beside a writer.
+	r *sql.DB
+	// pid and token identify this process as the owner of claimed rows.
+	pid   int
+	token string
+}
+
+// busyTimeoutMS is how long a statement waits for another process's write
+// lock before failing with SQLITE_BUSY.
+const busyTimeoutMS = 10000
+
+// Open opens or creates the queue database at path, creating its parent
+// directory (0700) if needed, and applies pending migrations.
+//
+// Errors: a file that is not SQLite, is damaged (PRAGMA quick_check), or is
+// another program's SQLite database returns an error wrapping ErrCorrupt; a
+// schema version above the one this build knows returns an error wrapping
+// ErrNewerSchema. Both messages are one line naming the file, and the file
+// and any -wal beside it are left byte for byte as they were (at most an
+// empty -wal and a -shm appear). An empty (0-byte) file is initialised.
+// Other failures (permissions, a lock held past the busy timeout) are
+// returned wrapped with the path.
+func Open(path string) (*Queue, error) {
+	ctx := context.Background()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create queue dir: %w", err)
+	}
+	if err := inspect(ctx, path); err != nil {
+		return nil, err
+	}
+	q := &Queue{path: path, pid: os.Getpid(), token: processToken(os.Getpid())}
+	var err error
+	q.w, err = sql.Open("sqlite3", dsn(path, "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	q.w.SetMaxOpenConns(1)
+	if err := q.prepare(ctx); err != nil {
+		q.w.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, classify(err))
+	}
+	q.r, err = sql.Open("sqlite3", dsn(path, "_query_only=1"))
+	if err != nil {
+		q.w.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	return q, nil
+}
+
+// prepare switches a file inspect accepted to WAL and migrates it.
+func (q *Queue) prepare(ctx context.Context) error {
+	var mode string
+	if err := q.w.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("set wal mode: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("set wal mode: journal mode is still %q", mode)
+	}
+	return q.migrate(ctx)
+}
+
+// Close closes the database. Rows this process still has uploading stay so
+// until Unclaim is called first, or RecoverOrphans runs after this process
+// has exited.
+func (q *Queue) Close() error {
+	// optimize keeps the planner's statistics current for the indexes
+	// Status relies on; it is cheap and skipped when nothing changed.
+	_, _ = q.w.Exec("PRAGMA optimize")
+	errW := q.w.Close()
+	errR := q.r.Close()
+	if err := errors.Join(errW, errR); err != nil {
+		return fmt.Errorf("close queue: %w", err)
+	}
+	return nil
+}
+
+// write runs fn in one IMMEDIATE transaction on the write connection.
+func (q *Queue) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := q.w.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return classify(err)
+	}
+	return classify(tx.Commit())
+}
+
+// nanos stores t as unix nanoseconds, the zero Time as 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of nanos.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
