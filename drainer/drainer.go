@@ -1,32 +1,39 @@
 // Package drainer empties the queue into the cache: it claims queued
-// paths, pushes each one's closure through the uploader, and records the
-// outcome. It is the one place where failures are retried: transient ones
-// come back later with capped, jittered exponential backoff (the next
-// attempt time is stored in the queue, so a restart honours it), permanent
-// ones fail at once, and nothing is dropped without a recorded reason.
+// paths in batches, pushes their closures through the uploader, and
+// records the outcomes. It is the one place where failures are retried:
+// transient ones come back later with capped, jittered exponential backoff
+// (the next attempt time is stored in the queue, so a restart honours it),
+// permanent ones fail at once, and nothing is dropped without a recorded
+// reason.
 package drainer
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/uploader"
 )
+
+// batchSize bounds how many items one claim takes. Batches share one
+// closure query, one existence check per path and one commit of outcomes,
+// which is what makes thousands of small paths cheap.
+const batchSize = 256
+
+// parallelBatches lets the next batch start while the last uploads of the
+// previous one finish, keeping every upload slot busy.
+const parallelBatches = 2
 
 // Drainer runs the queue → uploader → cache half of the pipeline.
 type Drainer struct {
 	Queue       *queue.Queue
 	Uploader    *uploader.Uploader
 	Filter      uploader.Filter
-	Jobs        int           // paths processed at once
-	MaxAttempts int           // transient failures before a path is failed
-	Only        []string      // when set, drain just these paths (push, watch-exec)
+	MaxAttempts int      // transient failures before a path is failed
+	Only        []string // when set, drain just these paths (push, watch-exec)
 	Log         *zap.Logger
 	Retry       RetryPolicy
 	// ShutdownTimeout bounds how long uploads in flight may run on after
@@ -50,9 +57,6 @@ func (d *Drainer) Wake() {
 func (d *Drainer) init() {
 	d.initOne.Do(func() {
 		d.wake = make(chan struct{}, 1)
-		if d.Jobs < 1 {
-			d.Jobs = 1
-		}
 		if d.MaxAttempts < 1 {
 			d.MaxAttempts = 1
 		}
@@ -61,82 +65,74 @@ func (d *Drainer) init() {
 }
 
 // Run drains until ctx ends or, with untilEmpty, until no item it may
-// claim is pending or uploading. Items in flight when ctx ends get
-// ShutdownTimeout to finish; the rest are returned to pending.
+// claim is pending or uploading. Batches in flight when ctx ends get
+// ShutdownTimeout to finish; what they do not finish returns to pending.
 func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 	d.init()
 	// Uploads run on their own context so a shutdown lets them finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	stop := context.AfterFunc(ctx, func() {
-		if d.ShutdownTimeout > 0 {
-			time.AfterFunc(d.ShutdownTimeout, cancelWork)
-		} else {
-			cancelWork()
-		}
-	})
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d.ShutdownTimeout, cancelWork) })
 	defer stop()
 
-	slots := make(chan struct{}, d.Jobs)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	done := make(chan struct{}, d.Jobs)
+	running := 0
+	done := make(chan struct{}, parallelBatches)
+	defer func() {
+		for ; running > 0; running-- {
+			<-done
+		}
+	}()
 	for ctx.Err() == nil {
-		free := d.Jobs - len(slots)
-		var items []queue.Item
-		if free > 0 && !d.outage.paused(time.Now()) {
-			var err error
-			items, err = d.Queue.Claim(ctx, free, time.Now(), d.Only)
-			if err != nil {
-				return err
-			}
-		}
-		for _, it := range items {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.process(work, it)
-				<-slots
-				done <- struct{}{}
-			}()
-		}
-		if len(items) > 0 {
+		if running == parallelBatches || d.outage.paused(time.Now()) {
+			d.sleep(ctx, done, &running, d.outage.pausedUntil())
 			continue
 		}
-		if untilEmpty && len(slots) == 0 {
+		items, err := d.Queue.Claim(ctx, batchSize, time.Now(), d.Only)
+		if err != nil {
+			return err
+		}
+		if len(items) > 0 {
+			running++
+			go func() {
+				d.processBatch(work, items)
+				done <- struct{}{}
+			}()
+			continue
+		}
+		if untilEmpty && running == 0 {
 			if empty, err := d.empty(ctx); err != nil || empty {
 				return err
 			}
 		}
-		if err := d.wait(ctx, done); err != nil {
+		next, ok, err := d.Queue.NextDue(ctx)
+		if err != nil {
 			return err
 		}
+		if !ok || !next.After(time.Now()) {
+			// Nothing due, or due rows held by another process: look again
+			// within a minute (a Wake or a finished batch comes sooner).
+			next = time.Now().Add(time.Minute)
+		}
+		d.sleep(ctx, done, &running, next)
 	}
 	return nil
 }
 
-// wait sleeps until an upload finishes, new work is signalled, the next
-// retry falls due, an outage pause ends, or ctx ends.
-func (d *Drainer) wait(ctx context.Context, done <-chan struct{}) error {
-	until := time.Now().Add(time.Minute)
-	if next, ok, err := d.Queue.NextDue(ctx); err != nil {
-		return err
-	} else if ok && next.Before(until) {
-		until = next
-	}
-	if p := d.outage.pausedUntil(); p.After(time.Now()) && p.Before(until) {
-		until = p
+// sleep waits until a batch finishes, new work is signalled, until passes,
+// or ctx ends.
+func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, running *int, until time.Time) {
+	if until.IsZero() || until.Sub(time.Now()) > time.Minute {
+		until = time.Now().Add(time.Minute)
 	}
 	t := time.NewTimer(time.Until(until))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-done:
+		*running--
 	case <-d.wake:
 	case <-t.C:
 	}
-	return nil
 }
 
 // empty reports whether nothing this drainer may take is left to do.
@@ -158,84 +154,4 @@ func (d *Drainer) empty(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// process pushes one claimed item's closure and records what happened.
-func (d *Drainer) process(ctx context.Context, it queue.Item) {
-	log := d.Log.With(zap.String("path", it.Path))
-	bytes, err := d.push(ctx, it.Path)
-	now := time.Now()
-	// The outcome is recorded even when shutdown has cancelled ctx.
-	q := context.WithoutCancel(ctx)
-	var rerr error
-	switch {
-	case err == nil:
-		d.outage.succeeded()
-		rerr = d.Queue.Complete(q, it.Path, bytes, now)
-	case errors.Is(err, errSkip):
-		log.Info("skipped", zap.String("reason", err.Error()))
-		rerr = d.Queue.Skip(q, it.Path, err.Error(), now)
-	case ctx.Err() != nil:
-		// Shut down mid-upload: not the path's fault, so no attempt counts.
-		rerr = d.Queue.Unclaim(q, it.Path)
-	case isPermanent(err):
-		log.Error("push failed permanently", zap.Error(err))
-		rerr = d.Queue.Fail(q, it.Path, err.Error(), now)
-	case it.Attempts+1 >= d.MaxAttempts:
-		log.Error("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(err))
-		rerr = d.Queue.Fail(q, it.Path, err.Error(), now)
-	default:
-		next := now.Add(d.Retry.Delay(it.Attempts + 1))
-		if p := d.outage.failed(now, err); p.After(next) {
-			next = p
-		}
-		rerr = d.Queue.Retry(q, it.Path, err.Error(), next)
-	}
-	if rerr != nil && !errors.Is(rerr, queue.ErrNotClaimed) {
-		log.Error("record outcome", zap.Error(rerr))
-	}
-}
-
-// errSkip marks outcomes where there is nothing to upload.
-var errSkip = errors.New("skipped")
-
-type skipError struct{ reason string }
-
-func (e skipError) Error() string { return e.reason }
-func (e skipError) Is(t error) bool { return t == errSkip }
-
-// push uploads the closure of one path and returns the compressed bytes
-// written for the path itself (0 if it was already there).
-func (d *Drainer) push(ctx context.Context, path string) (int64, error) {
-	st := d.Uploader.Store
-	info, err := st.QueryPathInfo(ctx, path)
-	if errors.Is(err, nixstore.ErrNotValid) {
-		return 0, skipError{"no longer valid in the Nix store (garbage-collected?)"}
-	}
-	if err != nil {
-		return 0, err
-	}
-	if r := d.Filter.Check(info); r != uploader.Keep {
-		return 0, skipError{"filtered: " + r.String()}
-	}
-	closure, err := st.Closure(ctx, []string{path})
-	if errors.Is(err, nixstore.ErrNotValid) {
-		return 0, skipError{"closure no longer valid in the Nix store (garbage-collected?)"}
-	}
-	if err != nil {
-		return 0, err
-	}
-	plan, err := d.Uploader.Plan(ctx, closure, d.Filter)
-	if err != nil {
-		return 0, err
-	}
-	bytes, errs := d.Uploader.Upload(ctx, plan.Upload)
-	for _, err := range errs {
-		var pe *uploader.PathError
-		if errors.As(err, &pe) && pe.Path == path && errors.Is(err, uploader.ErrGone) {
-			return 0, skipError{uploader.ErrGone.Error()}
-		}
-		return 0, err // the first failure explains the item's
-	}
-	return bytes, nil
 }

@@ -69,6 +69,32 @@ func (s *Store) QueryPathInfos(ctx context.Context, paths []string) ([]*PathInfo
 	return infos, err
 }
 
+// QueryValid is QueryPathInfos for paths that may have been deleted: it
+// returns the records of the valid ones and lists the others, in one
+// transaction.
+func (s *Store) QueryValid(ctx context.Context, paths []string) (valid []*PathInfo, invalid []string, err error) {
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		q, err := newQuerier(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer q.close()
+		for _, p := range paths {
+			info, err := q.pathInfo(ctx, p)
+			switch {
+			case errors.Is(err, ErrNotValid):
+				invalid = append(invalid, p)
+			case err != nil:
+				return err
+			default:
+				valid = append(valid, info)
+			}
+		}
+		return nil
+	})
+	return valid, invalid, err
+}
+
 // Closure returns the given paths and everything they reference,
 // recursively, ordered so that every path comes after all of its
 // references (the order a cache must receive them in). It is read in one

@@ -103,23 +103,86 @@ func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]ro
 	return out, rows.Err()
 }
 
-// settle applies an outcome to path if this process has it uploading.
-func (q *Queue) settle(ctx context.Context, verb, path, set string, args ...any) error {
-	args = append(args, path, q.pid, q.token)
+// Outcome is what became of one claimed item.
+type Outcome struct {
+	Path   string
+	State  State     // Done, Skipped, Failed, or Pending to give the item back
+	Bytes  int64     // Done: compressed bytes sent
+	Reason string    // Skipped, Failed, Pending after a failure: why
+	Next   time.Time // Pending: when the item is due again
+	// Attempt counts a failed try (Failed, and Pending after a transient
+	// failure); Pending without it returns an item untried (shutdown).
+	Attempt bool
+}
+
+// outcomeSQL is the UPDATE ... SET clause of each kind of outcome; the
+// arguments are bytes, reason, next, now, attempt (0/1), in that order.
+var outcomeSQL = map[State]string{
+	Done:    `state = 'done', bytes = ?1, finished_at = ?4, last_error = ''`,
+	Skipped: `state = 'skipped', last_error = ?2, finished_at = ?4`,
+	Failed:  `state = 'failed', attempts = attempts + ?5, last_error = ?2, finished_at = ?4`,
+	Pending: `state = 'pending', attempts = attempts + ?5, last_error = CASE WHEN ?5 THEN ?2 ELSE last_error END, next_attempt = ?3`,
+}
+
+// Settle records the outcomes of claimed items in one transaction, so a
+// batch of small paths costs one commit rather than one each. An outcome
+// for an item this process does not have uploading (requeued, pruned or
+// recovered meanwhile) is dropped. Returns how many outcomes were applied.
+//
+// Errors: only database errors, after which nothing was applied.
+func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (int, error) {
+	var applied int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE items SET `+set+`, owner = 0, owner_token = ''
-			WHERE path = ? AND state = 'uploading' AND owner = ? AND owner_token = ?`, args...)
-		if err != nil {
-			return err
+		applied = 0
+		stmts := map[State]*sql.Stmt{}
+		defer func() {
+			for _, st := range stmts {
+				st.Close()
+			}
+		}()
+		for _, o := range outcomes {
+			set, ok := outcomeSQL[o.State]
+			if !ok {
+				return fmt.Errorf("no outcome %q for %s", o.State, o.Path)
+			}
+			st := stmts[o.State]
+			if st == nil {
+				var err error
+				st, err = tx.PrepareContext(ctx, `UPDATE items SET `+set+`, owner = 0, owner_token = ''
+					WHERE path = ?6 AND state = 'uploading' AND owner = ?7 AND owner_token = ?8`)
+				if err != nil {
+					return err
+				}
+				stmts[o.State] = st
+			}
+			attempt := 0
+			if o.Attempt {
+				attempt = 1
+			}
+			res, err := st.ExecContext(ctx, o.Bytes, o.Reason, nanos(o.Next), nanos(now), attempt,
+				o.Path, q.pid, q.token)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			applied += n
 		}
-		n, err := res.RowsAffected()
-		if err == nil && n == 0 {
-			err = ErrNotClaimed
-		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s item %s: %w", verb, path, err)
+		return 0, fmt.Errorf("record outcomes: %w", err)
+	}
+	return int(applied), nil
+}
+
+// settle records one outcome, reporting ErrNotClaimed if it was dropped.
+func (q *Queue) settle(ctx context.Context, verb string, o Outcome, now time.Time) error {
+	n, err := q.Settle(ctx, []Outcome{o}, now)
+	if err == nil && n == 0 {
+		err = ErrNotClaimed
+	}
+	if err != nil {
+		return fmt.Errorf("%s item %s: %w", verb, o.Path, err)
 	}
 	return nil
 }
@@ -129,8 +192,7 @@ func (q *Queue) settle(ctx context.Context, verb, path, set string, args ...any)
 // Errors: ErrNotClaimed if this process does not have path uploading;
 // otherwise database errors. On error the row is unchanged.
 func (q *Queue) Complete(ctx context.Context, path string, bytes int64, now time.Time) error {
-	return q.settle(ctx, "complete", path,
-		`state = 'done', bytes = ?, finished_at = ?, last_error = ''`, bytes, nanos(now))
+	return q.settle(ctx, "complete", Outcome{Path: path, State: Done, Bytes: bytes}, now)
 }
 
 // Skip records that path needs no upload, and why (e.g. it was
@@ -138,8 +200,7 @@ func (q *Queue) Complete(ctx context.Context, path string, bytes int64, now time
 //
 // Errors: as Complete.
 func (q *Queue) Skip(ctx context.Context, path, reason string, now time.Time) error {
-	return q.settle(ctx, "skip", path,
-		`state = 'skipped', last_error = ?, finished_at = ?`, reason, nanos(now))
+	return q.settle(ctx, "skip", Outcome{Path: path, State: Skipped, Reason: reason}, now)
 }
 
 // Fail records a permanent failure of path: it counts an attempt and keeps
@@ -147,9 +208,7 @@ func (q *Queue) Skip(ctx context.Context, path, reason string, now time.Time) er
 //
 // Errors: as Complete.
 func (q *Queue) Fail(ctx context.Context, path, reason string, now time.Time) error {
-	return q.settle(ctx, "fail", path,
-		`state = 'failed', attempts = attempts + 1, last_error = ?, finished_at = ?`,
-		reason, nanos(now))
+	return q.settle(ctx, "fail", Outcome{Path: path, State: Failed, Reason: reason, Attempt: true}, now)
 }
 
 // Retry returns path to pending after a transient failure: it counts an
@@ -157,9 +216,7 @@ func (q *Queue) Fail(ctx context.Context, path, reason string, now time.Time) er
 //
 // Errors: as Complete.
 func (q *Queue) Retry(ctx context.Context, path, reason string, next time.Time) error {
-	return q.settle(ctx, "retry", path,
-		`state = 'pending', attempts = attempts + 1, last_error = ?, next_attempt = ?`,
-		reason, nanos(next))
+	return q.settle(ctx, "retry", Outcome{Path: path, State: Pending, Reason: reason, Next: next, Attempt: true}, time.Now())
 }
 
 // Unclaim returns path to pending without counting an attempt, for a
@@ -167,7 +224,7 @@ func (q *Queue) Retry(ctx context.Context, path, reason string, next time.Time) 
 //
 // Errors: as Complete.
 func (q *Queue) Unclaim(ctx context.Context, path string) error {
-	return q.settle(ctx, "unclaim", path, `state = 'pending'`)
+	return q.settle(ctx, "unclaim", Outcome{Path: path, State: Pending}, time.Now())
 }
 
 // RecoverOrphans returns to pending, due now, every uploading row whose

@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -63,26 +64,50 @@ func (c Compression) Ext() string {
 	return ""
 }
 
-// zstdWindow caps the zstd window at 4 MiB: the parallel block encoder
+// zstdWindow caps the zstd window at 1 MiB: the parallel block encoder
 // holds a few windows per job, and this keeps a large NAR's peak memory
-// well under 100 MiB at a cost of well under 1 % in size.
-const zstdWindow = 4 << 20
+// well under 100 MiB at a cost of about 1 % in size.
+const zstdWindow = 1 << 20
 
-// NewWriter returns a compressing writer onto w. Closing it flushes the
-// compressed stream but does not close w.
-func (c Compression) NewWriter(w io.Writer) (io.WriteCloser, error) {
+// smallNAR is the size below which a NAR is compressed on one goroutine:
+// splitting it into parallel jobs would cost more than it saves.
+const smallNAR = 4 << 20
+
+// zstdPools keeps encoders for reuse: a new encoder allocates megabytes of
+// tables, which dominates the cost of compressing a small NAR.
+var zstdPools sync.Map // zstdKey → *sync.Pool
+
+type zstdKey struct {
+	level    zstd.EncoderLevel
+	parallel bool
+}
+
+// NewWriter returns a compressing writer onto w for a NAR of narSize
+// bytes. Closing it flushes the compressed stream but does not close w.
+func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, error) {
 	switch c.Method {
 	case "zstd":
 		level := zstd.SpeedDefault
 		if c.Level != 0 {
 			level = zstd.EncoderLevelFromZstd(c.Level)
 		}
-		return zstd.NewWriter(w,
-			zstd.WithEncoderLevel(level),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-			zstd.WithConcurrentBlocks(true),
-			zstd.WithWindowSize(zstdWindow),
-		)
+		key := zstdKey{level: level, parallel: narSize >= smallNAR && runtime.GOMAXPROCS(0) > 1}
+		pool, _ := zstdPools.LoadOrStore(key, &sync.Pool{})
+		enc, _ := pool.(*sync.Pool).Get().(*zstd.Encoder)
+		if enc == nil {
+			var err error
+			enc, err = zstd.NewWriter(nil,
+				zstd.WithEncoderLevel(level),
+				zstd.WithEncoderConcurrency(map[bool]int{true: runtime.GOMAXPROCS(0), false: 1}[key.parallel]),
+				zstd.WithConcurrentBlocks(key.parallel),
+				zstd.WithWindowSize(zstdWindow),
+			)
+			if err != nil {
+				return nil, err
+			}
+		}
+		enc.Reset(w)
+		return &pooledEncoder{Encoder: enc, pool: pool.(*sync.Pool)}, nil
 	case "xz":
 		cfg := xz.WriterConfig{}
 		if c.Level != 0 {
@@ -95,6 +120,21 @@ func (c Compression) NewWriter(w io.Writer) (io.WriteCloser, error) {
 		return nopCloser{w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", c.Method)
+}
+
+// pooledEncoder returns its encoder to the pool once the stream is done.
+type pooledEncoder struct {
+	*zstd.Encoder
+	pool *sync.Pool
+}
+
+func (p *pooledEncoder) Close() error {
+	err := p.Encoder.Close()
+	if err == nil {
+		p.Encoder.Reset(nil)
+		p.pool.Put(p.Encoder)
+	}
+	return err
 }
 
 type nopCloser struct{ io.Writer }

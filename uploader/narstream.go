@@ -59,16 +59,22 @@ func (s *narStream) result(key string, c Compression) Uploaded {
 	return u
 }
 
+// bufFor sizes a stage buffer for a NAR: a small NAR needs no megabyte
+// buffers, and allocating them per path would dominate its cost.
+func bufFor(narSize uint64) int {
+	return int(min(max(narSize+512, 4096), bufSize))
+}
+
 // produceNAR runs dump → hash → compress → w.
 func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression) error {
-	out := bufio.NewWriterSize(w, bufSize)
-	zw, err := c.NewWriter(out)
+	out := bufio.NewWriterSize(w, bufFor(info.NarSize))
+	zw, err := c.NewWriter(out, info.NarSize)
 	if err != nil {
 		return backoff.Permanent(err)
 	}
 	narHash := sha256.New()
 	counter := &countingWriter{}
-	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufSize)
+	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufFor(info.NarSize))
 	if err := store.DumpNAR(in, info.Path); err != nil {
 		return err
 	}

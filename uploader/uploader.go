@@ -75,50 +75,81 @@ type PathError struct {
 func (e *PathError) Error() string { return e.Path + ": " + e.Err.Error() }
 func (e *PathError) Unwrap() error { return e.Err }
 
+// Result is what became of one path of a plan.
+type Result struct {
+	Bytes uint64 // compressed NAR bytes written for it
+	Err   error  // a *PathError, or nil
+}
+
 // Upload pushes every path of a plan (references first, as MakePlan orders
 // them), streaming several NARs at once. A path's narinfo is written only
-// after its NAR and the narinfos of all its references are in the cache.
-// It returns the compressed bytes written and one *PathError per failed
-// path; a path whose reference failed fails too.
-func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) (int64, []error) {
-	flights := make([]*flight, len(plan))
-	for i, info := range plan {
-		flights[i] = u.start(ctx, info)
-	}
-	var errs []error
-	var bytes int64
+// after its NAR and the narinfos of all its references are in the cache;
+// a path whose reference failed fails too. It returns a Result per path.
+func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) map[string]Result {
+	flights := u.start(ctx, plan)
+	results := make(map[string]Result, len(plan))
 	for i, f := range flights {
 		<-f.done
+		r := Result{Bytes: f.bytes}
 		if f.err != nil {
-			errs = append(errs, &PathError{Path: plan[i].Path, Err: f.err})
+			r.Err = &PathError{Path: plan[i].Path, Err: f.err}
 		}
-		bytes += int64(f.bytes)
+		results[plan[i].Path] = r
 	}
-	return bytes, errs
+	return results
 }
 
-// start joins the path's upload in flight, or begins it.
-func (u *Uploader) start(ctx context.Context, info *nixstore.PathInfo) *flight {
+// dependency is the flight of one reference of a path.
+type dependency struct {
+	path string
+	f    *flight
+}
+
+// start joins the uploads of the plan's paths already in flight and begins
+// the others. Every flight of the plan is registered before any reference
+// is looked up, all under one lock, and each new upload keeps the flights
+// of its references from then on: a reference that fails and leaves the
+// in-flight map before its referrer's NAR is written still fails the
+// referrer (looking the reference up later would find nothing and let the
+// referrer's narinfo out).
+func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flight {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if f, ok := u.inflight[info.Path]; ok {
-		return f
+	flights := make([]*flight, len(plan))
+	var fresh []int
+	for i, info := range plan {
+		f, ok := u.inflight[info.Path]
+		if !ok {
+			f = &flight{done: make(chan struct{})}
+			u.inflight[info.Path] = f
+			fresh = append(fresh, i)
+		}
+		flights[i] = f
 	}
-	f := &flight{done: make(chan struct{})}
-	u.inflight[info.Path] = f
-	// The semaphore is FIFO, so uploads start in the plan's order:
-	// references first, and a referrer rarely waits long for them.
-	go func() {
-		f.bytes, f.err = u.uploadPath(ctx, info)
-		u.mu.Lock()
-		delete(u.inflight, info.Path)
-		u.mu.Unlock()
-		close(f.done)
-	}()
-	return f
+	for _, i := range fresh {
+		info, f := plan[i], flights[i]
+		// References not in flight were in the cache already or are
+		// filtered out.
+		var deps []dependency
+		for _, ref := range info.References {
+			if d := u.inflight[ref]; d != nil && ref != info.Path {
+				deps = append(deps, dependency{ref, d})
+			}
+		}
+		// The semaphore is FIFO, so uploads start roughly in the plan's
+		// order: references first, and a referrer rarely waits long for them.
+		go func() {
+			f.bytes, f.err = u.uploadPath(ctx, info, deps)
+			u.mu.Lock()
+			delete(u.inflight, info.Path)
+			u.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	return flights
 }
 
-func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) (uint64, error) {
+func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps []dependency) (uint64, error) {
 	if err := u.jobs.Acquire(ctx, 1); err != nil {
 		return 0, err
 	}
@@ -127,25 +158,15 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo) (uin
 	if err != nil {
 		return 0, err
 	}
-	// Wait for references being uploaded by this or another push; those
-	// not in flight were in the cache already or are filtered out.
-	for _, ref := range info.References {
-		if ref == info.Path {
-			continue
-		}
-		u.mu.Lock()
-		f := u.inflight[ref]
-		u.mu.Unlock()
-		if f == nil {
-			continue
-		}
+	// Wait for references being uploaded by this or another push.
+	for _, d := range deps {
 		select {
-		case <-f.done:
+		case <-d.f.done:
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
-		if f.err != nil {
-			return 0, fmt.Errorf("reference %s failed: %w", ref, f.err)
+		if d.f.err != nil {
+			return 0, fmt.Errorf("reference %s failed: %w", d.path, d.f.err)
 		}
 	}
 	ni, err := NewNarInfo(info, nar, u.Keys)

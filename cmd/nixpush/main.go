@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -51,7 +52,10 @@ func main() {
 	name := os.Args[1]
 	for _, c := range commands {
 		if c.name == name {
-			os.Exit(exitCode(c.run(signalContext(), os.Args[2:])))
+			stop := startCPUProfile()
+			code := exitCode(c.run(signalContext(), os.Args[2:]))
+			stop()
+			os.Exit(code)
 		}
 	}
 	fmt.Fprintf(os.Stderr, "nixpush: unknown command %q\n", name)
@@ -73,6 +77,24 @@ func signalContext() context.Context {
 		os.Exit(130)
 	}()
 	return ctx
+}
+
+// startCPUProfile writes a CPU profile to $NIXPUSH_CPUPROFILE, for
+// finding where a benchmark's time goes.
+func startCPUProfile() (stop func()) {
+	file := os.Getenv("NIXPUSH_CPUPROFILE")
+	if file == "" {
+		return func() {}
+	}
+	f, err := os.Create(file)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nixpush: cpu profile:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // exitCode prints err as one line on stderr and picks the exit status.

@@ -101,7 +101,7 @@ func runPush(ctx context.Context, args []string) error {
 		printSummary(&t.uploader.Stats, plan, 0)
 		return nil
 	}
-	d := df.drainer(t, q, tf.jobs, only, log)
+	d := df.drainer(t, q, only, log)
 	stop := startProgress(&t.uploader.Stats, total)
 	runErr := d.Run(ctx, true)
 	stop()

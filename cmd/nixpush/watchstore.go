@@ -50,7 +50,7 @@ func runWatchStore(ctx context.Context, args []string) error {
 	} else if n > 0 {
 		log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
 	}
-	d := df.drainer(t, q, tf.jobs, nil, log)
+	d := df.drainer(t, q, nil, log)
 	w := &watcher.Watcher{
 		Store:    t.store,
 		Queue:    q,
