@@ -33,7 +33,9 @@ type Drainer struct {
 	Uploader    *uploader.Uploader
 	Filter      uploader.Filter
 	MaxAttempts int      // transient failures before a path is failed
-	Only        []string // when set, drain just these paths (push, watch-exec)
+	// Only, when set, lists the paths this drainer may take (push,
+	// watch-exec: their own items); it may grow while Run runs.
+	Only func() []string
 	Log         *zap.Logger
 	Retry       RetryPolicy
 	// ShutdownTimeout bounds how long uploads in flight may run on after
@@ -87,9 +89,13 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 			d.sleep(ctx, done, &running, d.outage.pausedUntil())
 			continue
 		}
-		items, err := d.Queue.Claim(ctx, batchSize, time.Now(), d.Only)
-		if err != nil {
-			return err
+		var items []queue.Item
+		// An empty Only list means none of ours yet, not everything.
+		if only := d.only(); d.Only == nil || len(only) > 0 {
+			var err error
+			if items, err = d.Queue.Claim(ctx, batchSize, time.Now(), only); err != nil {
+				return err
+			}
 		}
 		if len(items) > 0 {
 			running++
@@ -135,16 +141,25 @@ func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, running *int,
 	}
 }
 
+// only is the claim filter: nil for every item.
+func (d *Drainer) only() []string {
+	if d.Only == nil {
+		return nil
+	}
+	return d.Only()
+}
+
 // empty reports whether nothing this drainer may take is left to do.
 func (d *Drainer) empty(ctx context.Context) (bool, error) {
-	if len(d.Only) == 0 {
+	only := d.only()
+	if d.Only == nil {
 		st, err := d.Queue.Status(ctx, time.Now())
 		if err != nil {
 			return false, err
 		}
 		return st.Counts[queue.Pending]+st.Counts[queue.Uploading] == 0, nil
 	}
-	items, err := d.Queue.Get(ctx, d.Only)
+	items, err := d.Queue.Get(ctx, only)
 	if err != nil {
 		return false, err
 	}

@@ -35,23 +35,43 @@ type Watcher struct {
 	Log   *zap.Logger
 	// Enqueued, when set, is told after each batch lands in the queue.
 	Enqueued func(paths []string)
+
+	mark    int64
+	persist bool // save the mark in the queue (the daemon) or keep it in memory (watch-exec)
 }
 
-// Init sets the high-water mark on first start: the DB's current mark, so
-// only paths registered from now on are pushed, or 0 to backfill the whole
-// store. A mark saved by an earlier run is kept.
-func (w *Watcher) Init(ctx context.Context, backfill bool) error {
-	if _, ok, err := w.Queue.GetMeta(ctx, MarkKey); err != nil || ok {
+// Resume makes the watcher continue from the mark saved in the queue, so
+// paths registered while nixpush was stopped are found. On first start the
+// mark is the DB's current one, so only paths registered from now on are
+// pushed, or 0 to backfill the whole store.
+func (w *Watcher) Resume(ctx context.Context, backfill bool) error {
+	w.persist = true
+	v, ok, err := w.Queue.GetMeta(ctx, MarkKey)
+	if err != nil {
 		return err
 	}
-	var mark int64
+	if ok {
+		w.mark, err = strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("queue meta %s = %q is not a number", MarkKey, v)
+		}
+		return nil
+	}
 	if !backfill {
-		var err error
-		if mark, err = w.Store.MaxID(ctx); err != nil {
+		if w.mark, err = w.Store.MaxID(ctx); err != nil {
 			return err
 		}
 	}
-	return w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(mark, 10))
+	return w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(w.mark, 10))
+}
+
+// StartNow makes the watcher see only paths registered from now on,
+// without touching the mark saved in the queue (watch-exec: a daemon may
+// own that mark).
+func (w *Watcher) StartNow(ctx context.Context) error {
+	var err error
+	w.mark, err = w.Store.MaxID(ctx)
+	return err
 }
 
 // Run scans now, then again on every wake-up and poll, until ctx ends.
@@ -119,14 +139,10 @@ func relevant(ev fsnotify.Event) bool {
 // Scan enqueues every path registered above the mark, in batches, moving
 // the mark after each batch is safely in the queue. Enqueueing is
 // idempotent, so a crash between the two steps only repeats work.
+// Scan must not run concurrently with itself.
 func (w *Watcher) Scan(ctx context.Context) error {
-	v, _, err := w.Queue.GetMeta(ctx, MarkKey)
-	if err != nil {
-		return err
-	}
-	mark, _ := strconv.ParseInt(v, 10, 64)
 	for {
-		regs, err := w.Store.RegisteredAfter(ctx, mark, batchSize)
+		regs, err := w.Store.RegisteredAfter(ctx, w.mark, batchSize)
 		if err != nil || len(regs) == 0 {
 			return err
 		}
@@ -139,12 +155,14 @@ func (w *Watcher) Scan(ctx context.Context) error {
 		if _, err := w.Queue.Enqueue(ctx, paths); err != nil {
 			return err
 		}
-		mark = regs[len(regs)-1].ID
-		if err := w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(mark, 10)); err != nil {
-			return err
+		w.mark = regs[len(regs)-1].ID
+		if w.persist {
+			if err := w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(w.mark, 10)); err != nil {
+				return err
+			}
 		}
 		if len(paths) > 0 {
-			w.Log.Debug("enqueued new paths", zap.Int("count", len(paths)), zap.Int64("mark", mark))
+			w.Log.Debug("enqueued new paths", zap.Int("count", len(paths)), zap.Int64("mark", w.mark))
 			if w.Enqueued != nil {
 				w.Enqueued(paths)
 			}

@@ -26,14 +26,19 @@ func (e *exitError) Unwrap() error { return e.err }
 type command struct {
 	name, summary string
 	run           func(ctx context.Context, args []string) error
+	// ownSignals: the command handles SIGINT/SIGTERM itself (watch-exec
+	// forwards them to its child) instead of having them cancel ctx.
+	ownSignals bool
 }
 
 var commands = []command{
-	{"push", "push store paths and their closures to a cache", runPush},
-	{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore},
-	{"status", "show what is queued, in flight, done and failed", runStatus},
-	{"retry", "requeue failed paths (--failed) or the given paths", runRetry},
-	{"keygen", "write a signing key pair in Nix's format", runKeygen},
+	{"push", "push store paths and their closures to a cache", runPush, false},
+	{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore, false},
+	{"status", "show what is queued, in flight, done and failed", runStatus, false},
+	{"retry", "requeue failed paths (--failed) or the given paths", runRetry, false},
+	{"watch-exec", "run a command, push what it builds, wait, exit with its code", runWatchExec, true},
+	{"enqueue", "record paths ($OUT_PATHS) in the queue and return at once (post-build-hook)", runEnqueue, false},
+	{"keygen", "write a signing key pair in Nix's format", runKeygen, false},
 }
 
 func usage() {
@@ -53,7 +58,11 @@ func main() {
 	for _, c := range commands {
 		if c.name == name {
 			stop := startCPUProfile()
-			code := exitCode(c.run(signalContext(), os.Args[2:]))
+			ctx := context.Background()
+			if !c.ownSignals {
+				ctx = signalContext()
+			}
+			code := exitCode(c.run(ctx, os.Args[2:]))
 			stop()
 			os.Exit(code)
 		}

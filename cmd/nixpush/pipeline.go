@@ -24,7 +24,7 @@ func (d *drainFlags) add(fs *pflag.FlagSet, defaultAttempts int) {
 }
 
 // drainer wires a queue to a target's uploader.
-func (d *drainFlags) drainer(t *target, q *queue.Queue, only []string, log *zap.Logger) *drainer.Drainer {
+func (d *drainFlags) drainer(t *target, q *queue.Queue, only func() []string, log *zap.Logger) *drainer.Drainer {
 	return &drainer.Drainer{
 		Queue:           q,
 		Uploader:        t.uploader,

@@ -54,17 +54,19 @@ func runPush(ctx context.Context, args []string) error {
 		}
 	}
 
+	// Paths are checked before tf.open creates the cache, so a bad one
+	// fails with nothing written.
+	roots, err := resolveArgs(ctx, tf.store, args)
+	if err != nil {
+		return err
+	}
 	t, err := tf.open(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer t.store.Close()
 	var plan uploader.Plan
-	if len(args) > 0 {
-		roots, err := resolveAll(ctx, t.store, args)
-		if err != nil {
-			return err
-		}
+	if len(roots) > 0 {
 		closure, err := t.store.Closure(ctx, roots)
 		if err != nil {
 			return err
@@ -101,7 +103,11 @@ func runPush(ctx context.Context, args []string) error {
 		printSummary(&t.uploader.Stats, plan, 0)
 		return nil
 	}
-	d := df.drainer(t, q, only, log)
+	var onlyFn func() []string
+	if !drainAll {
+		onlyFn = func() []string { return only }
+	}
+	d := df.drainer(t, q, onlyFn, log)
 	stop := startProgress(&t.uploader.Stats, total)
 	runErr := d.Run(ctx, true)
 	stop()
@@ -172,8 +178,17 @@ func readPaths(r io.Reader) ([]string, error) {
 	return paths, nil
 }
 
-// resolveAll maps arguments to valid store paths, failing on the first bad one.
-func resolveAll(ctx context.Context, store *nixstore.Store, args []string) ([]string, error) {
+// resolveArgs maps arguments to valid paths of the store at storeRoot,
+// failing on the first bad one.
+func resolveArgs(ctx context.Context, storeRoot string, args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	store, err := nixstore.Open(storeRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
 	roots := make([]string, 0, len(args))
 	for _, a := range args {
 		p, err := store.Resolve(a)

@@ -59,7 +59,7 @@ func runWatchStore(ctx context.Context, args []string) error {
 		Log:      log.Named("watcher"),
 		Enqueued: func([]string) { d.Wake() },
 	}
-	if err := w.Init(ctx, backfill); err != nil {
+	if err := w.Resume(ctx, backfill); err != nil {
 		return err
 	}
 	log.Info("watching", zap.String("store", t.store.RealStoreDir()), zap.String("cache", t.identity),

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// child is the command watch-exec wraps. Its stdin, stdout and stderr are
+// ours, untouched; SIGINT, SIGTERM and SIGHUP sent to nixpush are passed
+// on to it; and if nixpush dies, even by SIGKILL, the kernel sends it
+// SIGTERM, so it is never left running on its own.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // from Wait, once done is closed
+	sigs chan os.Signal
+}
+
+// exitCodeChildNotFound is the shell's code for a command that cannot run.
+const exitCodeChildNotFound = 127
+
+func startChild(argv []string) (*child, error) {
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), sigs: make(chan os.Signal, 4)}
+	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	signal.Notify(c.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	started := make(chan error, 1)
+	go func() {
+		// Pdeathsig fires when the thread that forked the child exits, not
+		// the process: keep this goroutine on its thread until the child
+		// is reaped.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := c.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	if err := <-started; err != nil {
+		signal.Stop(c.sigs)
+		return nil, &exitError{code: exitCodeChildNotFound, err: fmt.Errorf("start %s: %w", argv[0], err)}
+	}
+	go c.forwardSignals()
+	return c, nil
+}
+
+func (c *child) forwardSignals() {
+	for {
+		select {
+		case s := <-c.sigs:
+			_ = c.cmd.Process.Signal(s)
+		case <-c.done:
+			signal.Stop(c.sigs)
+			return
+		}
+	}
+}
+
+// kill ends the child when nixpush itself has failed.
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	<-c.done
+}
+
+// exitCode is the child's status as a shell reports it: its exit code, or
+// 128+N when killed by signal N.
+func (c *child) exitCode() int {
+	var ee *exec.ExitError
+	if c.err != nil && !errors.As(c.err, &ee) {
+		return 1
+	}
+	ws := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}

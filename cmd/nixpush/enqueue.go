@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/nix-community/go-nix/pkg/storepath"
+
+	"nixpush/nixstore"
+)
+
+// runEnqueue records store paths in a cache's queue and returns: Nix's
+// post-build-hook runs it after every build, so it must be quick and must
+// never claim success without having recorded the paths. A watch-store
+// daemon (or push --drain) uploads them.
+func runEnqueue(ctx context.Context, args []string) error {
+	fs := newFlagSet("enqueue", "--to CACHE-URL [PATH...]   (and/or $OUT_PATHS, as a post-build-hook)")
+	var stateDir, to string
+	fs.StringVar(&to, "to", "", "cache URL the paths are for (selects the queue)")
+	addStateDirFlag(fs, &stateDir)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if to == "" {
+		return &exitError{code: 2, err: errors.New("--to is required: it selects the cache's queue")}
+	}
+	u, err := url.Parse(to)
+	if err != nil {
+		return fmt.Errorf("cache URL: %w", err)
+	}
+	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), fs.Args()...)
+	if len(paths) == 0 {
+		return &exitError{code: 2, err: errors.New("no paths: give them as arguments or in $OUT_PATHS")}
+	}
+	// Checked by form only: opening the Nix DB here would slow every build.
+	for _, p := range paths {
+		if _, err := storepath.FromAbsolutePath(p); err != nil || !strings.HasPrefix(p, nixstore.StoreDir+"/") {
+			return fmt.Errorf("%s is not a store path", p)
+		}
+	}
+	q, err := openQueue(ctx, stateDir, cacheIdentity(u))
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if _, err := q.Enqueue(ctx, paths); err != nil {
+		return err
+	}
+	return nil
+}
