@@ -56,3 +56,30 @@ func (s *Store) RegisteredAfter(ctx context.Context, mark int64, limit int) ([]R
 	}
 	return regs, nil
 }
+
+// DerivationOutputs returns the output paths the DB records for a .drv.
+// Nix 2.8 runs post-build-hooks with an empty $OUT_PATHS; $DRV_PATH and
+// this lookup recover them.
+func (s *Store) DerivationOutputs(ctx context.Context, drvPath string) ([]string, error) {
+	var outs []string
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT o.path FROM DerivationOutputs o
+			JOIN ValidPaths v ON v.id = o.drv WHERE v.path = ? ORDER BY o.id`, drvPath)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				return err
+			}
+			outs = append(outs, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outputs of %s: %w", drvPath, err)
+	}
+	return outs, nil
+}

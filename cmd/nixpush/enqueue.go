@@ -19,8 +19,9 @@ import (
 // daemon (or push --drain) uploads them.
 func runEnqueue(ctx context.Context, args []string) error {
 	fs := newFlagSet("enqueue", "--to CACHE-URL [PATH...]   (and/or $OUT_PATHS, as a post-build-hook)")
-	var stateDir, to string
+	var stateDir, to, storeRoot string
 	fs.StringVar(&to, "to", "", "cache URL the paths are for (selects the queue)")
+	fs.StringVar(&storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
 	addStateDirFlag(fs, &stateDir)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -33,6 +34,13 @@ func runEnqueue(ctx context.Context, args []string) error {
 		return fmt.Errorf("cache URL: %w", err)
 	}
 	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), fs.Args()...)
+	if drv := os.Getenv("DRV_PATH"); len(paths) == 0 && drv != "" {
+		outs, err := derivationOutputs(ctx, storeRoot, drv)
+		if err != nil {
+			return err
+		}
+		paths = outs
+	}
 	if len(paths) == 0 {
 		return &exitError{code: 2, err: errors.New("no paths: give them as arguments or in $OUT_PATHS")}
 	}
@@ -51,4 +59,15 @@ func runEnqueue(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// derivationOutputs looks up a derivation's outputs in the Nix DB, for
+// Nix versions that leave $OUT_PATHS empty.
+func derivationOutputs(ctx context.Context, root, drv string) ([]string, error) {
+	store, err := nixstore.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	return store.DerivationOutputs(ctx, drv)
 }
