@@ -32,12 +32,12 @@ type Drainer struct {
 	Queue       *queue.Queue
 	Uploader    *uploader.Uploader
 	Filter      uploader.Filter
-	MaxAttempts int      // transient failures before a path is failed
+	MaxAttempts int // transient failures before a path is failed
 	// Only, when set, lists the paths this drainer may take (push,
 	// watch-exec: their own items); it may grow while Run runs.
-	Only func() []string
-	Log         *zap.Logger
-	Retry       RetryPolicy
+	Only  func() []string
+	Log   *zap.Logger
+	Retry RetryPolicy
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration
