@@ -112,6 +112,10 @@ func TestQueryPathInfoNotValid(t *testing.T) {
 	if _, err := st.Closure(t.Context(), []string{valid, bogus}); !errors.Is(err, nixstore.ErrNotValid) {
 		t.Errorf("Closure(valid, made-up) = %v, want ErrNotValid", err)
 	}
+	infos, invalid, err := st.QueryValid(t.Context(), []string{bogus, valid, bogus + "2"})
+	if err != nil || len(infos) != 1 || infos[0].Path != valid || !slices.Equal(invalid, []string{bogus, bogus + "2"}) {
+		t.Errorf("QueryValid(made-up, valid, made-up2) = %v, %q, %v", infos, invalid, err)
+	}
 }
 
 // checkClosure checks that got is the closure Nix computes for roots, with

@@ -121,5 +121,11 @@ func classify(err error) error {
 			return backoff.Permanent(err)
 		}
 	}
+	// os.Rename reports a directory in the object's place as EEXIST, not
+	// EISDIR: the same dead end.
+	var lerr *os.LinkError
+	if errors.As(err, &lerr) && lerr.Op == "rename" && errors.Is(lerr.Err, syscall.EEXIST) {
+		return backoff.Permanent(err)
+	}
 	return err
 }

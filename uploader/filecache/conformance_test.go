@@ -1,0 +1,19 @@
+package filecache_test
+
+import (
+	"testing"
+
+	"nixpush/uploader"
+	"nixpush/uploader/cachetest"
+	"nixpush/uploader/filecache"
+)
+
+func TestConformance(t *testing.T) {
+	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+		c, err := filecache.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
+}
