@@ -25,4 +25,4 @@ demo: deps
 	bash scripts/demo.sh
 
 bench: deps
-	$(GO) run ./bench
+	$(GO) run ./bench -write
