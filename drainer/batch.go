@@ -15,7 +15,9 @@ import (
 // processBatch pushes the closures of claimed items and records every
 // item's outcome in one commit.
 func (d *Drainer) processBatch(ctx context.Context, items []queue.Item) {
+	start := time.Now()
 	errs := d.pushBatch(ctx, items)
+	d.Metrics.Uploaded(time.Since(start))
 	now := time.Now()
 	outcomes := make([]queue.Outcome, 0, len(items))
 	for _, it := range items {
@@ -107,6 +109,7 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r itemResult, now 
 	switch {
 	case r.err == nil && r.skip == "":
 		d.outage.succeeded()
+		d.Metrics.Pushed(r.bytes)
 		o.State, o.Bytes = queue.Done, r.bytes
 	case r.err == nil:
 		log.Info("skipped", zap.String("reason", r.skip))
@@ -116,11 +119,14 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r itemResult, now 
 		o.State = queue.Pending
 	case isPermanent(r.err):
 		log.Error("push failed permanently", zap.Error(r.err))
+		d.Metrics.Failed("permanent")
 		o.State, o.Reason, o.Attempt = queue.Failed, r.err.Error(), true
 	case it.Attempts+1 >= d.MaxAttempts:
 		log.Error("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(r.err))
+		d.Metrics.Failed("gave_up")
 		o.State, o.Reason, o.Attempt = queue.Failed, r.err.Error(), true
 	default:
+		d.Metrics.Failed("transient")
 		next := now.Add(d.Retry.Delay(it.Attempts + 1))
 		if p := d.outage.failed(now, r.err); p.After(next) {
 			next = p

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"nixpush/metrics"
 	"nixpush/queue"
 	"nixpush/uploader"
 )
@@ -41,6 +42,7 @@ type Drainer struct {
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration
+	Metrics         *metrics.Metrics // may be nil
 
 	wake    chan struct{}
 	outage  outage
@@ -63,6 +65,7 @@ func (d *Drainer) init() {
 			d.MaxAttempts = 1
 		}
 		d.outage.log = d.Log
+		d.outage.metrics = d.Metrics
 	})
 }
 

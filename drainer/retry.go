@@ -7,6 +7,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
+
+	"nixpush/metrics"
 )
 
 // RetryPolicy spaces the attempts of one path: capped exponential growth
@@ -53,12 +55,13 @@ func isPermanent(err error) bool {
 // an unreachable cache costs one attempt per backoff interval rather than
 // one per queued path, and logs one line per interval instead of a flood.
 type outage struct {
-	mu     sync.Mutex
-	log    *zap.Logger
-	since  time.Time // zero when the cache works
-	until  time.Time // no claims before this
-	policy *backoff.ExponentialBackOff
-	errors int
+	mu      sync.Mutex
+	log     *zap.Logger
+	metrics *metrics.Metrics
+	since   time.Time // zero when the cache works
+	until   time.Time // no claims before this
+	policy  *backoff.ExponentialBackOff
+	errors  int
 }
 
 func (o *outage) paused(now time.Time) bool { return now.Before(o.pausedUntil()) }
@@ -80,6 +83,7 @@ func (o *outage) failed(now time.Time, err error) time.Time {
 	if o.since.IsZero() {
 		o.since = now
 		o.policy = DefaultRetry.newBackOff()
+		o.metrics.CacheFailing(now)
 	}
 	o.until = now.Add(o.policy.NextBackOff())
 	o.log.Error("cache failing, pausing uploads",
@@ -95,5 +99,6 @@ func (o *outage) succeeded() {
 		return
 	}
 	o.log.Info("cache recovered", zap.Duration("after", time.Since(o.since)), zap.Int("errors", o.errors))
+	o.metrics.CacheFailing(time.Time{})
 	o.since, o.until, o.errors = time.Time{}, time.Time{}, 0
 }

@@ -4,13 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // Registration is one row of the Nix DB's ValidPaths table: a path that
 // became valid, with the autoincrement id that orders registrations.
 type Registration struct {
-	ID   int64
-	Path string
+	ID         int64
+	Path       string
+	Registered time.Time // ValidPaths.registrationTime: whole seconds
 }
 
 // MaxID returns the highest ValidPaths id ever handed out: the high-water
@@ -37,16 +39,18 @@ func (s *Store) MaxID(ctx context.Context) (int64, error) {
 func (s *Store) RegisteredAfter(ctx context.Context, mark int64, limit int) ([]Registration, error) {
 	var regs []Registration
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, path FROM ValidPaths WHERE id > ? ORDER BY id LIMIT ?`, mark, limit)
+		rows, err := tx.QueryContext(ctx, `SELECT id, path, registrationTime FROM ValidPaths WHERE id > ? ORDER BY id LIMIT ?`, mark, limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var r Registration
-			if err := rows.Scan(&r.ID, &r.Path); err != nil {
+			var secs int64
+			if err := rows.Scan(&r.ID, &r.Path, &secs); err != nil {
 				return err
 			}
+			r.Registered = time.Unix(secs, 0)
 			regs = append(regs, r)
 		}
 		return rows.Err()

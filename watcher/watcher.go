@@ -15,6 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
+	"nixpush/metrics"
 	"nixpush/nixstore"
 	"nixpush/queue"
 )
@@ -35,6 +36,10 @@ type Watcher struct {
 	Log   *zap.Logger
 	// Enqueued, when set, is told after each batch lands in the queue.
 	Enqueued func(paths []string)
+	Metrics  *metrics.Metrics // may be nil
+	// Ready, when set, is called once the watches are in place and the
+	// first scan is done: from then on no registration is missed.
+	Ready func()
 
 	mark    int64
 	persist bool // save the mark in the queue (the daemon) or keep it in memory (watch-exec)
@@ -88,6 +93,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	poll := time.NewTicker(w.Poll)
 	defer poll.Stop()
+	ready := w.Ready
 	for {
 		if err := w.Scan(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -96,6 +102,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			// The DB may be briefly locked or mid-migration: the next
 			// wake-up or poll tries again.
 			w.Log.Warn("scan nix db", zap.Error(err))
+		}
+		if ready != nil {
+			ready()
+			ready = nil
 		}
 		if err := waitForChange(ctx, fsw, poll.C, w.Log); err != nil {
 			return nil
@@ -154,6 +164,10 @@ func (w *Watcher) Scan(ctx context.Context) error {
 		}
 		if _, err := w.Queue.Enqueue(ctx, paths); err != nil {
 			return err
+		}
+		now := time.Now()
+		for _, r := range regs {
+			w.Metrics.Detected(now.Sub(r.Registered))
 		}
 		w.mark = regs[len(regs)-1].ID
 		if w.persist {

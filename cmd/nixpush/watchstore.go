@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/metrics"
 	"nixpush/queue"
 	"nixpush/uploader"
 	"nixpush/watcher"
@@ -19,12 +21,15 @@ func runWatchStore(ctx context.Context, args []string) error {
 	var lf logFlags
 	var df drainFlags
 	var backfill bool
-	var poll, keepDone time.Duration
+	var poll, keepDone, unhealthyAfter time.Duration
+	var metricsAddr string
 	tf.add(fs)
 	df.add(fs, 20)
 	fs.BoolVar(&backfill, "backfill", false, "on first start, queue every path valid now (default: only paths registered from now on)")
 	fs.DurationVar(&poll, "poll-interval", 10*time.Second, "safety poll of the Nix DB, in case file events are lost")
 	fs.DurationVar(&keepDone, "keep-done", 72*time.Hour, "how long done and skipped rows stay in the queue")
+	fs.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (PORT alone means 127.0.0.1:PORT); off when empty")
+	fs.DurationVar(&unhealthyAfter, "unhealthy-after", 10*time.Minute, "/healthz fails once the cache has been failing this long")
 	lf.add(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -50,8 +55,16 @@ func runWatchStore(ctx context.Context, args []string) error {
 	} else if n > 0 {
 		log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
 	}
+	var m *metrics.Metrics
+	if metricsAddr != "" {
+		m = metrics.New(q)
+	}
 	d := df.drainer(t, q, nil, log)
+	d.Metrics = m
+	sd := notifier{log: log}
 	w := &watcher.Watcher{
+		Metrics:  m,
+		Ready:    sd.ready,
 		Store:    t.store,
 		Queue:    q,
 		Keep:     func(p string) bool { return t.filter.CheckName(p) == uploader.Keep },
@@ -69,6 +82,21 @@ func runWatchStore(ctx context.Context, args []string) error {
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error { return d.Run(gctx, false) })
 	g.Go(func() error { return housekeeping(gctx, q, keepDone, log) })
+	g.Go(func() error { sd.watchdog(gctx); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("stopping: letting uploads in flight finish", zap.Duration("shutdown_timeout", df.shutdownTimeout))
+		sd.stopping(df.shutdownTimeout)
+		return nil
+	})
+	if m != nil {
+		g.Go(func() error {
+			if err := m.Serve(gctx, metricsAddr, unhealthyAfter); err != nil {
+				return fmt.Errorf("serve metrics on %s: %w", metricsAddr, err)
+			}
+			return nil
+		})
+	}
 	err = g.Wait()
 	log.Info("stopped")
 	return err

@@ -1,0 +1,164 @@
+// Package metrics is what nixpush tells Prometheus and health checkers:
+// queue depth per state (read from the queue at scrape time), paths and
+// bytes pushed, failures by kind, detection and upload latencies, the last
+// success, and whether the cache has been failing for too long.
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"nixpush/queue"
+)
+
+// Metrics holds nixpush's collectors. A nil *Metrics is valid and records
+// nothing, so components need no "metrics enabled?" checks.
+type Metrics struct {
+	registry         *prometheus.Registry
+	pushed           prometheus.Counter
+	bytes            prometheus.Counter
+	failures         *prometheus.CounterVec
+	detection        prometheus.Histogram
+	upload           prometheus.Histogram
+	lastSuccess      prometheus.Gauge
+	failingSinceUnix atomic.Int64 // 0 while the cache works
+}
+
+// New registers the collectors; queueStatus is read at every scrape.
+func New(q *queue.Queue) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		pushed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixpush_paths_pushed_total", Help: "Queued store paths pushed to the cache.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixpush_bytes_pushed_total", Help: "Compressed bytes uploaded.",
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nixpush_failures_total", Help: "Failed push attempts, by kind (transient, permanent, gave_up).",
+		}, []string{"kind"}),
+		detection: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "nixpush_detection_latency_seconds", Help: "From a path's registration in the Nix DB to its row in the queue.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		upload: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "nixpush_upload_duration_seconds", Help: "Time to push one batch of claimed paths.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixpush_last_success_timestamp_seconds", Help: "When a path was last pushed.",
+		}),
+	}
+	m.registry.MustRegister(m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess,
+		&queueCollector{q: q}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Pushed records a path pushed with its compressed size.
+func (m *Metrics) Pushed(bytes int64) {
+	if m == nil {
+		return
+	}
+	m.pushed.Inc()
+	m.bytes.Add(float64(bytes))
+	m.lastSuccess.SetToCurrentTime()
+}
+
+// Failed records a failed attempt of the given kind.
+func (m *Metrics) Failed(kind string) {
+	if m != nil {
+		m.failures.WithLabelValues(kind).Inc()
+	}
+}
+
+// Detected records how long after registration a path was queued.
+func (m *Metrics) Detected(d time.Duration) {
+	if m != nil {
+		m.detection.Observe(d.Seconds())
+	}
+}
+
+// Uploaded records how long a batch took.
+func (m *Metrics) Uploaded(d time.Duration) {
+	if m != nil {
+		m.upload.Observe(d.Seconds())
+	}
+}
+
+// CacheFailing records whether the cache is failing, and since when.
+func (m *Metrics) CacheFailing(since time.Time) {
+	if m == nil {
+		return
+	}
+	if since.IsZero() {
+		m.failingSinceUnix.Store(0)
+	} else {
+		m.failingSinceUnix.CompareAndSwap(0, since.Unix())
+	}
+}
+
+// Serve serves /metrics and /healthz on addr ("PORT" alone means
+// 127.0.0.1:PORT) until ctx ends. /healthz answers 503 once the cache has
+// been failing for longer than unhealthyAfter.
+func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Duration) error {
+	if !strings.Contains(addr, ":") {
+		addr = "127.0.0.1:" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		status := map[string]any{"healthy": true}
+		code := http.StatusOK
+		if since := m.failingSinceUnix.Load(); since != 0 {
+			failing := time.Since(time.Unix(since, 0))
+			status["cache_failing_for_seconds"] = int(failing.Seconds())
+			if failing > unhealthyAfter {
+				status["healthy"] = false
+				code = http.StatusServiceUnavailable
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(status)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+// queueCollector reports queue depth per state, read when scraped.
+type queueCollector struct{ q *queue.Queue }
+
+var depthDesc = prometheus.NewDesc("nixpush_queue_items", "Queue rows per state.", []string{"state"}, nil)
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := c.q.Status(context.Background(), time.Now())
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(depthDesc, err)
+		return
+	}
+	for _, s := range queue.States {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(st.Counts[s]), string(s))
+	}
+}
