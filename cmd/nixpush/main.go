@@ -31,14 +31,21 @@ type command struct {
 	ownSignals bool
 }
 
-var commands = []command{
-	{"push", "push store paths and their closures to a cache", runPush, false},
-	{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore, false},
-	{"status", "show what is queued, in flight, done and failed", runStatus, false},
-	{"retry", "requeue failed paths (--failed) or the given paths", runRetry, false},
-	{"watch-exec", "run a command, push what it builds, wait, exit with its code", runWatchExec, true},
-	{"enqueue", "record paths ($OUT_PATHS) in the queue and return at once (post-build-hook)", runEnqueue, false},
-	{"keygen", "write a signing key pair in Nix's format", runKeygen, false},
+// commands is filled in init: the config file's vocabulary is read from
+// the commands' own flags, which refers back to this table.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"push", "push store paths and their closures to a cache", runPush, false},
+		{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore, false},
+		{"status", "show what is queued, in flight, done and failed", runStatus, false},
+		{"retry", "requeue failed paths (--failed) or the given paths", runRetry, false},
+		{"watch-exec", "run a command, push what it builds, wait, exit with its code", runWatchExec, true},
+		{"enqueue", "record paths ($OUT_PATHS) in the queue and return at once (post-build-hook)", runEnqueue, false},
+		{"keygen", "write a signing key pair in Nix's format", runKeygen, false},
+		{"config", "config check: validate the config file and print the effective settings", runConfig, false},
+	}
 }
 
 func usage() {
@@ -125,23 +132,33 @@ func exitCode(err error) int {
 	return 1
 }
 
-// newFlagSet returns a flag set that reports errors instead of exiting.
+// newFlagSet returns a flag set that reports errors instead of exiting,
+// with the --config flag every command shares.
 func newFlagSet(name, usageLine string) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: nixpush %s %s\n\nflags:\n%s", name, usageLine, fs.FlagUsages())
 	}
 	fs.SortFlags = false
+	fs.String(configFlag, "", "config file (default $NIXPUSH_CONFIG, else "+defaultConfigFile+" if it exists)")
 	return fs
 }
 
-// parseFlags parses args, turning a flag error into a usage error (exit 2).
+// parseFlags parses args, then fills the flags not given on the command
+// line from the config file. Errors are usage errors (exit 2).
 func parseFlags(fs *pflag.FlagSet, args []string) error {
+	if collectFlags != nil {
+		collectFlags(fs)
+		return errFlagsCollected
+	}
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
+		return &exitError{code: 2, err: err}
+	}
+	if err := applyConfig(fs); err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	return nil
