@@ -105,6 +105,15 @@ func (d *Drainer) pushBatch(ctx context.Context, items []queue.Item) map[string]
 // outcome classifies one item's result.
 func (d *Drainer) outcome(ctx context.Context, it queue.Item, r itemResult, now time.Time) queue.Outcome {
 	o := queue.Outcome{Path: it.Path}
+	reason := ""
+	if r.err != nil {
+		// The row names the path already; keep just why.
+		reason = r.err.Error()
+		var pe *uploader.PathError
+		if errors.As(r.err, &pe) && pe.Path == it.Path {
+			reason = pe.Err.Error()
+		}
+	}
 	log := d.Log.With(zap.String("path", it.Path))
 	switch {
 	case r.err == nil && r.skip == "":
@@ -120,18 +129,18 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r itemResult, now 
 	case isPermanent(r.err):
 		log.Error("push failed permanently", zap.Error(r.err))
 		d.Metrics.Failed("permanent")
-		o.State, o.Reason, o.Attempt = queue.Failed, r.err.Error(), true
+		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	case it.Attempts+1 >= d.MaxAttempts:
 		log.Error("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(r.err))
 		d.Metrics.Failed("gave_up")
-		o.State, o.Reason, o.Attempt = queue.Failed, r.err.Error(), true
+		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	default:
 		d.Metrics.Failed("transient")
 		next := now.Add(d.Retry.Delay(it.Attempts + 1))
 		if p := d.outage.failed(now, r.err); p.After(next) {
 			next = p
 		}
-		o.State, o.Reason, o.Next, o.Attempt = queue.Pending, r.err.Error(), next, true
+		o.State, o.Reason, o.Next, o.Attempt = queue.Pending, reason, next, true
 	}
 	return o
 }

@@ -24,6 +24,10 @@ import (
 // which is what makes thousands of small paths cheap.
 const batchSize = 256
 
+// idleRecheck is how often an idle drainer looks at the queue for items
+// added by other processes: one indexed query, negligible CPU.
+const idleRecheck = 2 * time.Second
+
 // parallelBatches lets the next batch start while the last uploads of the
 // previous one finish, keeping every upload slot busy.
 const parallelBatches = 2
@@ -117,10 +121,12 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		if err != nil {
 			return err
 		}
-		if !ok || !next.After(time.Now()) {
-			// Nothing due, or due rows held by another process: look again
-			// within a minute (a Wake or a finished batch comes sooner).
-			next = time.Now().Add(time.Minute)
+		if !ok || !next.After(time.Now()) || time.Until(next) > idleRecheck {
+			// Nothing due soon, or due rows held by another process. Other
+			// processes add work too (enqueue from a post-build-hook,
+			// retry): look again shortly. A Wake or a finished batch
+			// comes sooner.
+			next = time.Now().Add(idleRecheck)
 		}
 		d.sleep(ctx, done, &running, next)
 	}

@@ -191,6 +191,11 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	key := NARKey(info, u.Compression)
 	s := openNARStream(u.Store, info, u.Compression)
 	defer s.Close()
+	// A cancelled upload (shutdown timeout) must stop now, whatever the
+	// backend does with ctx: failing the stream stops both the producer
+	// and the backend's copy.
+	stop := context.AfterFunc(ctx, func() { s.pr.CloseWithError(ctx.Err()) })
+	defer stop()
 	if err := u.Cache.Put(ctx, key, s, TypeNAR); err != nil {
 		return Uploaded{}, u.explain(ctx, info, err)
 	}

@@ -12,23 +12,28 @@ import (
 
 // child is the command watch-exec wraps. Its stdin, stdout and stderr are
 // ours, untouched; SIGINT, SIGTERM and SIGHUP sent to nixpush are passed
-// on to it; and if nixpush dies, even by SIGKILL, the kernel sends it
-// SIGTERM, so it is never left running on its own.
+// on to it while it runs; and if nixpush dies, even by SIGKILL, the kernel
+// sends it SIGTERM, so it is never left running on its own.
 type child struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // from Wait, once done is closed
-	sigs chan os.Signal
 }
 
 // exitCodeChildNotFound is the shell's code for a command that cannot run.
 const exitCodeChildNotFound = 127
 
-func startChild(argv []string) (*child, error) {
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), sigs: make(chan os.Signal, 4)}
+// startChild starts the command. Signals are relayed from the moment it
+// starts: while it runs they are forwarded to it; once it has exited the
+// first one calls afterExit and a second exits nixpush at once. One
+// handler for both phases leaves no moment where a signal is lost or
+// takes its default action.
+func startChild(argv []string, afterExit func()) (*child, error) {
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	signal.Notify(c.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	started := make(chan error, 1)
 	go func() {
 		// Pdeathsig fires when the thread that forked the child exits, not
@@ -45,22 +50,31 @@ func startChild(argv []string) (*child, error) {
 		close(c.done)
 	}()
 	if err := <-started; err != nil {
-		signal.Stop(c.sigs)
+		signal.Stop(sigs)
 		return nil, &exitError{code: exitCodeChildNotFound, err: fmt.Errorf("start %s: %w", argv[0], err)}
 	}
-	go c.forwardSignals()
+	go c.relaySignals(sigs, afterExit)
 	return c, nil
 }
 
-func (c *child) forwardSignals() {
-	for {
+func (c *child) relaySignals(sigs <-chan os.Signal, afterExit func()) {
+	own := 0
+	for s := range sigs {
 		select {
-		case s := <-c.sigs:
-			_ = c.cmd.Process.Signal(s)
 		case <-c.done:
-			signal.Stop(c.sigs)
-			return
+		default:
+			// Signal fails with ErrProcessDone when the child was reaped
+			// meanwhile: then the signal is ours after all.
+			if err := c.cmd.Process.Signal(s); !errors.Is(err, os.ErrProcessDone) {
+				continue
+			}
 		}
+		if own++; own == 1 {
+			afterExit()
+			continue
+		}
+		fmt.Fprintln(os.Stderr, "nixpush: second signal, exiting now")
+		os.Exit(130)
 	}
 }
 

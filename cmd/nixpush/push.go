@@ -114,14 +114,12 @@ func runPush(ctx context.Context, args []string) error {
 	if runErr != nil {
 		return runErr
 	}
-	unfinished, err := unfinishedItems(q, only)
+	unfinished, err := unfinishedItems(q, only, drainAll)
 	if err != nil {
 		return err
 	}
 	printSummary(&t.uploader.Stats, plan, len(unfinished))
-	for _, it := range unfinished {
-		fmt.Fprintf(os.Stderr, "nixpush: %s %s: %s\n", it.State, it.Path, it.LastError)
-	}
+	explainUnfinished(unfinished, df.stateDir, t.identity)
 	if ctx.Err() != nil {
 		return &exitError{code: 130, err: fmt.Errorf("interrupted; paths not pushed stay queued in %s: nixpush watch-store or nixpush push --drain finishes them", df.stateDir)}
 	}
@@ -131,21 +129,22 @@ func runPush(ctx context.Context, args []string) error {
 	return nil
 }
 
-// unfinishedItems lists the items that did not end up done or skipped.
-func unfinishedItems(q *queue.Queue, only []string) ([]queue.Item, error) {
+// unfinishedItems lists the items of the given paths that did not end up
+// done or skipped; with no paths, the problems of the whole queue (a
+// push --drain).
+func unfinishedItems(q *queue.Queue, only []string, wholeQueue bool) ([]queue.Item, error) {
 	ctx := context.Background()
-	var items map[string]queue.Item
-	var err error
-	if len(only) > 0 {
-		items, err = q.Get(ctx, only)
-	} else {
-		var st queue.Status
-		st, err = q.Status(ctx, time.Now())
-		items = map[string]queue.Item{}
-		for _, it := range append(st.RecentFailures, st.PendingErrors...) {
-			items[it.Path] = it
+	if wholeQueue {
+		st, err := q.Status(ctx, time.Now())
+		if err != nil {
+			return nil, err
 		}
+		return append(st.RecentFailures, st.PendingErrors...), nil
 	}
+	if len(only) == 0 {
+		return nil, nil
+	}
+	items, err := q.Get(ctx, only)
 	if err != nil {
 		return nil, err
 	}
@@ -155,12 +154,23 @@ func unfinishedItems(q *queue.Queue, only []string) ([]queue.Item, error) {
 			out = append(out, it)
 		}
 	}
-	if len(only) == 0 {
-		for _, it := range items {
-			out = append(out, it)
-		}
-	}
 	return out, nil
+}
+
+// explainUnfinished prints what was not pushed and how to finish it.
+func explainUnfinished(items []queue.Item, stateDir, cache string) {
+	failed := false
+	for _, it := range items {
+		fmt.Fprintf(os.Stderr, "nixpush: %s %s: %s\n", it.State, it.Path, oneLine(it.LastError))
+		failed = failed || it.State == queue.Failed
+	}
+	if len(items) > 0 {
+		fmt.Fprintf(os.Stderr, "nixpush: they stay queued in %s: nixpush watch-store or nixpush push --drain --to %s pushes pending ones", stateDir, cache)
+		if failed {
+			fmt.Fprint(os.Stderr, "; failed ones need nixpush retry --failed first")
+		}
+		fmt.Fprintln(os.Stderr)
+	}
 }
 
 // readPaths reads whitespace-separated paths, as nix-store -qR prints them.

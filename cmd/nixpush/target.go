@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/spf13/pflag"
@@ -15,6 +18,8 @@ import (
 	"nixpush/nixstore"
 	"nixpush/uploader"
 	"nixpush/uploader/filecache"
+	"nixpush/uploader/httpcache"
+	"nixpush/uploader/s3cache"
 )
 
 // targetFlags are the flags every pushing command shares: where paths come
@@ -31,6 +36,8 @@ type targetFlags struct {
 	upstreamKeys []string
 	noUpstream   bool
 	priority     int
+	http         httpFlags
+	s3           s3Flags
 }
 
 func (t *targetFlags) add(fs *pflag.FlagSet) {
@@ -45,6 +52,8 @@ func (t *targetFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&t.upstreamKeys, "upstream-key", []string{"cache.nixos.org-1"}, "skip paths signed by this key: an upstream cache has them (repeatable)")
 	fs.BoolVar(&t.noUpstream, "no-upstream-filter", false, "push paths signed by upstream keys too")
 	fs.IntVar(&t.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
+	t.http.add(fs)
+	t.s3.add(fs)
 }
 
 // nixURLParams are the store settings Nix accepts in a binary cache URL
@@ -86,7 +95,8 @@ func (t *targetFlags) open(ctx context.Context, log *zap.Logger) (*target, error
 		keyFiles = append(keyFiles, k)
 	}
 	for k := range q {
-		if k != "compression" && k != "compression-level" && k != "secret-key" && !nixURLParams[k] {
+		if k != "compression" && k != "compression-level" && k != "secret-key" && !nixURLParams[k] &&
+			!(u.Scheme == "s3" && slices.Contains(s3cache.URLParams, k)) {
 			return nil, fmt.Errorf("cache URL: unknown setting %q", k)
 		}
 	}
@@ -119,7 +129,7 @@ func (t *targetFlags) open(ctx context.Context, log *zap.Logger) (*target, error
 		}
 	}
 
-	cache, err := openCache(u)
+	cache, err := openCache(ctx, u, t.http, t.s3)
 	if err != nil {
 		return nil, err
 	}
@@ -142,16 +152,53 @@ func (t *targetFlags) open(ctx context.Context, log *zap.Logger) (*target, error
 	}, nil
 }
 
+// httpFlags configure the http(s):// backend. The bearer token itself is
+// never a flag (it would show in ps): it comes from --token-file or the
+// environment variable NIXPUSH_TOKEN.
+type httpFlags struct {
+	tokenFile, caCert, netrcFile string
+	timeout                      time.Duration
+}
+
+func (h *httpFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&h.tokenFile, "token-file", "", "file holding a bearer token for an http(s) cache (else $NIXPUSH_TOKEN)")
+	fs.StringVar(&h.caCert, "ca-cert", "", "PEM file of CA certificates to trust for an https cache, besides the system's")
+	fs.StringVar(&h.netrcFile, "netrc-file", "", "netrc file with basic auth for an http(s) cache (default ~/.netrc if present)")
+	fs.DurationVar(&h.timeout, "http-timeout", httpcache.DefaultTimeout, "http(s) connect, TLS, response header and stalled-write timeout (never a whole upload)")
+}
+
+// s3Flags tune the s3:// backend's multipart uploads. Where the bucket is
+// (region, endpoint, scheme, profile) is in the URL, as for Nix.
+type s3Flags struct {
+	partSizeMiB int64
+	concurrency int
+}
+
+func (s *s3Flags) add(fs *pflag.FlagSet) {
+	fs.Int64Var(&s.partSizeMiB, "s3-part-size", s3cache.DefaultPartSize>>20, "s3 multipart part size in MiB (min 5); smaller NARs go up in one PUT")
+	fs.IntVar(&s.concurrency, "s3-concurrency", s3cache.DefaultConcurrency, "s3 parts of one NAR in flight; each upload buffers up to part size × this")
+}
+
 // openCache picks the backend for a URL's scheme.
-func openCache(u *url.URL) (uploader.Cache, error) {
+func openCache(ctx context.Context, u *url.URL, h httpFlags, s s3Flags) (uploader.Cache, error) {
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, fmt.Errorf("cache URL file://%s%s: a file URL needs three slashes (file:///dir)", u.Host, u.Path)
 		}
 		return filecache.New(u.Path)
+	case "http", "https":
+		return httpcache.New(u, httpcache.Config{
+			TokenFile: h.tokenFile,
+			Token:     os.Getenv("NIXPUSH_TOKEN"),
+			NetrcFile: h.netrcFile,
+			CACert:    h.caCert,
+			Timeout:   h.timeout,
+		})
+	case "s3":
+		return s3cache.New(ctx, u, s3cache.Config{PartSize: s.partSizeMiB << 20, Concurrency: s.concurrency})
 	case "":
-		return nil, fmt.Errorf("cache URL %q has no scheme (want file:///dir)", u.Redacted())
+		return nil, fmt.Errorf("cache URL %q has no scheme (want file:///dir or http(s)://host/path)", u.Redacted())
 	}
-	return nil, fmt.Errorf("cache URL scheme %q is not supported (want file://)", u.Scheme)
+	return nil, fmt.Errorf("cache URL scheme %q is not supported (want file://, http:// or https://)", u.Scheme)
 }

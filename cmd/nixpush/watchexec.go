@@ -85,7 +85,11 @@ func runWatchExec(_ context.Context, args []string) error {
 		return err
 	}
 
-	c, err := startChild(argv)
+	// After the command exits, a signal stops the wait for uploads (what
+	// is left stays queued); a second one exits at once.
+	afterChild, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
+	c, err := startChild(argv, stopWaiting)
 	if err != nil {
 		return err
 	}
@@ -117,28 +121,21 @@ func runWatchExec(_ context.Context, args []string) error {
 	if err := w.Scan(ctx); err != nil {
 		return &exitError{code: code, err: fmt.Errorf("find paths built by the command: %w", err)}
 	}
-	// From here a signal is ours again: the first stops the wait (what is
-	// left stays queued), a second exits at once.
-	drainCtx, cancel := context.WithTimeout(signalContext(), drainTimeout)
+	drainCtx, cancel := context.WithTimeout(afterChild, drainTimeout)
 	defer cancel()
 	go cancelOnStall(drainCtx, cancel, &t.uploader.Stats, stallTimeout, log)
 	if err := d.Run(drainCtx, true); err != nil {
 		return &exitError{code: code, err: err}
 	}
-	unfinished, err := unfinishedItems(q, mine)
+	unfinished, err := unfinishedItems(q, mine, false)
 	if err != nil {
 		return &exitError{code: code, err: err}
 	}
 	fmt.Fprintf(os.Stderr, "nixpush: pushed %d paths, %s, of %d new paths; %d not pushed\n",
 		t.uploader.Stats.Paths.Load(), mib(t.uploader.Stats.Bytes.Load()), len(mine), len(unfinished))
-	for _, it := range unfinished {
-		fmt.Fprintf(os.Stderr, "nixpush: %s %s: %s\n", it.State, it.Path, oneLine(it.LastError))
-	}
-	if len(unfinished) > 0 {
-		fmt.Fprintf(os.Stderr, "nixpush: they stay queued in %s: nixpush watch-store or nixpush push --drain --to %s finishes them\n", df.stateDir, t.identity)
-		if failOnPushError && code == 0 {
-			return &exitError{code: exitCodePushFailed}
-		}
+	explainUnfinished(unfinished, df.stateDir, t.identity)
+	if len(unfinished) > 0 && failOnPushError && code == 0 {
+		return &exitError{code: exitCodePushFailed}
 	}
 	return &exitError{code: code}
 }

@@ -1,0 +1,217 @@
+// Package nginxtest runs a real nginx for tests: a binary cache served
+// from a temp dir on 127.0.0.1, storing PUT bodies with WebDAV, as an
+// operator would set one up. Like internal/nixtest it fails, never skips,
+// when the server is missing, so a machine without nginx cannot make the
+// suite pass silently. scripts/nginx.sh runs the same configuration by hand.
+package nginxtest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Start runs nginx for the test and returns the cache's base URL
+// (http://127.0.0.1:PORT, no trailing slash) and the directory it serves.
+// Uploads land in cacheDir; nginx's temp files go to a sibling directory,
+// TempDir(cacheDir). nginx stops when the test ends.
+func Start(t testing.TB) (baseURL, cacheDir string) {
+	t.Helper()
+	return start(t, "")
+}
+
+// StartWithToken is Start with every request (HEAD, GET and PUT) refused
+// with 401 unless it carries "Authorization: Bearer TOKEN".
+func StartWithToken(t testing.TB, token string) (baseURL, cacheDir string) {
+	t.Helper()
+	return start(t, "Bearer "+token)
+}
+
+// StartWithBasicAuth is Start with every request refused with 401 unless
+// it carries HTTP basic auth for user and password.
+func StartWithBasicAuth(t testing.TB, user, password string) (baseURL, cacheDir string) {
+	t.Helper()
+	return start(t, "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+}
+
+// TempDir is where nginx keeps request bodies while they arrive: after a
+// failed or finished upload it is empty.
+func TempDir(cacheDir string) string {
+	return filepath.Join(filepath.Dir(cacheDir), "tmp", "body")
+}
+
+// Binary returns the nginx executable, failing the test when there is
+// none. Debian installs it in /usr/sbin, which a non-root PATH may lack.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	t.Fatal("nginx is required but not installed: run scripts/deps.sh (or apt-get install nginx)")
+	return ""
+}
+
+// Config is the nginx.conf for a cache under root listening on
+// 127.0.0.1:port; auth, when not empty, is the one Authorization header
+// value accepted. daemon says whether nginx detaches (scripts) or stays
+// in the foreground as a child of the test.
+func Config(root string, port int, auth string, daemon bool) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("# nixpush test cache: %s/cache on 127.0.0.1:%d; PUT stores files (WebDAV).", root, port)
+	p("# Everything nginx writes stays under %s.", root)
+	p("daemon %s;", map[bool]string{true: "on", false: "off"}[daemon])
+	p("worker_processes 2;")
+	if os.Geteuid() == 0 {
+		p("user root; # workers must write the test's private (0700) dirs")
+	}
+	p("pid %s/nginx.pid;", root)
+	p("error_log %s/error.log info;", root)
+	p("events { worker_connections 512; }")
+	p("http {")
+	p("    access_log %s/access.log;", root)
+	p("    client_body_temp_path %s/tmp/body;", root)
+	for _, m := range []string{"proxy", "fastcgi", "uwsgi", "scgi"} {
+		p("    %s_temp_path %s/tmp/%s;", m, root, m)
+	}
+	p("    default_type application/octet-stream;")
+	p("    types { text/x-nix-narinfo narinfo; }")
+	p("    server {")
+	p("        listen 127.0.0.1:%d;", port)
+	p("        root %s/cache;", root)
+	p("        autoindex off;")
+	p("        client_max_body_size 0;")
+	if auth != "" {
+		p("        if ($http_authorization != %q) { return 401; }", auth)
+	}
+	p("        location / {")
+	p("            dav_methods PUT;")
+	p("            create_full_put_path on;")
+	p("            dav_access user:rw group:r all:r;")
+	p("        }")
+	p("    }")
+	p("}")
+	return b.String()
+}
+
+func start(t testing.TB, auth string) (string, string) {
+	t.Helper()
+	bin := Binary(t)
+	if strings.ContainsAny(auth, "\"\\$;{}'\r\n") {
+		t.Fatalf("nginxtest: credentials with quotes, $, ;, braces or newlines cannot go into nginx.conf")
+	}
+	root := t.TempDir()
+	for _, d := range []string{"cache", "tmp"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The port is free when picked but may be taken before nginx binds it:
+	// then try another.
+	var lastErr error
+	for range 5 {
+		port := freePort(t)
+		url, err := run(t, bin, root, port, auth)
+		if err == nil {
+			return url, filepath.Join(root, "cache")
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "in use") {
+			break
+		}
+	}
+	t.Fatalf("start nginx: %v", lastErr)
+	return "", ""
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// run starts nginx in the foreground and waits until it answers.
+func run(t testing.TB, bin, root string, port int, auth string) (string, error) {
+	conf := filepath.Join(root, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(Config(root, port, auth, false)), 0o644); err != nil {
+		return "", err
+	}
+	errorLog := filepath.Join(root, "error.log")
+	cmd := exec.Command(bin, "-p", root, "-c", conf, "-e", errorLog)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers go with it
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("run %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	logs := func() string {
+		b, _ := os.ReadFile(errorLog)
+		return strings.TrimSpace(out.String() + "\n" + string(b))
+	}
+
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			return "", fmt.Errorf("nginx exited at start (%v):\n%s", err, logs())
+		case <-tick.C:
+		}
+		// Any answer will do: with autoindex off, / is 403 (or 401).
+		if resp, err := client.Get(url + "/"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			stop(cmd, exited)
+			return "", fmt.Errorf("nginx did not answer on %s within 15s:\n%s", url, logs())
+		}
+	}
+	t.Cleanup(func() {
+		stop(cmd, exited)
+		if t.Failed() {
+			access, _ := os.ReadFile(filepath.Join(root, "access.log"))
+			t.Logf("nginx error log:\n%s\nnginx access log:\n%s", logs(), access)
+		}
+	})
+	return url, nil
+}
+
+// stop shuts nginx down fast (SIGTERM: the master stops its workers),
+// and kills its process group if it lingers.
+func stop(cmd *exec.Cmd, exited chan error) {
+	pid := cmd.Process.Pid
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-exited
+	}
+	// Workers outliving a killed master would keep the port.
+	if err := syscall.Kill(-pid, 0); err == nil || !errors.Is(err, syscall.ESRCH) {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
