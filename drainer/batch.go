@@ -137,6 +137,12 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r itemResult, now 
 	default:
 		d.Metrics.Failed("transient")
 		next := now.Add(d.Retry.Delay(it.Attempts + 1))
+		// A server that said when to come back (429/503 Retry-After) is
+		// taken at its word when that is later than our own schedule.
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(r.err, &ra) && now.Add(ra.RetryAfter()).After(next) {
+			next = now.Add(ra.RetryAfter())
+		}
 		if p := d.outage.failed(now, r.err); p.After(next) {
 			next = p
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
@@ -29,9 +28,9 @@ func runEnqueue(ctx context.Context, args []string) error {
 	if to == "" {
 		return &exitError{code: 2, err: errors.New("--to is required: it selects the cache's queue")}
 	}
-	u, err := url.Parse(to)
+	u, err := parseCacheURL(to)
 	if err != nil {
-		return fmt.Errorf("cache URL: %w", err)
+		return err
 	}
 	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), fs.Args()...)
 	if drv := os.Getenv("DRV_PATH"); len(paths) == 0 && drv != "" {

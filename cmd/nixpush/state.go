@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -88,4 +89,18 @@ func queueFiles(stateDir string) ([]string, error) {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}
 	return files, nil
+}
+
+// parseCacheURL parses a cache URL. Its errors never repeat the URL, which
+// may carry a password.
+func parseCacheURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("cache URL is malformed: %v", err)
+	}
+	return u, nil
 }

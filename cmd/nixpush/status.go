@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -86,9 +85,9 @@ func runStatus(ctx context.Context, args []string) error {
 // selectQueues finds the queue files to report on.
 func selectQueues(stateDir, to string) ([]string, error) {
 	if to != "" {
-		u, err := url.Parse(to)
+		u, err := parseCacheURL(to)
 		if err != nil {
-			return nil, fmt.Errorf("cache URL: %w", err)
+			return nil, err
 		}
 		f := queueFile(stateDir, cacheIdentity(u))
 		if _, err := os.Stat(f); err != nil {
