@@ -43,18 +43,43 @@ deps_nix() {
 deps_tools() {
 	have zstd || APT_PKGS+=(zstd)
 	have sqlite3 || APT_PKGS+=(sqlite3)
+	# systemd-analyze verifies the unit file in the tests.
+	have systemd-analyze || APT_PKGS+=(systemd)
 }
 
-# TODO(later): nginx for the http(s):// backend tests, e.g.
-#   deps_nginx() { have nginx || APT_PKGS+=(nginx); }
-deps_nginx() { :; }
+# nginx with WebDAV PUT for the http(s):// backend tests, which start their
+# own nginx on 127.0.0.1 (scripts/nginx.sh, uploader/httpcache/nginxtest).
+# The package's postinst would start a system nginx on port 80; nothing
+# here needs it, so a policy-rc.d forbids service starts during the install.
+deps_nginx() {
+	if have nginx || [ -x /usr/sbin/nginx ]; then
+		return 0
+	fi
+	local policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+		"${SUDO[@]}" chmod 755 "$policy"
+		trap '"${SUDO[@]}" rm -f '"$policy" EXIT
+	fi
+	APT_PKGS+=(nginx)
+}
 
-# TODO(later): versitygw, the S3 server for the s3:// backend tests, e.g.
-#   deps_versitygw() {
-#   	have versitygw || [ -x "$(go env GOPATH)/bin/versitygw" ] ||
-#   		go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
-#   }
-deps_versitygw() { :; }
+# versitygw, the S3 server the s3:// backend tests start (posix backend on
+# 127.0.0.1): built from source with the Go toolchain, into $GOBIN or
+# $(go env GOPATH)/bin, where uploader/s3cache/s3test looks for it.
+deps_versitygw() {
+	have versitygw && return 0
+	if ! have go; then
+		echo "deps: go is missing; cannot install versitygw" >&2
+		exit 1
+	fi
+	local gobin
+	gobin=$(go env GOBIN)
+	[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+	[ -x "$gobin/versitygw" ] && return 0
+	echo "deps: go install versitygw@v1.8.0 (a few minutes)" >&2
+	go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+}
 
 # ---------------------------------------------------------------------------
 

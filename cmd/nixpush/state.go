@@ -44,11 +44,15 @@ const queueFileSuffix = ".queue.db"
 // cacheMetaKey records, in each queue, the cache its items are bound for.
 const cacheMetaKey = "cache"
 
-// cacheIdentity is a cache URL without its query (compression and key
-// settings do not change which cache it is) and without credentials.
+// cacheIdentity is a cache URL without credentials and without the
+// settings that do not change which cache it is (compression, keys). An
+// S3 endpoint does: one bucket name on two servers is two caches.
 func cacheIdentity(u *url.URL) string {
 	c := *u
 	c.RawQuery, c.Fragment, c.User = "", "", nil
+	if ep := u.Query().Get("endpoint"); u.Scheme == "s3" && ep != "" {
+		c.RawQuery = "endpoint=" + url.QueryEscape(ep)
+	}
 	return strings.TrimSuffix(c.String(), "/")
 }
 

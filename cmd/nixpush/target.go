@@ -175,8 +175,8 @@ type s3Flags struct {
 }
 
 func (s *s3Flags) add(fs *pflag.FlagSet) {
-	fs.Int64Var(&s.partSizeMiB, "s3-part-size", s3cache.DefaultPartSize>>20, "s3 multipart part size in MiB (min 5); smaller NARs go up in one PUT")
-	fs.IntVar(&s.concurrency, "s3-concurrency", s3cache.DefaultConcurrency, "s3 parts of one NAR in flight; each upload buffers up to part size × this")
+	fs.Int64Var(&s.partSizeMiB, "part-size", s3cache.DefaultPartSize>>20, "s3:// multipart upload part size in MiB (min 5); smaller NARs go up in one PUT")
+	fs.IntVar(&s.concurrency, "part-concurrency", s3cache.DefaultConcurrency, "s3:// parts of one NAR in flight; each upload buffers up to part size × this")
 }
 
 // openCache picks the backend for a URL's scheme.

@@ -1,0 +1,127 @@
+package s3cache
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+	"github.com/cenkalti/backoff/v4"
+)
+
+// transientCodes are S3 error codes that a later attempt can get past,
+// whatever their HTTP status.
+var transientCodes = map[string]bool{
+	"SlowDown":                true,
+	"Throttling":              true,
+	"ThrottlingException":     true,
+	"RequestLimitExceeded":    true,
+	"TooManyRequests":         true,
+	"RequestTimeout":          true, // 400: the server gave up on a slow body
+	"InternalError":           true,
+	"ServiceUnavailable":      true,
+	"OperationAborted":        true, // 409: a conflicting operation on the same key
+	"NoSuchUpload":            true, // the multipart upload vanished: a new Put starts over
+	"InvalidPart":             true, // a part went missing on the server's side
+	"IncompleteBody":          true, // the connection dropped mid-body
+	"RequestTimeoutException": true,
+}
+
+// authCodes are refusals of the credentials themselves.
+var authCodes = map[string]bool{
+	"AccessDenied":          true,
+	"InvalidAccessKeyId":    true,
+	"SignatureDoesNotMatch": true,
+	"InvalidToken":          true,
+	"ExpiredToken":          true,
+	"TokenRefreshRequired":  true,
+	"AllAccessDisabled":     true,
+	"AccountProblem":        true,
+	"InvalidSecurity":       true,
+	"XAdminUserNotFound":    true, // versitygw's answer (404) to an unknown access key
+}
+
+// httpStatus is the HTTP status of a failed call, 0 when no response came.
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// errorCode is the S3 error code ("NoSuchKey", "AccessDenied"...), or "".
+// Responses to HEAD have no body: their code is derived from the status
+// ("NotFound", "Forbidden").
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// missingObject reports a 404 for the object itself, not for its bucket
+// (NoSuchBucket) or an unknown user (versitygw's XAdminUserNotFound).
+func missingObject(err error) bool {
+	if httpStatus(err) != http.StatusNotFound {
+		return false
+	}
+	switch errorCode(err) {
+	case "NoSuchKey", "NotFound", "":
+		return true
+	}
+	return false
+}
+
+// isCredentialsError reports a request that was never sent because the
+// credential chain found nothing (or failed to refresh). The SDK has no
+// error type for it in every version: older ones fail in the signer,
+// newer ones in identity resolution, with a plain wrapped error.
+func isCredentialsError(err error) bool {
+	var se *v4.SigningError
+	if errors.As(err, &se) {
+		return true
+	}
+	return httpStatus(err) == 0 && (strings.Contains(err.Error(), "get identity: get credentials:") ||
+		strings.Contains(err.Error(), "failed to retrieve credentials"))
+}
+
+// classify applies the Cache error contract to an SDK error: refusals that
+// retrying cannot fix are wrapped with backoff.Permanent and say what to
+// fix; throttling, server errors and network failures (no response at
+// all: timeouts, resets, refused connections, DNS) stay plain, i.e.
+// transient. op names what failed ("put nar/x.nar"). SDK errors carry the
+// code, status and request id, never the credentials.
+func (c *Cache) classify(op string, err error) error {
+	var perm *backoff.PermanentError
+	if errors.As(err, &perm) {
+		return err
+	}
+	status, code := httpStatus(err), errorCode(err)
+	permanent := func(format string, args ...any) error {
+		return backoff.Permanent(fmt.Errorf("%s: %s: %w", op, fmt.Sprintf(format, args...), err))
+	}
+	switch {
+	case code == "NoSuchBucket":
+		return permanent("bucket %q does not exist at %s: create it or fix the cache URL", c.bucket, c)
+	case code == "RequestTimeTooSkewed":
+		return permanent("the clock differs too much from %s's: fix the system clock", c)
+	case transientCodes[code], status == 0, status == http.StatusRequestTimeout,
+		status == http.StatusTooManyRequests, status >= 500:
+		return fmt.Errorf("%s: %w", op, err)
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, authCodes[code]:
+		return permanent("access denied by %s: check AWS credentials / profile and the bucket policy", c)
+	case code == "PermanentRedirect", code == "AuthorizationHeaderMalformed",
+		code == "IllegalLocationConstraintException", status == http.StatusMovedPermanently:
+		return permanent("bucket %q is in another region: set ?region= in the cache URL", c.bucket)
+	case code == "EntityTooLarge":
+		return permanent("object too large for %s", c)
+	case status >= 400 && status < 500:
+		return permanent("request refused by %s", c)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,264 @@
+package s3cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/sync/errgroup"
+)
+
+// headSize is how much of a body Put reads before it needs a part-sized
+// buffer: narinfos and most NARs fit, and cost no more memory than this.
+const headSize = 256 << 10
+
+// maxParts is S3's limit on the parts of one multipart upload.
+const maxParts = 10_000
+
+// abortTimeout bounds the clean-up of a failed multipart upload, which
+// runs even when the caller's context is already cancelled.
+const abortTimeout = 30 * time.Second
+
+// Put streams r to the object. A body shorter than PartSize goes up in one
+// PutObject; a longer one as a multipart upload with up to Concurrency
+// parts in flight, so memory stays within PartSize × Concurrency whatever
+// the size. S3 shows an object only once its PUT or its multipart upload
+// completes, so readers see all of it or none; a failed multipart upload
+// is aborted, leaving neither object nor parts behind.
+func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
+	head := c.heads.Get().(*[]byte)
+	defer c.heads.Put(head)
+	n, eof, err := readPart(r, *head)
+	if err != nil {
+		return fmt.Errorf("put %s: read: %w", key, err)
+	}
+	if eof {
+		return c.putObject(ctx, key, (*head)[:n], contentType)
+	}
+	part := c.parts.Get().(*[]byte)
+	copy(*part, (*head)[:n])
+	m, eof, err := readPart(r, (*part)[n:])
+	switch {
+	case err != nil:
+		c.parts.Put(part)
+		return fmt.Errorf("put %s: read: %w", key, err)
+	case eof:
+		defer c.parts.Put(part)
+		return c.putObject(ctx, key, (*part)[:n+m], contentType)
+	}
+	return c.putMultipart(ctx, key, contentType, r, part)
+}
+
+// readPart fills buf from r. eof reports that r ended (n may be anything
+// up to len(buf)); err is r's failure, never io.EOF.
+func readPart(r io.Reader, buf []byte) (n int, eof bool, err error) {
+	n, err = io.ReadFull(r, buf)
+	switch err {
+	case nil:
+		return n, false, nil
+	case io.EOF, io.ErrUnexpectedEOF:
+		return n, true, nil
+	}
+	return n, false, err
+}
+
+func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentType string) error {
+	_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(c.bucket),
+		Key:           aws.String(c.key(key)),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+		ContentType:   optional(contentType),
+	})
+	if err != nil {
+		return c.classify("put "+key, err)
+	}
+	return nil
+}
+
+// putMultipart uploads first (a full part) and the rest of r as a
+// multipart upload. Buffers circulate through free: a part is read only
+// once an earlier one has been sent, so at most Concurrency buffers exist.
+func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.Reader, first *[]byte) error {
+	created, err := c.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      aws.String(c.bucket),
+		Key:         aws.String(c.key(key)),
+		ContentType: optional(contentType),
+	})
+	if err != nil {
+		c.parts.Put(first)
+		return c.classify("put "+key, err)
+	}
+	uploadID := created.UploadId
+
+	// Parts run on ctx, not on a context cancelled at the first failure:
+	// a part cut off mid-request can outlive an abort on the server and
+	// leave the upload behind. The parts in flight finish (boundedly)
+	// before the abort instead.
+	var (
+		g        errgroup.Group
+		mu       sync.Mutex
+		sent     []types.CompletedPart
+		failed   = make(chan struct{}) // closed at the first failed part
+		failOnce sync.Once
+	)
+	free := make(chan *[]byte, c.cfg.Concurrency) // nil: not allocated yet
+	for range c.cfg.Concurrency - 1 {
+		free <- nil
+	}
+	send := func(num int32, buf *[]byte, n int) {
+		g.Go(func() error {
+			defer func() { free <- buf }()
+			out, err := c.client.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket:        aws.String(c.bucket),
+				Key:           aws.String(c.key(key)),
+				UploadId:      uploadID,
+				PartNumber:    aws.Int32(num),
+				Body:          bytes.NewReader((*buf)[:n]),
+				ContentLength: aws.Int64(int64(n)),
+			})
+			if err != nil {
+				failOnce.Do(func() { close(failed) })
+				return c.classify(fmt.Sprintf("put %s: part %d", key, num), err)
+			}
+			mu.Lock()
+			sent = append(sent, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+			mu.Unlock()
+			return nil
+		})
+	}
+
+	send(1, first, len(*first))
+	readErr := func() error {
+		for num := int32(2); ; num++ {
+			var buf *[]byte
+			select {
+			case buf = <-free:
+			case <-failed:
+				return nil // g.Wait reports it
+			case <-ctx.Done():
+				return nil
+			}
+			if ctx.Err() != nil || isClosed(failed) {
+				free <- buf
+				return nil
+			}
+			if buf == nil {
+				buf = c.parts.Get().(*[]byte)
+			}
+			n, eof, err := readPart(r, *buf)
+			switch {
+			case err != nil:
+				free <- buf
+				return fmt.Errorf("put %s: read: %w", key, err)
+			case n == 0: // r ended on a part boundary
+				free <- buf
+			case num > maxParts:
+				free <- buf
+				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, c.cfg.PartSize))
+			default:
+				send(num, buf, n)
+			}
+			if eof {
+				return nil
+			}
+		}
+	}()
+	partErr := g.Wait()
+	for range len(free) {
+		if b := <-free; b != nil {
+			c.parts.Put(b)
+		}
+	}
+
+	err = readErr
+	if err == nil {
+		err = partErr
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("put %s: %w", key, ctx.Err())
+	}
+	if err == nil {
+		slices.SortFunc(sent, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
+		_, err = c.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket:          aws.String(c.bucket),
+			Key:             aws.String(c.key(key)),
+			UploadId:        uploadID,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: sent},
+		})
+		if err == nil {
+			return nil
+		}
+		err = c.classify("put "+key+": complete multipart upload", err)
+	}
+	return c.abort(ctx, key, uploadID, err)
+}
+
+// abortAttempts bounds the clean-up of a failed multipart upload. S3 may
+// keep a part that was still arriving when the abort came, so an abort
+// is checked, and repeated if the upload is still there.
+const abortAttempts = 3
+
+// abort removes a failed multipart upload and its parts, and returns
+// cause. It runs on its own deadline: a cancelled Put must still clean up.
+func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause error) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	var err error
+	for attempt := range abortAttempts {
+		if attempt > 0 {
+			select {
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			case <-actx.Done():
+				return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+			}
+		}
+		_, err = c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket:   aws.String(c.bucket),
+			Key:      aws.String(c.key(key)),
+			UploadId: uploadID,
+		})
+		if err != nil && errorCode(err) != "NoSuchUpload" {
+			continue
+		}
+		_, err = c.client.ListParts(actx, &s3.ListPartsInput{
+			Bucket:   aws.String(c.bucket),
+			Key:      aws.String(c.key(key)),
+			UploadId: uploadID,
+			MaxParts: aws.Int32(1),
+		})
+		if errorCode(err) == "NoSuchUpload" || httpStatus(err) == http.StatusNotFound {
+			return cause
+		}
+		if err == nil {
+			err = errors.New("upload still there after the abort")
+		}
+	}
+	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return aws.String(s)
+}
