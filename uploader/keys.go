@@ -24,6 +24,14 @@ func LoadSigningKey(file string) (signature.SecretKey, error) {
 	if err != nil {
 		return signature.SecretKey{}, backoff.Permanent(fmt.Errorf("signing key %s is not a Nix secret key (want NAME:BASE64, as nix-store --generate-binary-cache-key writes)", file))
 	}
+	// go-nix checks only the length. A key whose two halves (seed and
+	// public key) disagree signs narinfos no client can verify, so prove
+	// it: a signature must verify with the key's own public half.
+	const probe = "nixpush signing key self-test"
+	sig, err := k.Sign(nil, probe)
+	if err != nil || !k.ToPublicKey().Verify(probe, sig) {
+		return signature.SecretKey{}, backoff.Permanent(fmt.Errorf("signing key %s is corrupt: its secret and public halves do not match", file))
+	}
 	return k, nil
 }
 

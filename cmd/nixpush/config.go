@@ -78,18 +78,18 @@ func parseConfig(path string, raw []byte) (*config, error) {
 	for k, v := range doc {
 		if table, ok := v.(map[string]any); ok {
 			if _, isCommand := known[k]; !isCommand {
-				return nil, c.errorAt(k, "unknown command table [%s]", k)
+				return nil, c.errorAt("", k, "unknown command table [%s]", k)
 			}
 			for key := range table {
 				if !known[k][key] {
-					return nil, c.errorAt(key, "nixpush %s has no setting %q", k, key)
+					return nil, c.errorAt(k, key, "nixpush %s has no setting %q", k, key)
 				}
 			}
 			c.commands[k] = table
 			continue
 		}
 		if !anyCommandHas(known, k) {
-			return nil, c.errorAt(k, "unknown setting %q", k)
+			return nil, c.errorAt("", k, "unknown setting %q", k)
 		}
 		c.top[k] = v
 	}
@@ -115,16 +115,29 @@ func (c *config) apply(fs *pflag.FlagSet) error {
 		if f == nil || f.Changed || k == configFlag {
 			continue // another command's setting, or given on the command line
 		}
+		table := "" // where k is set, for error messages
+		if _, ok := c.commands[fs.Name()][k]; ok {
+			table = fs.Name()
+		}
 		values, err := configValues(settings[k])
 		if err != nil {
-			return c.errorAt(k, "%s: %v", k, err)
+			return c.errorAt(table, k, "%s: %v", k, err)
 		}
-		if _, repeatable := f.Value.(pflag.SliceValue); !repeatable && len(values) != 1 {
-			return c.errorAt(k, "%s takes one value, not a list", k)
+		sv, repeatable := f.Value.(pflag.SliceValue)
+		if !repeatable && len(values) != 1 {
+			return c.errorAt(table, k, "%s takes one value, not a list", k)
+		}
+		if repeatable && len(values) == 0 {
+			// An empty list clears the default (upstream-key = []).
+			if err := sv.Replace(nil); err != nil {
+				return c.errorAt(table, k, "%s: %v", k, err)
+			}
+			f.Changed = true
+			continue
 		}
 		for _, v := range values {
 			if err := fs.Set(k, v); err != nil {
-				return c.errorAt(k, "%s: %v", k, err)
+				return c.errorAt(table, k, "%s: %v", k, err)
 			}
 		}
 	}
@@ -150,15 +163,42 @@ func configValues(v any) ([]string, error) {
 	return nil, fmt.Errorf("unsupported value of type %T", v)
 }
 
-// errorAt names the file and the line where key is set.
-func (c *config) errorAt(key, format string, args ...any) error {
+// errorAt names the file and the line where key is set in table ("" for
+// the top level, where a table's own name is a key too).
+func (c *config) errorAt(table, key, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	re := regexp.MustCompile(`(?m)^\s*(\[\s*)?"?` + regexp.QuoteMeta(key) + `"?\s*(=|\])`)
-	if loc := re.FindStringIndex(c.text); loc != nil {
-		line := strings.Count(c.text[:loc[0]], "\n") + 1
+	if line := c.lineOf(table, key); line > 0 {
 		return fmt.Errorf("config %s line %d: %s", c.path, line, msg)
 	}
 	return fmt.Errorf("config %s: %s", c.path, msg)
+}
+
+var tableHeader = regexp.MustCompile(`^[ \t]*\[[ \t]*"?([^"\]]*?)"?[ \t]*\]`)
+
+// lineOf is the 1-based line that sets key in table, or that opens the
+// table key when table is ""; failing that, the first line that sets key
+// anywhere (inline tables); 0 if none does.
+func (c *config) lineOf(table, key string) int {
+	set := regexp.MustCompile(`^[ \t]*"?` + regexp.QuoteMeta(key) + `"?[ \t]*=`)
+	current, first := "", 0
+	for i, line := range strings.Split(c.text, "\n") {
+		if m := tableHeader.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			if table == "" && current == key {
+				return i + 1
+			}
+			continue
+		}
+		if set.MatchString(line) {
+			if current == table {
+				return i + 1
+			}
+			if first == 0 {
+				first = i + 1
+			}
+		}
+	}
+	return first
 }
 
 // errFlagsCollected stops a command right after it defined its flags.
@@ -246,12 +286,25 @@ func redactValue(f *pflag.Flag) string {
 	if sv, ok := f.Value.(pflag.SliceValue); ok {
 		return fmt.Sprintf("%q", sv.GetSlice())
 	}
-	v := f.Value.String()
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		v = u.Redacted()
-	}
+	v := redactURL(f.Value.String())
 	if f.Value.Type() == "string" {
 		return strconv.Quote(v)
 	}
 	return v
+}
+
+// redactURL hides the password of a URL, also of one that does not parse
+// or parses wrongly because the password holds '#', '/' or a bad escape:
+// then everything between "://" and the last '@' goes, if it has a ':'.
+func redactURL(v string) string {
+	if u, err := url.Parse(v); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(v, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok || at < 0 || !strings.Contains(rest[:at], ":") {
+		return v
+	}
+	user, _, _ := strings.Cut(rest[:at], ":")
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
