@@ -116,25 +116,19 @@ func buildNixpush(ctx context.Context, root string) (string, error) {
 type machine struct {
 	CPUs     int
 	CPUModel string
-	LoadAvg  string // /proc/loadavg's first three fields, at start
 	Go, Nix  string
 	Zstd     string
 	Revision string // git describe of the repo, "-dirty" with local changes
 }
 
 func describeMachine(ctx context.Context, root string) machine {
-	m := machine{CPUs: runtime.NumCPU(), CPUModel: "unknown", LoadAvg: "unknown"}
+	m := machine{CPUs: runtime.NumCPU(), CPUModel: "unknown"}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
 				m.CPUModel = strings.TrimSpace(v)
 				break
 			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
 		}
 	}
 	version := func(name string, args ...string) string {

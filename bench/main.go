@@ -26,18 +26,22 @@ type suite struct {
 	run           func(ctx context.Context, b *bench) (*report, error)
 }
 
-// suites lists every suite in the order -suite all runs them. Later ones
-// (daemon detection latency, the queue at scale, HTTP and S3 backends)
-// go here, each in its own suite_*.go.
+// suites lists every suite in the order -suite all runs them, each in
+// its own suite_*.go.
 var suites = []suite{
 	{"copy", "one push of a large tree and of 1,000 small paths to file://: nixpush vs nix copy vs dump|zstd", runCopySuite},
+	{"daemon", "watch-store detection latency: nix-store --add returns → row in the queue → narinfo in the cache", runDaemonSuite},
+	{"queue", "the queue at scale: enqueue 100,000 paths, then nixpush status --json on them", runQueueSuite},
+	{"idle", "watch-store with nothing to do: CPU share and memory over -idle-seconds", runIdleSuite},
+	{"watchexec", "watch-exec -- nix-build vs nix-build alone vs nix-build then nix copy", runWatchExecSuite},
 }
 
 // bench is what every suite gets: the options and the shared setup.
 type bench struct {
-	runs int
-	work *workspace
-	bin  string // the nixpush binary built for this run
+	runs        int
+	idleSeconds int
+	work        *workspace
+	bin         string // the nixpush binary built for this run
 }
 
 func main() {
@@ -45,8 +49,10 @@ func main() {
 	workDir := flag.String("work", "/tmp/nixpush-bench", "work dir caching the store and inputs between runs")
 	write := flag.Bool("write", false, "also rewrite docs/benchmarks.md with the results")
 	suiteList := flag.String("suite", "copy", "comma-separated suites to run, or all:\n"+suiteHelp())
+	idleSeconds := flag.Int("idle-seconds", 60, "idle suite: how long to watch the idle daemon")
+	prebuilt := flag.String("nixpush", "", "measure this nixpush binary instead of building ./cmd/nixpush")
 	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 {
+	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -57,47 +63,57 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, selected, *runs, *workDir, *write); err != nil {
+	if err := run(ctx, selected, &bench{runs: *runs, idleSeconds: *idleSeconds, bin: *prebuilt}, *workDir, *write); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, selected []suite, runs int, workDir string, write bool) error {
+// run runs the selected suites with b's options, filling in b's
+// workspace and binary.
+func run(ctx context.Context, selected []suite, b *bench, workDir string, write bool) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	p := &page{
-		Command: strings.Join(append([]string{"go run ./bench"}, os.Args[1:]...), " "),
-		Date:    time.Now(),
-		Machine: describeMachine(ctx, root),
-		Runs:    runs,
+	command := strings.Join(append([]string{"go run ./bench"}, os.Args[1:]...), " ")
+	machine := describeMachine(ctx, root)
+	p := &page{}
+	switch {
+	case b.bin != "":
+		// A given binary (-nixpush) need not match the tree: say so.
+		if b.bin, err = filepath.Abs(b.bin); err != nil {
+			return err
+		}
+		machine.Revision = "binary " + b.bin + " (-nixpush), tree " + machine.Revision
+	default:
+		logf("building nixpush")
+		bin, err := buildNixpush(ctx, root)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(filepath.Dir(bin))
+		b.bin = bin
 	}
-	logf("building nixpush")
-	bin, err := buildNixpush(ctx, root)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(filepath.Dir(bin))
 	w, err := openWorkspace(ctx, workDir)
 	if err != nil {
 		return err
 	}
-	b := &bench{runs: runs, work: w, bin: bin}
+	b.work = w
 	for _, s := range selected {
 		logf("suite %s", s.name)
+		date, loadStart := time.Now(), loadAverage()
 		r, err := s.run(ctx, b)
 		if err != nil {
 			return fmt.Errorf("suite %s: %w", s.name, err)
 		}
+		r.Command, r.Date, r.Machine, r.LoadStart, r.LoadEnd = command, date, machine, loadStart, loadAverage()
 		p.Reports = append(p.Reports, r)
 	}
-	text := p.markdown()
-	fmt.Print(text)
+	fmt.Print(p.markdown())
 	if write {
 		doc := filepath.Join(root, "docs", "benchmarks.md")
-		if err := writeDoc(doc, text); err != nil {
+		if err := updateDoc(doc, p.Reports); err != nil {
 			return err
 		}
 		logf("wrote %s", doc)

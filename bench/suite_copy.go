@@ -59,7 +59,9 @@ const copyIntro = "Each tool puts the same paths of one private store (`nix-stor
 
 // runCopySuite measures one push of each input with every tool.
 func runCopySuite(ctx context.Context, b *bench) (*report, error) {
-	r := &report{Title: "Push to a file:// cache: nixpush vs nix copy", Intro: copyIntro}
+	r := &report{Title: "Push to a file:// cache: nixpush vs nix copy", Intro: copyIntro,
+		Method: fmt.Sprintf("%d per tool, interleaved (nixpush, nix copy, limit, nixpush, ...); "+
+			"tables show the median, the minimum, and for memory the maximum", b.runs)}
 	tools := []tool{nixpushTool{bin: b.bin}, nixCopyTool{}, limitTool{}}
 	for _, c := range copyCases {
 		in, err := c.input(b.work, ctx)
