@@ -39,7 +39,7 @@ func corrupt(path, detail string) error {
 // which never checkpoints a -wal into the main file nor rolls a journal
 // back, so a refused file stays byte for byte as it was — what is left to
 // salvage is the user's to decide.
-func inspect(ctx context.Context, path string) error {
+func inspect(ctx context.Context, path string, checkPages bool) error {
 	exists, err := checkHeader(path)
 	if err != nil || !exists {
 		return err
@@ -49,8 +49,10 @@ func inspect(ctx context.Context, path string) error {
 		return fmt.Errorf("open queue %s: %w", path, err)
 	}
 	defer db.Close()
-	if err := checkIntegrity(ctx, db, path); err != nil {
-		return err
+	if checkPages {
+		if err := checkIntegrity(ctx, db, path); err != nil {
+			return err
+		}
 	}
 	return checkOwnership(ctx, db, path)
 }

@@ -87,12 +87,21 @@ const busyTimeoutMS = 10000
 // empty -wal and a -shm appear). An empty (0-byte) file is initialised.
 // Other failures (permissions, a lock held past the busy timeout) are
 // returned wrapped with the path.
-func Open(path string) (*Queue, error) {
+func Open(path string) (*Queue, error) { return open(path, true) }
+
+// OpenFast is Open without PRAGMA quick_check, whose cost grows with the
+// file (tens of milliseconds at 100,000 rows): for short-lived commands
+// such as status and a post-build-hook's enqueue, which must be quick. A
+// damaged page still fails with ErrCorrupt when a query reads it; the
+// long-running daemon opens with Open and checks the whole file.
+func OpenFast(path string) (*Queue, error) { return open(path, false) }
+
+func open(path string, checkPages bool) (*Queue, error) {
 	ctx := context.Background()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue dir: %w", err)
 	}
-	if err := inspect(ctx, path); err != nil {
+	if err := inspect(ctx, path, checkPages); err != nil {
 		return nil, err
 	}
 	q := &Queue{path: path, pid: os.Getpid(), token: processToken(os.Getpid())}

@@ -49,7 +49,7 @@ func runEnqueue(ctx context.Context, args []string) error {
 			return fmt.Errorf("%s is not a store path", p)
 		}
 	}
-	q, err := openQueue(ctx, stateDir, cacheIdentity(u))
+	q, err := openQueue(ctx, stateDir, cacheIdentity(u), false)
 	if err != nil {
 		return err
 	}

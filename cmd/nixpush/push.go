@@ -76,7 +76,7 @@ func runPush(ctx context.Context, args []string) error {
 		}
 	}
 
-	q, err := openQueue(ctx, df.stateDir, t.identity)
+	q, err := openQueue(ctx, df.stateDir, t.identity, false)
 	if err != nil {
 		return err
 	}

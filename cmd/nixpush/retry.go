@@ -42,7 +42,7 @@ func runRetry(ctx context.Context, args []string) error {
 // retryIn requeues in one queue: all failed rows, or those of the paths
 // that the queue has.
 func retryIn(ctx context.Context, file string, failed bool, paths []string) (int, error) {
-	q, err := queue.Open(file)
+	q, err := queue.OpenFast(file)
 	if err != nil {
 		return 0, err
 	}

@@ -70,9 +70,15 @@ func queueFile(stateDir, identity string) string {
 	return filepath.Join(stateDir, slug+"-"+hex.EncodeToString(sum[:4])+queueFileSuffix)
 }
 
-// openQueue opens (creating) the queue of a cache.
-func openQueue(ctx context.Context, stateDir, identity string) (*queue.Queue, error) {
-	q, err := queue.Open(queueFile(stateDir, identity))
+// openQueue opens (creating) the queue of a cache. Only the daemon, which
+// runs for months, pays for a full page check of the file at start; the
+// quick commands skip it (a damaged page still fails when read).
+func openQueue(ctx context.Context, stateDir, identity string, checkPages bool) (*queue.Queue, error) {
+	open := queue.OpenFast
+	if checkPages {
+		open = queue.Open
+	}
+	q, err := open(queueFile(stateDir, identity))
 	if err != nil {
 		return nil, err
 	}

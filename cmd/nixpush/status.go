@@ -99,7 +99,7 @@ func selectQueues(stateDir, to string) ([]string, error) {
 }
 
 func readQueueStatus(ctx context.Context, file string, now time.Time) (queueStatus, error) {
-	q, err := queue.Open(file)
+	q, err := queue.OpenFast(file)
 	if err != nil {
 		return queueStatus{}, err
 	}

@@ -58,7 +58,7 @@ func runWatchExec(_ context.Context, args []string) error {
 		return err
 	}
 	defer t.store.Close()
-	q, err := openQueue(ctx, df.stateDir, t.identity)
+	q, err := openQueue(ctx, df.stateDir, t.identity, false)
 	if err != nil {
 		return err
 	}

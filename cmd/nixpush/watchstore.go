@@ -44,7 +44,7 @@ func runWatchStore(ctx context.Context, args []string) error {
 		return err
 	}
 	defer t.store.Close()
-	q, err := openQueue(ctx, df.stateDir, t.identity)
+	q, err := openQueue(ctx, df.stateDir, t.identity, true)
 	if err != nil {
 		return err
 	}
