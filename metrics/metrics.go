@@ -30,7 +30,7 @@ type Metrics struct {
 	detection        prometheus.Histogram
 	upload           prometheus.Histogram
 	lastSuccess      prometheus.Gauge
-	failingSinceUnix atomic.Int64 // 0 while the cache works
+	failingSinceNano atomic.Int64 // unix ns, 0 while the cache works (whole seconds would fail /healthz up to 1 s early)
 }
 
 // New registers the collectors; queueStatus is read at every scrape.
@@ -100,9 +100,9 @@ func (m *Metrics) CacheFailing(since time.Time) {
 		return
 	}
 	if since.IsZero() {
-		m.failingSinceUnix.Store(0)
+		m.failingSinceNano.Store(0)
 	} else {
-		m.failingSinceUnix.CompareAndSwap(0, since.Unix())
+		m.failingSinceNano.CompareAndSwap(0, since.UnixNano())
 	}
 }
 
@@ -122,8 +122,8 @@ func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Du
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		status := map[string]any{"healthy": true}
 		code := http.StatusOK
-		if since := m.failingSinceUnix.Load(); since != 0 {
-			failing := time.Since(time.Unix(since, 0))
+		if since := m.failingSinceNano.Load(); since != 0 {
+			failing := time.Since(time.Unix(0, since))
 			status["cache_failing_for_seconds"] = int(failing.Seconds())
 			if failing > unhealthyAfter {
 				status["healthy"] = false

@@ -157,16 +157,18 @@ func (w *Watcher) Scan(ctx context.Context) error {
 			return err
 		}
 		paths := make([]string, 0, len(regs))
+		var kept []nixstore.Registration
 		for _, r := range regs {
 			if w.Keep == nil || w.Keep(r.Path) {
 				paths = append(paths, r.Path)
+				kept = append(kept, r)
 			}
 		}
 		if _, err := w.Queue.Enqueue(ctx, paths); err != nil {
 			return err
 		}
 		now := time.Now()
-		for _, r := range regs {
+		for _, r := range kept {
 			w.Metrics.Detected(now.Sub(r.Registered))
 		}
 		w.mark = regs[len(regs)-1].ID

@@ -264,7 +264,7 @@ func runConfig(_ context.Context, args []string) error {
 		_ = target.Set(configFlag, cfgFile)
 	}
 	if err := applyConfig(target); err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
 	path, _ := configPath(target)
 	fmt.Printf("# effective settings of nixpush %s (config %s)\n", forCmd, path)

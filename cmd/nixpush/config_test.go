@@ -374,7 +374,6 @@ func TestConfigCheckErrors(t *testing.T) {
 // TestConfigCheckExample: the shipped example config passes, and each of
 // its settings reaches watch-store (and push, for the top-level ones).
 func TestConfigCheckExample(t *testing.T) {
-	t.Parallel()
 	text, err := os.ReadFile(exampleConfig)
 	if err != nil {
 		t.Fatal(err)
