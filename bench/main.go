@@ -34,6 +34,7 @@ var suites = []suite{
 	{"queue", "the queue at scale: enqueue 100,000 paths, then nixpush status --json on them", runQueueSuite},
 	{"idle", "watch-store with nothing to do: CPU share and memory over -idle-seconds", runIdleSuite},
 	{"watchexec", "watch-exec -- nix-build vs nix-build alone vs nix-build then nix copy", runWatchExecSuite},
+	{"remote", "push to nginx over HTTP (nixpush vs nix copy) and to versitygw over S3: the 1,000 small paths and the large tree", runRemoteSuite},
 }
 
 // bench is what every suite gets: the options and the shared setup.

@@ -30,9 +30,12 @@ import (
 
 var _ uploader.Cache = (*Cache)(nil)
 
-// Part sizes: S3 refuses parts (other than the last) under 5 MiB.
+// Part sizes: S3 refuses parts (other than the last) under 5 MiB. The
+// defaults buffer 32 MiB per NAR in flight (8 MiB × 4), which keeps a
+// large push under 100 MiB of memory; at 10,000 parts they allow NARs up
+// to 80 GB.
 const (
-	DefaultPartSize    = 16 << 20
+	DefaultPartSize    = 8 << 20
 	MinPartSize        = 5 << 20
 	maxPartSize        = 5 << 30
 	DefaultConcurrency = 4
