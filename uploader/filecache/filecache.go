@@ -89,8 +89,8 @@ func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error 
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
 	_, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Chmod(0o644)
+	if err == nil && (named || umask&0o044 != 0) {
+		err = f.Chmod(0o644) // caches are served to others: world-readable
 	}
 	if err == nil {
 		err = publish(f, named, dst)
@@ -106,6 +106,14 @@ func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error 
 	}
 	return nil
 }
+
+// umask is the process's file mode mask: an unnamed file is created 0644
+// minus the mask, so with the usual 022 it needs no chmod.
+var umask = func() int {
+	m := unix.Umask(0)
+	unix.Umask(m)
+	return m
+}()
 
 // createTemp opens an unnamed file in dir, or a named one (named=true)
 // where the filesystem has no O_TMPFILE. It creates dir when missing.
