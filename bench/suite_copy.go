@@ -53,6 +53,8 @@ const copyIntro = "Each tool puts the same paths of one private store (`nix-stor
 	"`nix-store --dump TREE | zstd -T0 -3 | sha256sum`, with no per-path work and nothing written " +
 	"(for the small paths TREE is the directory they were added from: their content as one NAR). " +
 	"Every input is read once, untimed, before its runs, and dirty pages are synced before each run. " +
+	"Each run's cache is kept until the suite ends: deleting thousands of files makes ext4 slower to " +
+	"allocate inodes for the next run, which would charge one tool for another's cleanup. " +
 	"Output is the sum of the cache's nar/ files (for the limit: the zstd stream); " +
 	"CPU and peak RSS come from wait4 of the child (a pipeline: summed CPU, its largest stage's RSS); " +
 	"\"others busy\" is the CPU the rest of the machine used during the run."
@@ -63,6 +65,7 @@ func runCopySuite(ctx context.Context, b *bench) (*report, error) {
 		Method: fmt.Sprintf("%d per tool, interleaved (nixpush, nix copy, limit, nixpush, ...); "+
 			"tables show the median, the minimum, and for memory the maximum", b.runs)}
 	tools := []tool{nixpushTool{bin: b.bin}, nixCopyTool{}, limitTool{}}
+	defer b.work.deleteNow()
 	for _, c := range copyCases {
 		in, err := c.input(b.work, ctx)
 		if err != nil {

@@ -31,7 +31,7 @@ func (t nixpushTool) Run(ctx context.Context, w *workspace, in *Input) (Sample, 
 	if err != nil {
 		return Sample{}, err
 	}
-	defer removeAll(scratch)
+	w.deleteLater(scratch)
 	cache := filepath.Join(scratch, "cache")
 	args := append([]string{"push",
 		"--store", w.Root,
@@ -59,7 +59,7 @@ func (nixCopyTool) Run(ctx context.Context, w *workspace, in *Input) (Sample, er
 	if err != nil {
 		return Sample{}, err
 	}
-	defer removeAll(scratch)
+	w.deleteLater(scratch)
 	cache := filepath.Join(scratch, "cache")
 	args := append([]string{"--store", w.Root, "copy",
 		"--to", "file://" + cache + "?compression=zstd&secret-key=" + w.SecKey,

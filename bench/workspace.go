@@ -26,6 +26,21 @@ type workspace struct {
 	Root   string
 	SecKey string
 	inputs map[string]*Input
+	later  []string // run outputs to delete when the suite ends
+}
+
+// deleteLater keeps a run's output until the suite ends. Deleting
+// thousands of files between runs makes ext4 slower to allocate inodes
+// for the next run (it skips recently deleted ones), which would charge
+// one tool for the cleanup of another.
+func (w *workspace) deleteLater(dir string) { w.later = append(w.later, dir) }
+
+// deleteNow removes what deleteLater kept.
+func (w *workspace) deleteNow() {
+	for _, d := range w.later {
+		removeAll(d)
+	}
+	w.later = nil
 }
 
 // Input is one set of store paths the tools push.
