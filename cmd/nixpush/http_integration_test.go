@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"nixpush/internal/nixtest"
 	"nixpush/uploader/httpcache/nginxtest"
@@ -102,5 +103,47 @@ func TestPushHTTPToken(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cacheDir, "nix-cache-info")); err != nil {
 		t.Errorf("nix-cache-info: %v", err)
+	}
+}
+
+// TestDaemonHTTPServerRestart: the cache server goes away while the daemon
+// runs; what is built meanwhile waits in the queue with the error, and is
+// pushed, without restarting the daemon, once the server is back.
+func TestDaemonHTTPServerRestart(t *testing.T) {
+	t.Parallel()
+	e := newDaemonEnv(t, "http-restart-1")
+	srv := nginxtest.StartServer(t)
+	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
+	d := e.startDaemon("daemon")
+
+	before := fibOutputs(t, e.store, "http-up", 3)
+	d.waitFor(30*time.Second, "paths built while the server is up to be pushed", func() bool { return e.allPushed(before) })
+
+	srv.Stop()
+	during := fibOutputs(t, e.store, "http-down", 3)
+	d.waitFor(30*time.Second, "the paths built while the server is down to wait with an error", func() bool {
+		st := e.status()
+		return st.Pending >= len(during) && len(st.Queues) == 1 && len(st.Queues[0].Retrying) > 0
+	})
+	if st := e.status(); !strings.Contains(st.Queues[0].Retrying[0].Error, "refused") {
+		t.Errorf("retrying error %q does not say the connection was refused", st.Queues[0].Retrying[0].Error)
+	}
+	if e.allPushed(during) {
+		t.Fatal("paths were pushed while the server was down")
+	}
+
+	srv.Start()
+	d.waitFor(60*time.Second, "the queue to drain once the server is back", func() bool {
+		return e.allDone(during) && e.allPushed(during)
+	})
+	checkCache(t, e.cache)
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	out, err := nixtest.Substitute(t, fresh, e.url, e.pub, during...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	wantSubstituted(t, out, e.url, during)
+	if n := len(d.logsWith("cache recovered")); n != 1 {
+		t.Errorf("%d \"cache recovered\" lines, want 1", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -124,7 +125,7 @@ func start(t testing.TB, auth string) (string, string) {
 	var lastErr error
 	for range 5 {
 		port := freePort(t)
-		url, err := run(t, bin, root, port, auth)
+		url, _, err := run(t, bin, root, port, auth)
 		if err == nil {
 			return url, filepath.Join(root, "cache")
 		}
@@ -148,10 +149,10 @@ func freePort(t testing.TB) int {
 }
 
 // run starts nginx in the foreground and waits until it answers.
-func run(t testing.TB, bin, root string, port int, auth string) (string, error) {
+func run(t testing.TB, bin, root string, port int, auth string) (string, func(), error) {
 	conf := filepath.Join(root, "nginx.conf")
 	if err := os.WriteFile(conf, []byte(Config(root, port, auth, false)), 0o644); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	errorLog := filepath.Join(root, "error.log")
 	cmd := exec.Command(bin, "-p", root, "-c", conf, "-e", errorLog)
@@ -159,7 +160,7 @@ func run(t testing.TB, bin, root string, port int, auth string) (string, error) 
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers go with it
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("run %s: %w", bin, err)
+		return "", nil, fmt.Errorf("run %s: %w", bin, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -176,7 +177,7 @@ func run(t testing.TB, bin, root string, port int, auth string) (string, error) 
 	for {
 		select {
 		case err := <-exited:
-			return "", fmt.Errorf("nginx exited at start (%v):\n%s", err, logs())
+			return "", nil, fmt.Errorf("nginx exited at start (%v):\n%s", err, logs())
 		case <-tick.C:
 		}
 		// Any answer will do: with autoindex off, / is 403 (or 401).
@@ -186,17 +187,19 @@ func run(t testing.TB, bin, root string, port int, auth string) (string, error) 
 		}
 		if time.Now().After(deadline) {
 			stop(cmd, exited)
-			return "", fmt.Errorf("nginx did not answer on %s within 15s:\n%s", url, logs())
+			return "", nil, fmt.Errorf("nginx did not answer on %s within 15s:\n%s", url, logs())
 		}
 	}
+	var once sync.Once
+	stopNow := func() { once.Do(func() { stop(cmd, exited) }) }
 	t.Cleanup(func() {
-		stop(cmd, exited)
+		stopNow()
 		if t.Failed() {
 			access, _ := os.ReadFile(filepath.Join(root, "access.log"))
 			t.Logf("nginx error log:\n%s\nnginx access log:\n%s", logs(), access)
 		}
 	})
-	return url, nil
+	return url, stopNow, nil
 }
 
 // stop shuts nginx down fast (SIGTERM: the master stops its workers),
@@ -215,3 +218,40 @@ func stop(cmd *exec.Cmd, exited chan error) {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 }
+
+// Server is an nginx a test can stop and start again, on the same port
+// and directory: a cache server that goes away mid-push and comes back.
+type Server struct {
+	URL, CacheDir string
+	t             testing.TB
+	bin, root     string
+	port          int
+	stop          func()
+}
+
+// StartServer starts an nginx like Start that the test controls.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), root: t.TempDir(), port: freePort(t)}
+	for _, d := range []string{"cache", "tmp"} {
+		if err := os.Mkdir(filepath.Join(s.root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.CacheDir = filepath.Join(s.root, "cache")
+	s.Start()
+	return s
+}
+
+// Start (re)starts the server.
+func (s *Server) Start() {
+	s.t.Helper()
+	url, stop, err := run(s.t, s.bin, s.root, s.port, "")
+	if err != nil {
+		s.t.Fatalf("start nginx: %v", err)
+	}
+	s.URL, s.stop = url, stop
+}
+
+// Stop stops the server; connections to it are refused until Start.
+func (s *Server) Stop() { s.stop() }
