@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"golang.org/x/sys/unix"
 )
 
 // StoreDir is the logical store directory. Paths keep this prefix even when
@@ -65,7 +66,7 @@ func Open(root string) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	if err := db.Ping(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open nix db %s: %w", s.DBPath(), err)
+		return nil, fmt.Errorf("open nix db %s: %w%s", s.DBPath(), err, s.walHint())
 	}
 	var n int
 	if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'ValidPaths'`).Scan(&n); err != nil || n == 0 {
@@ -77,6 +78,17 @@ func Open(root string) (*Store, error) {
 	}
 	s.db = db
 	return s, nil
+}
+
+// walHint explains the one way a read-only open of a healthy DB fails: a
+// WAL database can be read only if its -shm file exists or can be created.
+// An unprivileged user (multi-user Nix) cannot create it; it exists while
+// the nix-daemon has the DB open, as during any build.
+func (s *Store) walHint() string {
+	if _, err := os.Stat(s.DBPath() + "-shm"); err == nil || unix.Access(s.DBDir(), unix.W_OK) == nil {
+		return ""
+	}
+	return " (the DB's -shm file is missing and this user may not create it: run as root, or while the nix-daemon has the DB open, e.g. during a build)"
 }
 
 // Close releases the DB connections.
