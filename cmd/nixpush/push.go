@@ -56,7 +56,7 @@ func runPush(ctx context.Context, args []string) error {
 
 	// Paths are checked before tf.open creates the cache, so a bad one
 	// fails with nothing written.
-	roots, err := resolveArgs(ctx, tf.store, args)
+	closure, err := resolveClosure(ctx, tf.store, args)
 	if err != nil {
 		return err
 	}
@@ -66,11 +66,7 @@ func runPush(ctx context.Context, args []string) error {
 	}
 	defer t.store.Close()
 	var plan uploader.Plan
-	if len(roots) > 0 {
-		closure, err := t.store.Closure(ctx, roots)
-		if err != nil {
-			return err
-		}
+	if len(closure) > 0 {
 		if plan, err = t.uploader.Plan(ctx, closure, t.filter); err != nil {
 			return err
 		}
@@ -188,9 +184,9 @@ func readPaths(r io.Reader) ([]string, error) {
 	return paths, nil
 }
 
-// resolveArgs maps arguments to valid paths of the store at storeRoot,
-// failing on the first bad one.
-func resolveArgs(ctx context.Context, storeRoot string, args []string) ([]string, error) {
+// resolveClosure maps arguments to store paths and reads their closure:
+// a non-store path or a path the DB does not know is an error.
+func resolveClosure(ctx context.Context, storeRoot string, args []string) ([]*nixstore.PathInfo, error) {
 	if len(args) == 0 {
 		return nil, nil
 	}
@@ -207,10 +203,7 @@ func resolveArgs(ctx context.Context, storeRoot string, args []string) ([]string
 		}
 		roots = append(roots, p)
 	}
-	if _, err := store.QueryPathInfos(ctx, roots); err != nil {
-		return nil, err
-	}
-	return roots, nil
+	return store.Closure(ctx, roots)
 }
 
 func printSummary(s *uploader.Stats, plan uploader.Plan, failed int) {
