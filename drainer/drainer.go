@@ -101,7 +101,7 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		if only := d.only(); d.Only == nil || len(only) > 0 {
 			var err error
 			if items, err = d.Queue.Claim(ctx, batchSize, time.Now(), only); err != nil {
-				return err
+				return stopped(ctx, err)
 			}
 		}
 		if len(items) > 0 {
@@ -114,12 +114,12 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		}
 		if untilEmpty && running == 0 {
 			if empty, err := d.empty(ctx); err != nil || empty {
-				return err
+				return stopped(ctx, err)
 			}
 		}
 		next, ok, err := d.Queue.NextDue(ctx)
 		if err != nil {
-			return err
+			return stopped(ctx, err)
 		}
 		if !ok || !next.After(time.Now()) || time.Until(next) > idleRecheck {
 			// Nothing due soon, or due rows held by another process. Other
@@ -131,6 +131,15 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		d.sleep(ctx, done, &running, next)
 	}
 	return nil
+}
+
+// stopped drops an error caused by the shutdown itself (a query cut short
+// by the cancelled ctx): stopping is not a failure.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // sleep waits until a batch finishes, new work is signalled, until passes,
