@@ -15,7 +15,7 @@ import (
 // with jitter, so a fleet recovering from an outage does not retry in step.
 type RetryPolicy struct {
 	Initial time.Duration // delay after the first failure
-	Max     time.Duration // cap on any one delay
+	Max     time.Duration // cap on the interval; jitter spreads each delay ±50 % around it
 }
 
 // DefaultRetry retries after ~2 s, then ~4 s, ... up to ~10 min.
