@@ -50,35 +50,18 @@ func (s *Store) QueryPathInfo(ctx context.Context, path string) (*PathInfo, erro
 // read in one transaction. The first invalid path fails the whole call with
 // an error wrapping ErrNotValid.
 func (s *Store) QueryPathInfos(ctx context.Context, paths []string) ([]*PathInfo, error) {
-	infos := make([]*PathInfo, 0, len(paths))
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		q, err := newQuerier(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer q.close()
-		for _, p := range paths {
-			info, err := q.pathInfo(ctx, p)
-			if err != nil {
-				return err
-			}
-			infos = append(infos, info)
-		}
-		return nil
-	})
-	return infos, err
+	valid, invalid, err := s.QueryValid(ctx, paths)
+	if err == nil && len(invalid) > 0 {
+		err = fmt.Errorf("%s: %w", invalid[0], ErrNotValid)
+	}
+	return valid, err
 }
 
 // QueryValid is QueryPathInfos for paths that may have been deleted: it
 // returns the records of the valid ones and lists the others, in one
 // transaction.
 func (s *Store) QueryValid(ctx context.Context, paths []string) (valid []*PathInfo, invalid []string, err error) {
-	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		q, err := newQuerier(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer q.close()
+	err = s.withQuerier(ctx, func(q *querier) error {
 		for _, p := range paths {
 			info, err := q.pathInfo(ctx, p)
 			switch {
@@ -102,12 +85,7 @@ func (s *Store) QueryValid(ctx context.Context, paths []string) (valid []*PathIn
 // deletes paths.
 func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error) {
 	var order []*PathInfo
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		q, err := newQuerier(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer q.close()
+	err := s.withQuerier(ctx, func(q *querier) error {
 		seen := map[string]bool{}
 		// Depth-first post-order with an explicit stack, so a long chain of
 		// dependencies cannot exhaust the goroutine stack.
@@ -148,6 +126,19 @@ func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error
 		return nil
 	})
 	return order, err
+}
+
+// withQuerier runs fn with the path-info statements prepared in one read
+// transaction.
+func (s *Store) withQuerier(ctx context.Context, fn func(*querier) error) error {
+	return s.readTx(ctx, func(tx *sql.Tx) error {
+		q, err := newQuerier(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer q.close()
+		return fn(q)
+	})
 }
 
 // querier holds the two prepared statements every path lookup needs.
