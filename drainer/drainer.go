@@ -93,7 +93,9 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 	}()
 	for ctx.Err() == nil {
 		if running == parallelBatches || d.outage.paused(time.Now()) {
-			d.sleep(ctx, done, &running, d.outage.pausedUntil())
+			if d.sleep(ctx, done, d.outage.pausedUntil()) {
+				running--
+			}
 			continue
 		}
 		var items []queue.Item
@@ -128,7 +130,9 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 			// comes sooner.
 			next = time.Now().Add(idleRecheck)
 		}
-		d.sleep(ctx, done, &running, next)
+		if d.sleep(ctx, done, next) {
+			running--
+		}
 	}
 	return nil
 }
@@ -142,9 +146,9 @@ func stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// sleep waits until a batch finishes, new work is signalled, until passes,
-// or ctx ends.
-func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, running *int, until time.Time) {
+// sleep waits until a batch finishes (it then reports true), new work is
+// signalled, until passes, or ctx ends.
+func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, until time.Time) (batchDone bool) {
 	if until.IsZero() || until.Sub(time.Now()) > time.Minute {
 		until = time.Now().Add(time.Minute)
 	}
@@ -153,10 +157,11 @@ func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, running *int,
 	select {
 	case <-ctx.Done():
 	case <-done:
-		*running--
+		return true
 	case <-d.wake:
 	case <-t.C:
 	}
+	return false
 }
 
 // only is the claim filter: nil for every item.
