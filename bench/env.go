@@ -10,43 +10,16 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"nixpush/internal/nixtest"
 )
 
-// nixConfig is the NIX_CONFIG of every Nix command, as in internal/nixtest:
-//   - no substituters: there is no internet here, and every command would
-//     otherwise spend seconds failing to reach cache.nixos.org;
-//   - a store under another root forces the sandbox on, so builders need
-//     /bin/sh and its libraries mounted ("?" = only if present);
-//   - nix copy needs the nix-command feature on Nix 2.8.
-const nixConfig = "substituters =\n" +
-	"sandbox-paths = /bin /usr /lib /lib64? /lib32? /libx32?\n" +
-	"experimental-features = nix-command\n"
-
-// cleanEnv returns os.Environ() without inherited Nix and XDG settings,
-// plus NIX_CONFIG and HOME/XDG dirs under home. Every timed run gets its
-// own home: Nix remembers narinfo lookups in
+// cleanEnv is the environment of every command the bench runs: Nix set
+// up as the tests set it up, HOME and XDG dirs under home. Every timed run
+// gets its own home: Nix remembers narinfo lookups in
 // $XDG_CACHE_HOME/nix/binary-cache-v6.sqlite, and a remembered hit would
 // let a later nix copy skip the work we mean to time.
-func cleanEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "NIX_CONFIG", "NIX_REMOTE", "NIX_PATH", "NIX_USER_CONF_FILES", "NIXPUSH_STATE_DIR",
-			"HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"NIX_CONFIG="+nixConfig,
-		"HOME="+home,
-		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
-		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
-		"XDG_DATA_HOME="+filepath.Join(home, ".local", "share"),
-		"XDG_STATE_HOME="+filepath.Join(home, ".local", "state"),
-	)
-}
+func cleanEnv(home string) []string { return nixtest.EnvIn(home) }
 
 // runCmd runs an untimed helper command (setup, versions) in dir with env
 // and returns its stdout; the error carries the command line and stderr.

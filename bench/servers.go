@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"go/build"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"nixpush/uploader/httpcache/nginxtest"
+	"nixpush/uploader/s3cache/s3test"
 )
 
 // cacheServer is a server the remote suite pushes to, started on
@@ -180,7 +180,7 @@ type versitygw struct {
 // directory of the backend (which is what CreateBucket does there).
 // s3test.NewServer would do, but it needs a testing.TB.
 func startVersitygw(dir, bucket string) (*versitygw, error) {
-	bin, err := versitygwBinary()
+	bin, err := s3test.FindBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -200,9 +200,7 @@ func startVersitygw(dir, bucket string) (*versitygw, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create versitygw log: %w", err)
 		}
-		cmd := exec.Command(bin, "--port", v.Endpoint, "--health", "/health", "--quiet", "posix", v.Dir)
-		// Keys go through the environment, not argv (visible in ps).
-		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+v.AccessKey, "ROOT_SECRET_KEY="+v.SecretKey)
+		cmd := s3test.Command(bin, v.Endpoint, v.Dir, v.AccessKey, v.SecretKey)
 		cmd.Stdout, cmd.Stderr = out, out
 		s, err := startServer("versitygw", cmd, fileReader(logFile), answers("http://"+v.Endpoint+"/health", http.StatusOK))
 		out.Close() // the child has its own descriptor
@@ -213,28 +211,6 @@ func startVersitygw(dir, bucket string) (*versitygw, error) {
 		lastErr = err
 	}
 	return nil, lastErr
-}
-
-// versitygwBinary finds versitygw on PATH or in the Go bin directory,
-// where scripts/deps.sh installs it.
-func versitygwBinary() (string, error) {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
-	}
-	var dirs []string
-	if gobin := os.Getenv("GOBIN"); gobin != "" {
-		dirs = append(dirs, gobin)
-	}
-	for _, gp := range filepath.SplitList(build.Default.GOPATH) {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "versitygw")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("versitygw is not on PATH nor in %s: run scripts/deps.sh", strings.Join(dirs, ", "))
 }
 
 // answers returns a readiness check: a GET of url gets any response

@@ -10,7 +10,7 @@ import (
 // buildsExpr is the watchexec suite's Nix file: a function of a seed
 // (every derivation's name starts with it, so each run builds from
 // scratch) and the attribute to build. It needs no nixpkgs: builders are
-// the host's /bin/sh, mounted into the sandbox by nixConfig.
+// the host's /bin/sh, mounted into the sandbox by the NIX_CONFIG of nixtest.EnvIn.
 //
 //   - chain: 30 derivations, each sleeping 0.1 s and writing a number one
 //     above the previous one's, and the previous one's path (a run-time

@@ -52,12 +52,18 @@ func Require(t testing.TB) {
 // would hide the pushed path from a later substitution.
 func Env(t testing.TB) []string {
 	t.Helper()
-	home := t.TempDir()
+	return EnvIn(t.TempDir())
+}
+
+// EnvIn is Env with HOME and the XDG dirs under home, for callers without
+// a testing.TB (the benchmarks). Inherited nixpush settings are dropped
+// too, so a caller's NIXPUSH_STATE_DIR cannot leak into a run.
+func EnvIn(home string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "NIX_CONFIG", "NIX_REMOTE", "NIX_PATH", "NIX_USER_CONF_FILES",
+		case "NIX_CONFIG", "NIX_REMOTE", "NIX_PATH", "NIX_USER_CONF_FILES", "NIXPUSH_STATE_DIR",
 			"HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME":
 			continue
 		}

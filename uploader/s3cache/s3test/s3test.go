@@ -84,8 +84,17 @@ func NewServer(t testing.TB) *Server {
 // Binary finds versitygw on PATH or in the Go bin directory.
 func Binary(t testing.TB) string {
 	t.Helper()
+	p, err := FindBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// FindBinary is Binary for callers without a testing.TB (the benchmarks).
+func FindBinary() (string, error) {
 	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
+		return p, nil
 	}
 	var dirs []string
 	if gobin := os.Getenv("GOBIN"); gobin != "" {
@@ -97,12 +106,20 @@ func Binary(t testing.TB) string {
 	for _, d := range dirs {
 		p := filepath.Join(d, "versitygw")
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
+			return p, nil
 		}
 	}
-	t.Fatalf("versitygw (the S3 server for tests) is not on PATH nor in %s: run scripts/deps.sh",
+	return "", fmt.Errorf("versitygw (the S3 server for tests) is not on PATH nor in %s: run scripts/deps.sh",
 		strings.Join(dirs, ", "))
-	return ""
+}
+
+// Command is the versitygw command line serving dir (posix backend) on
+// endpoint with the given root keys. The keys go through the environment,
+// not argv, where ps would show them.
+func Command(bin, endpoint, dir, accessKey, secretKey string) *exec.Cmd {
+	cmd := exec.Command(bin, "--port", endpoint, "--health", "/health", "--quiet", "posix", dir)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+accessKey, "ROOT_SECRET_KEY="+secretKey)
+	return cmd
 }
 
 // setEnv points the AWS SDK's default chain at the server's credentials
@@ -140,9 +157,7 @@ func (s *Server) start(t testing.TB, bin string) error {
 	}
 	defer logFile.Close()
 	s.log = logFile.Name()
-	// Credentials go through the environment, not argv (visible in ps).
-	s.cmd = exec.Command(bin, "--port", s.Endpoint, "--health", "/health", "--quiet", "posix", s.Dir)
-	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
+	s.cmd = Command(bin, s.Endpoint, s.Dir, s.AccessKey, s.SecretKey)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		return err
