@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Cache is one binary cache: a flat namespace of objects named as Nix
@@ -26,9 +27,28 @@ type Cache interface {
 	// error (wrapped) and leaves no object behind. The size is not known in
 	// advance: bodies are streamed.
 	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	// List calls fn for every object whose key starts with prefix (""
+	// for all), in no particular order, stopping at fn's first error. A
+	// backend that cannot list returns an error wrapping ErrCannotList.
+	List(ctx context.Context, prefix string, fn func(Object) error) error
+	// Delete removes the objects named by keys; a key already missing is
+	// not an error. Deleting is not atomic across keys: on error some of
+	// them may be gone.
+	Delete(ctx context.Context, keys []string) error
 	// String names the cache for messages, without any secret.
 	String() string
 }
+
+// Object describes one listed object.
+type Object struct {
+	Key     string    // as given to Put
+	Size    int64     // bytes
+	ModTime time.Time // when it was last written, as the backend reports it
+}
+
+// ErrCannotList is wrapped (permanently) by List when a backend has no way
+// to enumerate its objects (e.g. an HTTP server without WebDAV PROPFIND).
+var ErrCannotList = errors.New("this cache cannot list its objects")
 
 // ErrNotFound is returned by Cache.Get for a missing object.
 var ErrNotFound = errors.New("not found in cache")
