@@ -25,7 +25,8 @@ type Cache interface {
 	// Put stores everything r yields under key, so that readers see either
 	// the whole object or none of it. If reading r fails, Put returns that
 	// error (wrapped) and leaves no object behind. The size is not known in
-	// advance: bodies are streamed.
+	// advance: bodies are streamed. A reader may offer a size estimate
+	// through the SizeHinter interface.
 	Put(ctx context.Context, key string, r io.Reader, contentType string) error
 	// List calls fn for every object whose key starts with prefix (""
 	// for all), in no particular order, stopping at fn's first error. A
@@ -59,3 +60,9 @@ const (
 	TypeNarInfo   = "text/x-nix-narinfo"
 	TypeNAR       = "application/x-nix-nar"
 )
+
+// SizeHinter is implemented by Put bodies that know about how large they
+// will be (a NAR stream knows its uncompressed size from the Nix DB).
+type SizeHinter interface {
+	SizeHint() int64
+}

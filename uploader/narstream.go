@@ -30,6 +30,7 @@ var ErrHashMismatch = fmt.Errorf("NAR hash mismatch")
 // EOF, so Put leaves no object behind. Memory stays at a few buffers
 // whatever the NAR's size.
 type narStream struct {
+	narSize  uint64 // from the DB: bounds the compressed size (see SizeHint)
 	pr       *io.PipeReader
 	fileHash hash.Hash
 	fileSize uint64
@@ -37,7 +38,7 @@ type narStream struct {
 
 func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression) *narStream {
 	pr, pw := io.Pipe()
-	s := &narStream{pr: pr, fileHash: sha256.New()}
+	s := &narStream{narSize: info.NarSize, pr: pr, fileHash: sha256.New()}
 	go func() { pw.CloseWithError(produceNAR(pw, store, info, c)) }()
 	return s
 }
@@ -48,6 +49,11 @@ func (s *narStream) Read(p []byte) (int, error) {
 	s.fileSize += uint64(n)
 	return n, err
 }
+
+// SizeHint is the uncompressed NAR size: a backend that must choose how to
+// split an upload (S3 parts) sizes it from this. Compression rarely adds
+// more than a fraction of a percent to incompressible data.
+func (s *narStream) SizeHint() int64 { return int64(s.narSize) }
 
 // Close stops the producer if the consumer gave up early.
 func (s *narStream) Close() error { return s.pr.Close() }
