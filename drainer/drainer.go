@@ -32,11 +32,16 @@ const idleRecheck = 2 * time.Second
 // previous one finish, keeping every upload slot busy.
 const parallelBatches = 2
 
-// Drainer runs the queue → uploader → cache half of the pipeline.
+// Pusher pushes the closures of store paths (an *uploader.Uploader).
+type Pusher interface {
+	Push(ctx context.Context, roots []string) map[string]uploader.RootResult
+}
+
+// Drainer runs the queue → uploader → cache half of the pipeline:
+// claim, push, classify, settle.
 type Drainer struct {
 	Queue       *queue.Queue
-	Uploader    *uploader.Uploader
-	Filter      uploader.Filter
+	Uploader    Pusher
 	MaxAttempts int // transient failures before a path is failed
 	// Only, when set, lists the paths this drainer may take (push,
 	// watch-exec: their own items); it may grow while Run runs.

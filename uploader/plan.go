@@ -128,7 +128,8 @@ const (
 // Plan is MakePlan that skips the existence check for paths this Uploader
 // has already seen in the cache or written there: a daemon pushing many
 // paths with shared dependencies checks each dependency once.
-func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
+func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
+	f := u.Filter
 	var unknown []*nixstore.PathInfo
 	known := 0
 	u.mu.Lock()

@@ -28,6 +28,7 @@ type Uploader struct {
 	Cache       Cache
 	Compression Compression
 	Keys        []signature.SecretKey
+	Filter      Filter // what Push and Plan leave out
 	Log         *zap.Logger
 
 	jobs       *semaphore.Weighted
@@ -53,7 +54,8 @@ type flight struct {
 	err   error
 }
 
-// New returns an Uploader streaming at most jobs NARs at a time.
+// New returns an Uploader streaming at most jobs NARs at a time; set
+// Filter before the first push.
 func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
 	if jobs < 1 {
 		jobs = 1

@@ -8,7 +8,6 @@ package watcher
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,66 +16,43 @@ import (
 
 	"nixpush/metrics"
 	"nixpush/nixstore"
-	"nixpush/queue"
 )
-
-// MarkKey is the queue meta key holding the last ValidPaths id seen, so
-// paths registered while nixpush was stopped are found at the next start.
-const MarkKey = "watcher.nixdb-mark"
 
 // batchSize bounds one scan's read transaction and enqueue transaction.
 const batchSize = 5000
 
-// Watcher moves newly valid paths from the Nix DB into the queue.
+// Store is what the watcher reads of the local Nix store (a
+// *nixstore.Store).
+type Store interface {
+	// RegisteredAfter lists up to limit paths registered with an id above
+	// mark, in id order.
+	RegisteredAfter(ctx context.Context, mark int64, limit int) ([]nixstore.Registration, error)
+	RealStoreDir() string // watched for .lock removals
+	DBDir() string        // watched for DB and WAL writes
+}
+
+// Sink records new paths together with the mark they reach, atomically:
+// after a crash, either both are recorded or neither.
+type Sink interface {
+	Add(ctx context.Context, paths []string, mark int64) error
+}
+
+// Watcher moves newly valid paths from the Nix DB into a Sink.
 type Watcher struct {
-	Store *nixstore.Store
-	Queue *queue.Queue
-	Keep  func(path string) bool // name-based filter applied before enqueueing; nil keeps all
-	Poll  time.Duration          // safety poll interval
-	Log   *zap.Logger
-	// Enqueued, when set, is told after each batch lands in the queue.
+	Store Store
+	Sink  Sink
+	// Mark is where the watcher starts: paths registered with a greater
+	// id are new. It moves as batches land in the Sink.
+	Mark int64
+	Keep func(path string) bool // name-based filter applied before the Sink; nil keeps all
+	Poll time.Duration          // safety poll interval
+	Log  *zap.Logger
+	// Enqueued, when set, is told after each batch lands in the Sink.
 	Enqueued func(paths []string)
 	Metrics  *metrics.Metrics // may be nil
 	// Ready, when set, is called once the watches are in place and the
 	// first scan is done: from then on no registration is missed.
 	Ready func()
-
-	mark    int64
-	persist bool // save the mark in the queue (the daemon) or keep it in memory (watch-exec)
-}
-
-// Resume makes the watcher continue from the mark saved in the queue, so
-// paths registered while nixpush was stopped are found. On first start the
-// mark is the DB's current one, so only paths registered from now on are
-// pushed, or 0 to backfill the whole store.
-func (w *Watcher) Resume(ctx context.Context, backfill bool) error {
-	w.persist = true
-	v, ok, err := w.Queue.GetMeta(ctx, MarkKey)
-	if err != nil {
-		return err
-	}
-	if ok {
-		w.mark, err = strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return fmt.Errorf("queue meta %s = %q is not a number", MarkKey, v)
-		}
-		return nil
-	}
-	if !backfill {
-		if w.mark, err = w.Store.MaxID(ctx); err != nil {
-			return err
-		}
-	}
-	return w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(w.mark, 10))
-}
-
-// StartNow makes the watcher see only paths registered from now on,
-// without touching the mark saved in the queue (watch-exec: a daemon may
-// own that mark).
-func (w *Watcher) StartNow(ctx context.Context) error {
-	var err error
-	w.mark, err = w.Store.MaxID(ctx)
-	return err
 }
 
 // Run scans now, then again on every wake-up and poll, until ctx ends.
@@ -146,13 +122,12 @@ func relevant(ev fsnotify.Event) bool {
 	return false
 }
 
-// Scan enqueues every path registered above the mark, in batches, moving
-// the mark after each batch is safely in the queue. Enqueueing is
-// idempotent, so a crash between the two steps only repeats work.
-// Scan must not run concurrently with itself.
+// Scan hands every path registered above the mark to the Sink, in
+// batches, moving the mark with each batch. Scan must not run
+// concurrently with itself.
 func (w *Watcher) Scan(ctx context.Context) error {
 	for {
-		regs, err := w.Store.RegisteredAfter(ctx, w.mark, batchSize)
+		regs, err := w.Store.RegisteredAfter(ctx, w.Mark, batchSize)
 		if err != nil || len(regs) == 0 {
 			return err
 		}
@@ -164,21 +139,17 @@ func (w *Watcher) Scan(ctx context.Context) error {
 				kept = append(kept, r)
 			}
 		}
-		if _, err := w.Queue.Enqueue(ctx, paths); err != nil {
+		mark := regs[len(regs)-1].ID
+		if err := w.Sink.Add(ctx, paths, mark); err != nil {
 			return err
 		}
+		w.Mark = mark
 		now := time.Now()
 		for _, r := range kept {
 			w.Metrics.Detected(now.Sub(r.Registered))
 		}
-		w.mark = regs[len(regs)-1].ID
-		if w.persist {
-			if err := w.Queue.SetMeta(ctx, MarkKey, strconv.FormatInt(w.mark, 10)); err != nil {
-				return err
-			}
-		}
 		if len(paths) > 0 {
-			w.Log.Debug("enqueued new paths", zap.Int("count", len(paths)), zap.Int64("mark", w.mark))
+			w.Log.Debug("enqueued new paths", zap.Int("count", len(paths)), zap.Int64("mark", w.Mark))
 			if w.Enqueued != nil {
 				w.Enqueued(paths)
 			}

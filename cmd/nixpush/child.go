@@ -28,9 +28,9 @@ const exitCodeChildNotFound = 127
 // first one calls afterExit and a second exits nixpush at once. One
 // handler for both phases leaves no moment where a signal is lost or
 // takes its default action.
-func startChild(argv []string, afterExit func()) (*child, error) {
+func startChild(argv []string, s stdio, afterExit func()) (*child, error) {
 	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
-	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = s.in, s.out, s.err
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

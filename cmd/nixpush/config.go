@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -38,21 +35,25 @@ func configPath(fs *pflag.FlagSet) (path string, required bool) {
 	return defaultConfigFile, false
 }
 
-// applyConfig sets every flag the command line left alone from the file.
-func applyConfig(fs *pflag.FlagSet) error {
+// applyConfig sets every flag of command the command line left alone from
+// the file; known is every command's vocabulary (see vocabulary).
+func applyConfig(fs *pflag.FlagSet, command string, known map[string]map[string]bool) error {
 	path, required := configPath(fs)
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && !required {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return usageError("read config: %w", err)
 	}
-	cfg, err := parseConfig(path, raw)
+	cfg, err := parseConfig(path, raw, known)
 	if err != nil {
-		return err
+		return usageError("%w", err)
 	}
-	return cfg.apply(fs)
+	if err := cfg.apply(fs, command); err != nil {
+		return usageError("%w", err)
+	}
+	return nil
 }
 
 // config is a parsed file: top-level settings and per-command tables.
@@ -63,7 +64,7 @@ type config struct {
 	commands map[string]map[string]any
 }
 
-func parseConfig(path string, raw []byte) (*config, error) {
+func parseConfig(path string, raw []byte, known map[string]map[string]bool) (*config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(raw, &doc); err != nil {
 		var de *toml.DecodeError
@@ -74,7 +75,6 @@ func parseConfig(path string, raw []byte) (*config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c := &config{path: path, text: string(raw), top: map[string]any{}, commands: map[string]map[string]any{}}
-	known := knownFlags()
 	for k, v := range doc {
 		if table, ok := v.(map[string]any); ok {
 			if _, isCommand := known[k]; !isCommand {
@@ -97,12 +97,12 @@ func parseConfig(path string, raw []byte) (*config, error) {
 }
 
 // apply sets the flags of one command from the file.
-func (c *config) apply(fs *pflag.FlagSet) error {
+func (c *config) apply(fs *pflag.FlagSet, command string) error {
 	settings := map[string]any{}
 	for k, v := range c.top {
 		settings[k] = v
 	}
-	for k, v := range c.commands[fs.Name()] {
+	for k, v := range c.commands[command] {
 		settings[k] = v
 	}
 	keys := make([]string, 0, len(settings))
@@ -116,8 +116,8 @@ func (c *config) apply(fs *pflag.FlagSet) error {
 			continue // another command's setting, or given on the command line
 		}
 		table := "" // where k is set, for error messages
-		if _, ok := c.commands[fs.Name()][k]; ok {
-			table = fs.Name()
+		if _, ok := c.commands[command][k]; ok {
+			table = command
 		}
 		values, err := configValues(settings[k])
 		if err != nil {
@@ -201,32 +201,6 @@ func (c *config) lineOf(table, key string) int {
 	return first
 }
 
-// errFlagsCollected stops a command right after it defined its flags.
-var errFlagsCollected = errors.New("flags collected")
-
-// collectFlags, while set, makes parseFlags hand the flag set over and
-// stop the command: knownFlags uses it to learn every command's flags from
-// the commands themselves, so the config's vocabulary cannot drift from
-// the command line's.
-var collectFlags func(*pflag.FlagSet)
-
-// knownFlags maps each command to the names of its flags.
-func knownFlags() map[string]map[string]bool {
-	known := map[string]map[string]bool{}
-	collectFlags = func(fs *pflag.FlagSet) {
-		names := map[string]bool{}
-		fs.VisitAll(func(f *pflag.Flag) { names[f.Name] = true })
-		known[fs.Name()] = names
-	}
-	defer func() { collectFlags = nil }()
-	for _, c := range commands {
-		if c.name != "config" {
-			_ = c.run(nil, nil) //nolint:staticcheck // stops at parseFlags
-		}
-	}
-	return known
-}
-
 func anyCommandHas(known map[string]map[string]bool, key string) bool {
 	for _, names := range known {
 		if names[key] {
@@ -234,77 +208,4 @@ func anyCommandHas(known map[string]map[string]bool, key string) bool {
 		}
 	}
 	return false
-}
-
-// runConfig is `nixpush config check [--for COMMAND]`: it validates the
-// file and prints the settings COMMAND (default watch-store) would run
-// with, credentials in URLs redacted.
-func runConfig(_ context.Context, args []string) error {
-	fs := newFlagSet("config", "check [--for COMMAND] [--config FILE]")
-	var forCmd string
-	fs.StringVar(&forCmd, "for", "watch-store", "show the settings of this command")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 || fs.Arg(0) != "check" {
-		return &exitError{code: 2, err: errors.New("usage: nixpush config check [--for COMMAND] [--config FILE]")}
-	}
-	var target *pflag.FlagSet
-	collectFlags = func(fs *pflag.FlagSet) { target = fs }
-	for _, c := range commands {
-		if c.name == forCmd {
-			_ = c.run(nil, nil) //nolint:staticcheck // stops at parseFlags
-		}
-	}
-	collectFlags = nil
-	if target == nil {
-		return &exitError{code: 2, err: fmt.Errorf("no command %q", forCmd)}
-	}
-	if cfgFile, _ := fs.GetString(configFlag); cfgFile != "" {
-		_ = target.Set(configFlag, cfgFile)
-	}
-	if err := applyConfig(target); err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	path, _ := configPath(target)
-	fmt.Printf("# effective settings of nixpush %s (config %s)\n", forCmd, path)
-	target.VisitAll(func(f *pflag.Flag) {
-		if f.Name == configFlag {
-			return
-		}
-		origin := ""
-		if f.Changed {
-			origin = "  # from the config file"
-		}
-		fmt.Printf("%s = %s%s\n", f.Name, redactValue(f), origin)
-	})
-	return nil
-}
-
-// redactValue shows a flag's value without credentials.
-func redactValue(f *pflag.Flag) string {
-	if sv, ok := f.Value.(pflag.SliceValue); ok {
-		return fmt.Sprintf("%q", sv.GetSlice())
-	}
-	v := redactURL(f.Value.String())
-	if f.Value.Type() == "string" {
-		return strconv.Quote(v)
-	}
-	return v
-}
-
-// redactURL hides the password of a URL, also of one that does not parse
-// or parses wrongly because the password holds '#', '/' or a bad escape:
-// then everything between "://" and the last '@' goes, if it has a ':'.
-func redactURL(v string) string {
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	scheme, rest, ok := strings.Cut(v, "://")
-	at := strings.LastIndexByte(rest, '@')
-	if !ok || at < 0 || !strings.Contains(rest[:at], ":") {
-		return v
-	}
-	user, _, _ := strings.Cut(rest[:at], ":")
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,24 +18,19 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// commandFlagSet returns the flag set command name defines, taken from
-// the command itself the way knownFlags takes it.
-func commandFlagSet(t *testing.T, name string) *pflag.FlagSet {
+// parseCommandFlags parses args as command name's flags and applies the
+// config file, as running the command does before its RunE.
+func parseCommandFlags(t *testing.T, name string, args []string) (*pflag.FlagSet, error) {
 	t.Helper()
-	var fs *pflag.FlagSet
-	collectFlags = func(f *pflag.FlagSet) { fs = f }
-	defer func() { collectFlags = nil }()
-	for _, c := range commands {
-		if c.name == name {
-			if err := c.run(context.Background(), nil); !errors.Is(err, errFlagsCollected) {
-				t.Fatalf("nixpush %s did not stop at parseFlags: %v", name, err)
-			}
-		}
-	}
-	if fs == nil {
+	root := newRootCommand(stdio{})
+	cmd, _, err := root.Find([]string{name})
+	if err != nil || cmd == root {
 		t.Fatalf("no command %q", name)
 	}
-	return fs
+	if err := cmd.ParseFlags(args); err != nil {
+		return cmd.Flags(), err
+	}
+	return cmd.Flags(), root.PersistentPreRunE(cmd, nil)
 }
 
 // flagString shows a flag's value: slices as %q of their elements.
@@ -131,8 +125,7 @@ jobs = 6
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "config.toml")
 			writeFile(t, file, []byte(tc.file), 0o644)
-			fs := commandFlagSet(t, tc.command)
-			err := parseFlags(fs, append([]string{"--config", file}, tc.args...))
+			fs, err := parseCommandFlags(t, tc.command, append([]string{"--config", file}, tc.args...))
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("no error for\n%s", tc.file)
@@ -172,8 +165,8 @@ func TestConfigFileLocation(t *testing.T) {
 
 	t.Run("NIXPUSH_CONFIG", func(t *testing.T) {
 		t.Setenv("NIXPUSH_CONFIG", good)
-		fs := commandFlagSet(t, "push")
-		if err := parseFlags(fs, nil); err != nil {
+		fs, err := parseCommandFlags(t, "push", nil)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if got := flagString(fs, "jobs"); got != "9" {
@@ -182,8 +175,8 @@ func TestConfigFileLocation(t *testing.T) {
 	})
 	t.Run("--config beats NIXPUSH_CONFIG", func(t *testing.T) {
 		t.Setenv("NIXPUSH_CONFIG", good)
-		fs := commandFlagSet(t, "push")
-		if err := parseFlags(fs, []string{"--config", other}); err != nil {
+		fs, err := parseCommandFlags(t, "push", []string{"--config", other})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if got := flagString(fs, "jobs"); got != "11" {
@@ -196,12 +189,11 @@ func TestConfigFileLocation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("NIXPUSH_CONFIG", tc.env)
-			fs := commandFlagSet(t, "push")
 			var args []string
 			if tc.flag != "" {
 				args = []string{"--config", tc.flag}
 			}
-			err := parseFlags(fs, args)
+			_, err := parseCommandFlags(t, "push", args)
 			if err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("error %v, want one naming %s, which does not exist", err, missing)
 			}
@@ -212,8 +204,8 @@ func TestConfigFileLocation(t *testing.T) {
 			t.Skipf("%s exists on this machine", defaultConfigFile)
 		}
 		t.Setenv("NIXPUSH_CONFIG", "")
-		fs := commandFlagSet(t, "push")
-		if err := parseFlags(fs, nil); err != nil {
+		fs, err := parseCommandFlags(t, "push", nil)
+		if err != nil {
 			t.Fatalf("without a config file: %v", err)
 		}
 		if got, want := flagString(fs, "jobs"), fs.Lookup("jobs").DefValue; got != want {
@@ -225,31 +217,24 @@ func TestConfigFileLocation(t *testing.T) {
 // TestConfigKnowsEveryCommand: the config's vocabulary is every command's
 // flags, and nothing else.
 func TestConfigKnowsEveryCommand(t *testing.T) {
-	known := knownFlags()
-	if collectFlags != nil {
-		t.Errorf("knownFlags left collectFlags set")
-	}
-	for _, c := range commands {
-		if c.name == "config" {
+	root := newRootCommand(stdio{})
+	known := vocabulary(root)
+	for _, c := range root.Commands() {
+		if c.Annotations[noConfig] != "" || c.Name() == "help" || c.Name() == "completion" {
 			continue
 		}
-		names := known[c.name]
-		if len(names) == 0 {
-			t.Errorf("knownFlags has no flags for %s", c.name)
-			continue
-		}
-		if !names[configFlag] {
-			t.Errorf("%s has no --config", c.name)
+		if len(known[c.Name()]) == 0 && c.Name() != "keygen" {
+			t.Errorf("the vocabulary has no flags for %s", c.Name())
 		}
 	}
 	for _, pair := range [][2]string{{"watch-store", "metrics-addr"}, {"watch-store", "unhealthy-after"},
 		{"push", "signing-key"}, {"push", "exclude"}, {"status", "json"}, {"watch-exec", "drain-timeout"}} {
 		if !known[pair[0]][pair[1]] {
-			t.Errorf("knownFlags: %s has no %s", pair[0], pair[1])
+			t.Errorf("vocabulary: %s has no %s", pair[0], pair[1])
 		}
 	}
 	if known["push"]["metrics-addr"] {
-		t.Errorf("knownFlags says push has --metrics-addr")
+		t.Errorf("vocabulary says push has --metrics-addr")
 	}
 }
 
@@ -378,7 +363,7 @@ func TestConfigCheckExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig(exampleConfig, text)
+	cfg, err := parseConfig(exampleConfig, text, vocabulary(newRootCommand(stdio{})))
 	if err != nil {
 		t.Fatalf("parse %s: %v", exampleConfig, err)
 	}

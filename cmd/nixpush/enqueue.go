@@ -2,54 +2,65 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/nix-community/go-nix/pkg/storepath"
+	"github.com/spf13/cobra"
 
 	"nixpush/nixstore"
 )
 
-// runEnqueue records store paths in a cache's queue and returns: Nix's
-// post-build-hook runs it after every build, so it must be quick and must
-// never claim success without having recorded the paths. A watch-store
-// daemon (or push --drain) uploads them.
-func runEnqueue(ctx context.Context, args []string) error {
-	fs := newFlagSet("enqueue", "--to CACHE-URL [PATH...]   (and/or $OUT_PATHS, as a post-build-hook)")
-	var stateDir, to, storeRoot string
-	fs.StringVar(&to, "to", "", "cache URL the paths are for (selects the queue)")
-	fs.StringVar(&storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
-	addStateDirFlag(fs, &stateDir)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// enqueueCommand records store paths in a cache's queue and returns:
+// Nix's post-build-hook runs it after every build, so it must be quick
+// and must never claim success without having recorded the paths. A
+// watch-store daemon (or push --drain) uploads them.
+type enqueueCommand struct {
+	stateDir, to, storeRoot string
+}
+
+func newEnqueueCommand() *cobra.Command {
+	c := &enqueueCommand{}
+	cmd := &cobra.Command{
+		Use:   "enqueue --to CACHE-URL [PATH...]   (and/or $OUT_PATHS, as a post-build-hook)",
+		Short: "record paths ($OUT_PATHS) in the queue and return at once (post-build-hook)",
+		RunE:  withSignals(c.run),
 	}
-	if to == "" {
-		return &exitError{code: 2, err: errors.New("--to is required: it selects the cache's queue")}
+	fs := cmd.Flags()
+	fs.StringVar(&c.to, "to", "", "cache URL the paths are for (selects the queue)")
+	fs.StringVar(&c.storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
+	addStateDirFlag(fs, &c.stateDir)
+	return cmd
+}
+
+func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
+	ctx := cmd.Context()
+	if c.to == "" {
+		return usageError("--to is required: it selects the cache's queue")
 	}
-	u, err := parseCacheURL(to)
+	u, err := cacheURLFlag(c.to)
 	if err != nil {
 		return err
 	}
-	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), fs.Args()...)
+	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), args...)
 	if drv := os.Getenv("DRV_PATH"); len(paths) == 0 && drv != "" {
-		outs, err := derivationOutputs(ctx, storeRoot, drv)
+		outs, err := derivationOutputs(ctx, c.storeRoot, drv)
 		if err != nil {
 			return err
 		}
 		paths = outs
 	}
 	if len(paths) == 0 {
-		return &exitError{code: 2, err: errors.New("no paths: give them as arguments or in $OUT_PATHS")}
+		return usageError("no paths: give them as arguments or in $OUT_PATHS")
 	}
 	// Checked by form only: opening the Nix DB here would slow every build.
 	for _, p := range paths {
 		if _, err := storepath.FromAbsolutePath(p); err != nil || !strings.HasPrefix(p, nixstore.StoreDir+"/") {
-			return fmt.Errorf("%s is not a store path", p)
+			return fmt.Errorf("%s is not a store path", quoteInput(p))
 		}
 	}
-	q, err := openQueue(ctx, stateDir, cacheIdentity(u), false)
+	q, err := openQueue(ctx, c.stateDir, u.Identity(), false)
 	if err != nil {
 		return err
 	}

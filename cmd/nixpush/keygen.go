@@ -1,33 +1,42 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
+
+	"github.com/spf13/cobra"
 
 	"nixpush/uploader"
 )
 
-func runKeygen(_ context.Context, args []string) error {
-	fs := newFlagSet("keygen", "NAME [SECRET-FILE PUBLIC-FILE]")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newKeygenCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen NAME [SECRET-FILE PUBLIC-FILE]",
+		Short: "write a signing key pair in Nix's format",
+		Args: func(_ *cobra.Command, a []string) error {
+			if len(a) != 1 && len(a) != 3 {
+				return usageError("keygen takes NAME, optionally followed by SECRET-FILE and PUBLIC-FILE")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, a []string) error {
+			name, sec, pub := a[0], a[0]+".sec", a[0]+".pub"
+			if len(a) == 3 {
+				sec, pub = a[1], a[2]
+			}
+			pk, err := uploader.WriteKeyPair(name, sec, pub)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote secret key %s and public key %s\ntrusted-public-keys entry: %s\n", sec, pub, pk)
+			return nil
+		},
 	}
-	a := fs.Args()
-	var name, sec, pub string
-	switch len(a) {
-	case 1:
-		name, sec, pub = a[0], a[0]+".sec", a[0]+".pub"
-	case 3:
-		name, sec, pub = a[0], a[1], a[2]
-	default:
-		fs.Usage()
-		return &exitError{code: 2, err: fmt.Errorf("keygen takes NAME, optionally followed by SECRET-FILE and PUBLIC-FILE")}
+}
+
+// noArgs refuses arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("nixpush %s takes no arguments (got %q)", cmd.Name(), args[0])
 	}
-	pk, err := uploader.WriteKeyPair(name, sec, pub)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "wrote secret key %s and public key %s\ntrusted-public-keys entry: %s\n", sec, pub, pk)
 	return nil
 }

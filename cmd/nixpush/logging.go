@@ -1,7 +1,7 @@
 package main
 
 import (
-	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -20,19 +20,23 @@ func (l *logFlags) add(fs *pflag.FlagSet, defaultLevel string) {
 	fs.StringVar(&l.level, "log-level", defaultLevel, "debug, info, warn or error")
 }
 
-// stderrIsTerminal decides between human and machine output.
-func stderrIsTerminal() bool { return term.IsTerminal(int(os.Stderr.Fd())) }
+// isTerminal decides between human and machine output: a test's buffer
+// or a pipe is not a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
-// logger builds the zap logger; everything it writes goes to stderr.
-func (l *logFlags) logger() (*zap.Logger, error) {
+// logger builds the zap logger; everything it writes goes to w (stderr).
+func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 	level, err := zapcore.ParseLevel(l.level)
 	if err != nil {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
+		return nil, usageError("--log-level: %v", err)
 	}
 	format := l.format
 	if format == "auto" {
 		format = "json"
-		if stderrIsTerminal() {
+		if isTerminal(w) {
 			format = "console"
 		}
 	}
@@ -46,7 +50,7 @@ func (l *logFlags) logger() (*zap.Logger, error) {
 		cfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
 		enc = zapcore.NewConsoleEncoder(cfg)
 	default:
-		return nil, &exitError{code: 2, err: fmt.Errorf("--log-format %q: want console, json or auto", l.format)}
+		return nil, usageError("--log-format %q: want console, json or auto", l.format)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)), nil
 }

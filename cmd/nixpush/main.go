@@ -1,98 +1,120 @@
 // Command nixpush pushes Nix store paths to binary caches. See README.md
-// for the picture of the program; each subcommand lives in its own file.
+// for the picture of the program. Each command is a value built in its
+// own file (newPushCommand, ...): its flags exist before it runs, so the
+// config file, completion and help read them; run() executes one.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 )
 
-// exitError carries a specific exit code up to main.
+func main() {
+	stop := startCPUProfile()
+	code := run(context.Background(), os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// stdio is where a command reads and writes: the process's own streams,
+// or buffers when a test runs a command in-process.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// run executes one command line and returns the exit status; errors are
+// printed as one line on the error stream.
+func run(ctx context.Context, args []string, s stdio) int {
+	root := newRootCommand(s)
+	root.SetArgs(args)
+	return exitCode(root.ExecuteContext(ctx), s.err)
+}
+
+// exitError carries a specific exit code up to run.
 type exitError struct {
 	code int
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
-type command struct {
-	name, summary string
-	run           func(ctx context.Context, args []string) error
-	// ownSignals: the command handles SIGINT/SIGTERM itself (watch-exec
-	// forwards them to its child) instead of having them cancel ctx.
-	ownSignals bool
+// usageError is a mistake on the command line: exit 2, which the systemd
+// unit does not restart.
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
-// commands is filled in init: the config file's vocabulary is read from
-// the commands' own flags, which refers back to this table.
-var commands []command
+// Exit codes other than a wrapped command's.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
 
-func init() {
-	commands = []command{
-		{"push", "push store paths and their closures to a cache", runPush, false},
-		{"watch-store", "push every path that becomes valid, forever (the daemon)", runWatchStore, false},
-		{"status", "show what is queued, in flight, done and failed", runStatus, false},
-		{"retry", "requeue failed paths (--failed) or the given paths", runRetry, false},
-		{"watch-exec", "run a command, push what it builds, wait, exit with its code", runWatchExec, true},
-		{"enqueue", "record paths ($OUT_PATHS) in the queue and return at once (post-build-hook)", runEnqueue, false},
-		{"keygen", "write a signing key pair in Nix's format", runKeygen, false},
-		{"config", "config check: validate the config file and print the effective settings", runConfig, false},
+// exitCode prints err as one line and picks the exit status.
+func exitCode(err error, w io.Writer) int {
+	if err == nil {
+		return 0
 	}
-}
-
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: nixpush COMMAND [flags] [args]\n\ncommands:")
-	for _, c := range commands {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(os.Stderr, "\nRun nixpush COMMAND --help for a command's flags.")
-}
-
-func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
-	name := os.Args[1]
-	for _, c := range commands {
-		if c.name == name {
-			stop := startCPUProfile()
-			ctx := context.Background()
-			if !c.ownSignals {
-				ctx = signalContext()
-			}
-			code := exitCode(c.run(ctx, os.Args[2:]))
-			stop()
-			os.Exit(code)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(w, "nixpush: error:", oneLine(ee.err.Error()))
 		}
+		return ee.code
 	}
-	fmt.Fprintf(os.Stderr, "nixpush: unknown command %q\n", name)
-	usage()
-	os.Exit(2)
+	fmt.Fprintln(w, "nixpush: error:", oneLine(err.Error()))
+	// cobra's own errors: unknown commands and bad arguments.
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") {
+		return exitUsage
+	}
+	return exitFailure
 }
 
-// signalContext is cancelled by the first SIGINT or SIGTERM, so work in
-// flight can finish or be put back; a second signal exits at once.
-func signalContext() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ch
-		cancel()
-		<-ch
-		fmt.Fprintln(os.Stderr, "nixpush: second signal, exiting now")
-		os.Exit(130)
-	}()
-	return ctx
+// withSignals makes the first SIGINT or SIGTERM cancel the command's
+// context, so work in flight can finish or be put back; a second signal
+// exits at once. watch-exec does not use it: it forwards signals to its
+// child instead.
+func withSignals(run func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx, cancel := context.WithCancel(cmd.Context())
+		defer cancel()
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(ch)
+		go func() {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return
+			}
+			cancel()
+			select {
+			case <-ch:
+			case <-cmd.Context().Done():
+				return
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "nixpush: second signal, exiting now")
+			os.Exit(130)
+		}()
+		cmd.SetContext(ctx)
+		return run(cmd, args)
+	}
 }
 
 // startCPUProfile writes a CPU profile to $NIXPUSH_CPUPROFILE, for
@@ -113,53 +135,4 @@ func startCPUProfile() (stop func()) {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
-// exitCode prints err as one line on stderr and picks the exit status.
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	var ee *exitError
-	if errors.As(err, &ee) {
-		if ee.err != nil {
-			fmt.Fprintln(os.Stderr, "nixpush: error:", ee.err)
-		}
-		return ee.code
-	}
-	fmt.Fprintln(os.Stderr, "nixpush: error:", err)
-	return 1
-}
-
-// newFlagSet returns a flag set that reports errors instead of exiting,
-// with the --config flag every command shares.
-func newFlagSet(name, usageLine string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: nixpush %s %s\n\nflags:\n%s", name, usageLine, fs.FlagUsages())
-	}
-	fs.SortFlags = false
-	fs.String(configFlag, "", "config file (default $NIXPUSH_CONFIG, else "+defaultConfigFile+" if it exists)")
-	return fs
-}
-
-// parseFlags parses args, then fills the flags not given on the command
-// line from the config file. Errors are usage errors (exit 2).
-func parseFlags(fs *pflag.FlagSet, args []string) error {
-	if collectFlags != nil {
-		collectFlags(fs)
-		return errFlagsCollected
-	}
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return err
-		}
-		return &exitError{code: 2, err: err}
-	}
-	if err := applyConfig(fs); err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	return nil
-}
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -1,38 +1,156 @@
 package main
 
 import (
-	"time"
+	"context"
+	"errors"
+	"io"
 
-	"github.com/spf13/pflag"
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
 
+	"nixpush/cacheurl"
 	"nixpush/drainer"
+	"nixpush/nixstore"
 	"nixpush/queue"
+	"nixpush/uploader"
+	"nixpush/watcher"
 )
 
-// drainFlags configure the queue → cache half of the pipeline.
-type drainFlags struct {
-	stateDir        string
-	maxAttempts     int
-	shutdownTimeout time.Duration
+// pipeline is the one pipeline every pushing command runs: store →
+// uploader → cache, with the cache's queue and its drainer. push,
+// watch-store and watch-exec differ only in what they run on it.
+type pipeline struct {
+	log      *zap.Logger
+	url      *cacheurl.URL
+	store    *nixstore.Store
+	cache    uploader.Cache
+	uploader *uploader.Uploader
+	queue    *queue.Queue
+	drainer  *drainer.Drainer
+	stateDir string
+
+	closers []func() error // in opening order; Close runs them in reverse
 }
 
-func (d *drainFlags) add(fs *pflag.FlagSet, defaultAttempts int) {
-	addStateDirFlag(fs, &d.stateDir)
-	fs.IntVar(&d.maxAttempts, "max-attempts", defaultAttempts, "transient failures before a path is marked failed")
-	fs.DurationVar(&d.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long uploads in flight may finish")
+// openOptions say how a command uses the pipeline.
+type openOptions struct {
+	// daemon: a full page check of the queue at open (the daemon runs
+	// for months; quick commands skip it).
+	daemon bool
+	// beforeWrite, when set, runs once the store is open and before
+	// anything is written anywhere (cache, state dir): push checks its
+	// arguments there, so a bad one fails with no side effects.
+	beforeWrite func(*nixstore.Store) error
+	// only, when set, limits the drainer to these paths (see
+	// drainer.Drainer.Only).
+	only func() []string
 }
 
-// drainer wires a queue to a target's uploader.
-func (d *drainFlags) drainer(t *target, q *queue.Queue, only func() []string, log *zap.Logger) *drainer.Drainer {
-	return &drainer.Drainer{
-		Queue:           q,
-		Uploader:        t.uploader,
-		Filter:          t.filter,
-		MaxAttempts:     d.maxAttempts,
-		Only:            only,
+// open validates every flag, then opens the store, the cache (writing its
+// nix-cache-info if missing), the queue and the drainer, in that order.
+// On error, whatever was opened is closed again.
+func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions) (_ *pipeline, err error) {
+	u, err := cacheURLFlag(f.to)
+	if err != nil {
+		return nil, err
+	}
+	method, level := u.Setting("compression"), u.Setting("compression-level")
+	if f.compression != "" {
+		method = f.compression
+	}
+	if f.level != "" {
+		level = f.level
+	}
+	comp, err := uploader.ParseCompression(method, level)
+	if err != nil {
+		return nil, usageError("%w", err)
+	}
+	keyFiles := f.signingKeys
+	if k := u.Setting("secret-key"); k != "" {
+		keyFiles = append(keyFiles, k)
+	}
+	var keys []signature.SecretKey
+	for _, file := range keyFiles {
+		k, err := uploader.LoadSigningKey(file)
+		if err != nil {
+			return nil, usageError("%w", err)
+		}
+		keys = append(keys, k)
+	}
+	filter, err := f.filter()
+	if err != nil {
+		return nil, err
+	}
+
+	p := &pipeline{log: log, url: u, stateDir: f.drain.stateDir}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.store, err = nixstore.Open(f.store); err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, p.store.Close)
+	if o.beforeWrite != nil {
+		if err := o.beforeWrite(p.store); err != nil {
+			return nil, err
+		}
+	}
+	if p.cache, err = u.Open(ctx, f.network.options()); err != nil {
+		return nil, err
+	}
+	if c, ok := p.cache.(io.Closer); ok {
+		p.closers = append(p.closers, c.Close)
+	}
+	priority := f.priority
+	if s := u.Setting("priority"); s != "" {
+		priority = atoiOr(s, priority) // checked by cacheurl.Parse
+	}
+	if err := uploader.EnsureCacheInfo(ctx, p.cache, priority); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
+	}
+	p.uploader = uploader.New(p.store, p.cache, comp, keys, f.jobs, log)
+	p.uploader.Filter = filter
+	if p.queue, err = openQueue(ctx, f.drain.stateDir, u.Identity(), o.daemon); err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, p.queue.Close)
+	p.drainer = &drainer.Drainer{
+		Queue:           p.queue,
+		Uploader:        p.uploader,
+		MaxAttempts:     f.drain.maxAttempts,
+		Only:            o.only,
 		Log:             log.Named("drainer"),
 		Retry:           drainer.DefaultRetry,
-		ShutdownTimeout: d.shutdownTimeout,
+		ShutdownTimeout: f.drain.shutdownTimeout,
 	}
+	return p, nil
+}
+
+// keep is the watcher's name filter: paths the uploader would refuse by
+// name never reach the queue.
+func (p *pipeline) keep(path string) bool {
+	return p.uploader.Filter.CheckName(path) == uploader.Keep
+}
+
+// watcher returns a watcher of the pipeline's store feeding sink from mark.
+func (p *pipeline) watcher(sink watcher.Sink, mark int64) *watcher.Watcher {
+	return &watcher.Watcher{
+		Store: p.store, Sink: sink, Mark: mark, Keep: p.keep,
+		Log: p.log.Named("watcher"), Enqueued: func([]string) { p.drainer.Wake() },
+	}
+}
+
+// Close closes what open opened, in reverse order.
+func (p *pipeline) Close() error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		errs = append(errs, p.closers[i]())
+	}
+	p.closers = nil
+	return errors.Join(errs...)
 }

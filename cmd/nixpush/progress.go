@@ -2,29 +2,46 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"nixpush/uploader"
 )
 
-// startProgress redraws one status line on stderr while uploads run, when
-// stderr is a terminal; it returns the function that stops it.
-func startProgress(s *uploader.Stats, total int) (stop func()) {
-	if !stderrIsTerminal() || total == 0 {
+// startProgress shows, on a terminal, a progress bar of the paths pushed
+// with bytes, rate and time left; nothing on a pipe or a log. It returns
+// the function that stops it.
+func startProgress(w io.Writer, s *uploader.Stats, total int) (stop func()) {
+	if !isTerminal(w) || total == 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("pushing"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetItsString("paths"),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+	start := time.Now()
+	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			fmt.Fprintf(os.Stderr, "\r\033[K[%d/%d] %s pushed", s.Paths.Load(), total, mib(s.Bytes.Load()))
+			bytes := s.Bytes.Load()
+			rate := float64(bytes) / time.Since(start).Seconds()
+			bar.Describe(fmt.Sprintf("%s (%s/s)", mib(bytes), mib(int64(rate))))
+			_ = bar.Set(int(s.Paths.Load()))
 			select {
 			case <-done:
-				fmt.Fprint(os.Stderr, "\r\033[K")
+				_ = bar.Clear()
 				return
 			case <-tick.C:
 			}

@@ -68,9 +68,9 @@ func TestPushBadInput(t *testing.T) {
 		{"ftp URL", []string{"--to", "ftp://x", "--signing-key", sec, good},
 			[]string{`scheme "ftp"`}},
 		{"URL without scheme", []string{"--to", "/no/scheme", "--signing-key", sec, good},
-			[]string{"/no/scheme", "no scheme"}},
+			[]string{"cache URL", "no scheme"}},
 		{"file URL with a host", []string{"--to", "file://host/x", "--signing-key", sec, good},
-			[]string{"file://host/x", "three slashes"}},
+			[]string{"cache URL", "three slashes"}},
 		{"cache dir below a file", []string{"--to", "file://" + notADir + "/cache", "--signing-key", sec, good},
 			[]string{notADir, "not a directory"}},
 	} {

@@ -2,41 +2,44 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
+
+	"github.com/spf13/cobra"
 
 	"nixpush/queue"
 )
 
-func runRetry(ctx context.Context, args []string) error {
-	fs := newFlagSet("retry", "--failed | PATH...")
+func newRetryCommand() *cobra.Command {
 	var stateDir, to string
 	var failed bool
+	cmd := &cobra.Command{
+		Use:   "retry --failed | PATH...",
+		Short: "requeue failed paths (--failed) or the given paths",
+	}
+	fs := cmd.Flags()
 	addStateDirFlag(fs, &stateDir)
 	fs.StringVar(&to, "to", "", "only the queue of this cache")
 	fs.BoolVar(&failed, "failed", false, "requeue every failed path")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	paths := fs.Args()
-	if failed == (len(paths) > 0) {
-		return &exitError{code: 2, err: errors.New("retry takes either --failed or store paths")}
-	}
-	files, err := selectQueues(stateDir, to)
-	if err != nil {
-		return err
-	}
-	total := 0
-	for _, f := range files {
-		n, err := retryIn(ctx, f, failed, paths)
+	cmd.RunE = withSignals(func(cmd *cobra.Command, paths []string) error {
+		if failed == (len(paths) > 0) {
+			return usageError("retry takes either --failed or store paths")
+		}
+		files, err := selectQueues(stateDir, to)
 		if err != nil {
 			return err
 		}
-		total += n
-	}
-	fmt.Fprintf(os.Stderr, "requeued %d paths; a running watch-store (or nixpush push --drain) uploads them\n", total)
-	return nil
+		total := 0
+		for _, f := range files {
+			n, err := retryIn(cmd.Context(), f, failed, paths)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "requeued %d paths; a running watch-store (or nixpush push --drain) uploads them\n", total)
+		return nil
+	})
+	return cmd
 }
 
 // retryIn requeues in one queue: all failed rows, or those of the paths

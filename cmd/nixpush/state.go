@@ -4,15 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-
-	"github.com/spf13/pflag"
+	"unicode"
+	"unicode/utf8"
 
 	"nixpush/queue"
 )
@@ -34,27 +33,11 @@ func defaultStateDir() string {
 	return filepath.Join(home, ".local/state/nixpush")
 }
 
-func addStateDirFlag(fs *pflag.FlagSet, dir *string) {
-	fs.StringVar(dir, "state-dir", defaultStateDir(), "directory holding the queues (env NIXPUSH_STATE_DIR)")
-}
-
 // queueFileSuffix ends every queue file's name.
 const queueFileSuffix = ".queue.db"
 
 // cacheMetaKey records, in each queue, the cache its items are bound for.
 const cacheMetaKey = "cache"
-
-// cacheIdentity is a cache URL without credentials and without the
-// settings that do not change which cache it is (compression, keys). An
-// S3 endpoint does: one bucket name on two servers is two caches.
-func cacheIdentity(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.Fragment, c.User = "", "", nil
-	if ep := u.Query().Get("endpoint"); u.Scheme == "s3" && ep != "" {
-		c.RawQuery = "endpoint=" + url.QueryEscape(ep)
-	}
-	return strings.TrimSuffix(c.String(), "/")
-}
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9.-]+`)
 
@@ -101,16 +84,20 @@ func queueFiles(stateDir string) ([]string, error) {
 	return files, nil
 }
 
-// parseCacheURL parses a cache URL. Its errors never repeat the URL, which
-// may carry a password.
-func parseCacheURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
+// quoteInput shows user input in a message safely: input with control
+// or invalid bytes (a NUL from a bad script) is shown quoted and escaped.
+func quoteInput(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
 		}
-		return nil, fmt.Errorf("cache URL is malformed: %v", err)
 	}
-	return u, nil
+	return s
+}
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
 }

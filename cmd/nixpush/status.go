@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"nixpush/queue"
 )
@@ -45,53 +47,59 @@ type statusReport struct {
 	Queues    []queueStatus `json:"queues"`
 }
 
-func runStatus(ctx context.Context, args []string) error {
-	fs := newFlagSet("status", "[--json] [--to CACHE-URL]")
+func newStatusCommand() *cobra.Command {
 	var stateDir, to string
 	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [--json] [--to CACHE-URL]",
+		Short: "show what is queued, in flight, done and failed",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	addStateDirFlag(fs, &stateDir)
 	fs.StringVar(&to, "to", "", "only the queue of this cache")
 	fs.BoolVar(&asJSON, "json", false, "print JSON on stdout")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	files, err := selectQueues(stateDir, to)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	report := statusReport{Queues: []queueStatus{}}
-	for _, f := range files {
-		qs, err := readQueueStatus(ctx, f, now)
+	cmd.RunE = withSignals(func(cmd *cobra.Command, _ []string) error {
+		files, err := selectQueues(stateDir, to)
 		if err != nil {
 			return err
 		}
-		report.Pending += qs.Pending
-		report.Uploading += qs.Uploading
-		report.Done += qs.Done
-		report.Failed += qs.Failed
-		report.Skipped += qs.Skipped
-		report.Queues = append(report.Queues, qs)
-	}
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(report)
-	}
-	printStatus(report, stateDir, now)
-	return nil
+		now := time.Now()
+		report := statusReport{Queues: []queueStatus{}}
+		for _, f := range files {
+			qs, err := readQueueStatus(cmd.Context(), f, now)
+			if err != nil {
+				return err
+			}
+			report.Pending += qs.Pending
+			report.Uploading += qs.Uploading
+			report.Done += qs.Done
+			report.Failed += qs.Failed
+			report.Skipped += qs.Skipped
+			report.Queues = append(report.Queues, qs)
+		}
+		out := cmd.OutOrStdout()
+		if asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(report)
+		}
+		printStatus(out, report, stateDir, now)
+		return nil
+	})
+	return cmd
 }
 
 // selectQueues finds the queue files to report on.
 func selectQueues(stateDir, to string) ([]string, error) {
 	if to != "" {
-		u, err := parseCacheURL(to)
+		u, err := cacheURLFlag(to)
 		if err != nil {
 			return nil, err
 		}
-		f := queueFile(stateDir, cacheIdentity(u))
+		f := queueFile(stateDir, u.Identity())
 		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("no queue for %s in %s", cacheIdentity(u), stateDir)
+			return nil, fmt.Errorf("no queue for %s in %s", u.Identity(), stateDir)
 		}
 		return []string{f}, nil
 	}
@@ -138,19 +146,19 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func printStatus(r statusReport, stateDir string, now time.Time) {
+func printStatus(w io.Writer, r statusReport, stateDir string, now time.Time) {
 	if len(r.Queues) == 0 {
-		fmt.Printf("no queues in %s\n", stateDir)
+		fmt.Fprintf(w, "no queues in %s\n", stateDir)
 		return
 	}
 	for _, q := range r.Queues {
-		fmt.Printf("%s\n  %d pending, %d uploading, %d done, %d failed, %d skipped\n",
+		fmt.Fprintf(w, "%s\n  %d pending, %d uploading, %d done, %d failed, %d skipped\n",
 			q.Cache, q.Pending, q.Uploading, q.Done, q.Failed, q.Skipped)
 		if q.OldestPending != nil {
-			fmt.Printf("  oldest pending: %s ago\n", now.Sub(*q.OldestPending).Round(time.Second))
+			fmt.Fprintf(w, "  oldest pending: %s ago\n", now.Sub(*q.OldestPending).Round(time.Second))
 		}
 		if q.LastSuccess != nil {
-			fmt.Printf("  last push: %s ago; last hour: %d paths, %s\n",
+			fmt.Fprintf(w, "  last push: %s ago; last hour: %d paths, %s\n",
 				now.Sub(*q.LastSuccess).Round(time.Second), q.DoneLastHour, mib(q.BytesLastHour))
 		}
 		for _, p := range q.Retrying {
@@ -158,12 +166,10 @@ func printStatus(r statusReport, stateDir string, now time.Time) {
 			if p.NextAttempt != nil {
 				next = fmt.Sprintf(", next try in %s", p.NextAttempt.Sub(now).Round(time.Second))
 			}
-			fmt.Printf("  retrying %s (attempt %d%s): %s\n", p.Path, p.Attempts, next, oneLine(p.Error))
+			fmt.Fprintf(w, "  retrying %s (attempt %d%s): %s\n", p.Path, p.Attempts, next, oneLine(p.Error))
 		}
 		for _, p := range q.RecentFailures {
-			fmt.Printf("  failed %s: %s\n", p.Path, oneLine(p.Error))
+			fmt.Fprintf(w, "  failed %s: %s\n", p.Path, oneLine(p.Error))
 		}
 	}
 }
-
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

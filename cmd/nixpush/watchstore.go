@@ -5,50 +5,54 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"nixpush/metrics"
 	"nixpush/queue"
-	"nixpush/uploader"
 	"nixpush/watcher"
 )
 
-// runWatchStore is the daemon: watcher → queue → drainer, forever.
-func runWatchStore(ctx context.Context, args []string) error {
-	fs := newFlagSet("watch-store", "--to CACHE-URL [flags]")
-	var tf targetFlags
-	var lf logFlags
-	var df drainFlags
-	var backfill bool
-	var poll, keepDone, unhealthyAfter time.Duration
-	var metricsAddr string
-	tf.add(fs)
-	df.add(fs, 20)
-	fs.BoolVar(&backfill, "backfill", false, "on first start, queue every path valid now (default: only paths registered from now on)")
-	fs.DurationVar(&poll, "poll-interval", 10*time.Second, "safety poll of the Nix DB, in case file events are lost")
-	fs.DurationVar(&keepDone, "keep-done", 72*time.Hour, "how long done and skipped rows stay in the queue")
-	fs.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (PORT alone means 127.0.0.1:PORT); off when empty")
-	fs.DurationVar(&unhealthyAfter, "unhealthy-after", 10*time.Minute, "/healthz fails once the cache has been failing this long")
-	lf.add(fs, "info")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+// watchStoreCommand is the daemon: watcher → queue → drainer, forever.
+type watchStoreCommand struct {
+	flags                          pipelineFlags
+	backfill                       bool
+	poll, keepDone, unhealthyAfter time.Duration
+	metricsAddr                    string
+}
+
+func newWatchStoreCommand() *cobra.Command {
+	c := &watchStoreCommand{}
+	cmd := &cobra.Command{
+		Use:   "watch-store --to CACHE-URL [flags]",
+		Short: "push every path that becomes valid, forever (the daemon)",
+		Args:  noArgs,
+		RunE:  withSignals(c.run),
 	}
-	log, err := lf.logger()
+	fs := cmd.Flags()
+	c.flags.add(fs, 20, "info")
+	fs.BoolVar(&c.backfill, "backfill", false, "on first start, queue every path valid now (default: only paths registered from now on)")
+	fs.DurationVar(&c.poll, "poll-interval", 10*time.Second, "safety poll of the Nix DB, in case file events are lost")
+	fs.DurationVar(&c.keepDone, "keep-done", 72*time.Hour, "how long done and skipped rows stay in the queue")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (PORT alone means 127.0.0.1:PORT); off when empty")
+	fs.DurationVar(&c.unhealthyAfter, "unhealthy-after", 10*time.Minute, "/healthz fails once the cache has been failing this long")
+	return cmd
+}
+
+func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
+	ctx := cmd.Context()
+	log, err := c.flags.log.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
-	t, err := tf.open(ctx, log)
+	p, err := c.flags.open(ctx, log, openOptions{daemon: true})
 	if err != nil {
 		return err
 	}
-	defer t.store.Close()
-	q, err := openQueue(ctx, df.stateDir, t.identity, true)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
+	defer p.Close()
+	q := p.queue
 	// Rows a crashed run left uploading go back to pending.
 	if n, err := q.RecoverOrphans(ctx); err != nil {
 		return err
@@ -56,43 +60,36 @@ func runWatchStore(ctx context.Context, args []string) error {
 		log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
 	}
 	var m *metrics.Metrics
-	if metricsAddr != "" {
+	if c.metricsAddr != "" {
 		m = metrics.New(q)
 	}
-	d := df.drainer(t, q, nil, log)
-	d.Metrics = m
-	sd := notifier{log: log}
-	w := &watcher.Watcher{
-		Metrics:  m,
-		Ready:    sd.ready,
-		Store:    t.store,
-		Queue:    q,
-		Keep:     func(p string) bool { return t.filter.CheckName(p) == uploader.Keep },
-		Poll:     poll,
-		Log:      log.Named("watcher"),
-		Enqueued: func([]string) { d.Wake() },
-	}
-	if err := w.Resume(ctx, backfill); err != nil {
+	p.drainer.Metrics = m
+	mark, err := watcher.SavedMark(ctx, q, p.store.MaxID, c.backfill)
+	if err != nil {
 		return err
 	}
-	log.Info("watching", zap.String("store", t.store.RealStoreDir()), zap.String("cache", t.identity),
-		zap.String("queue", queueFile(df.stateDir, t.identity)))
+	sd := notifier{log: log}
+	w := p.watcher(watcher.SavingMark(q), mark)
+	w.Metrics, w.Ready, w.Poll = m, sd.ready, c.poll
+	log.Info("watching", zap.String("store", p.store.RealStoreDir()), zap.String("cache", p.url.Identity()),
+		zap.String("queue", queueFile(p.stateDir, p.url.Identity())))
 
+	shutdown := c.flags.drain.shutdownTimeout
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error { return d.Run(gctx, false) })
-	g.Go(func() error { return housekeeping(gctx, q, keepDone, log) })
+	g.Go(func() error { return p.drainer.Run(gctx, false) })
+	g.Go(func() error { return housekeeping(gctx, q, c.keepDone, log) })
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("stopping: letting uploads in flight finish", zap.Duration("shutdown_timeout", df.shutdownTimeout))
-		sd.stopping(df.shutdownTimeout)
+		log.Info("stopping: letting uploads in flight finish", zap.Duration("shutdown_timeout", shutdown))
+		sd.stopping(shutdown)
 		return nil
 	})
 	if m != nil {
 		g.Go(func() error {
-			if err := m.Serve(gctx, metricsAddr, unhealthyAfter); err != nil {
-				return fmt.Errorf("serve metrics on %s: %w", metricsAddr, err)
+			if err := m.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
+				return fmt.Errorf("serve metrics on %s: %w", c.metricsAddr, err)
 			}
 			return nil
 		})

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"runtime"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"nixpush/cacheurl"
+	"nixpush/uploader"
+	"nixpush/uploader/httpcache"
+	"nixpush/uploader/s3cache"
+)
+
+// pipelineFlags are the flags of every command that pushes (push,
+// watch-store, watch-exec): where paths come from and go, how they are
+// packed and filtered, how the queue drains, and logging.
+type pipelineFlags struct {
+	to           string
+	store        string
+	signingKeys  []string
+	compression  string
+	level        string
+	jobs         int
+	includeDrv   bool
+	exclude      []string
+	upstreamKeys []string
+	noUpstream   bool
+	priority     int
+	network      networkFlags
+	drain        drainFlags
+	log          logFlags
+}
+
+func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLevel string) {
+	fs.StringVar(&p.to, "to", "", "cache URL, as for nix copy --to (file:///dir?compression=zstd&secret-key=FILE)")
+	fs.StringVar(&p.store, "store", "/", "root of the local Nix store, as Nix's --store ROOT")
+	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
+	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")
+	fs.StringVar(&p.level, "compression-level", "", "compression level (zstd 1-22, xz 0-9)")
+	fs.IntVarP(&p.jobs, "jobs", "j", runtime.NumCPU(), "NARs uploaded at once")
+	fs.BoolVar(&p.includeDrv, "include-drv", false, "push .drv files too")
+	fs.StringArrayVar(&p.exclude, "exclude", nil, "skip paths whose name (after the hash) matches REGEX (repeatable)")
+	fs.StringArrayVar(&p.upstreamKeys, "upstream-key", []string{"cache.nixos.org-1"}, "skip paths signed by this key: an upstream cache has them (repeatable)")
+	fs.BoolVar(&p.noUpstream, "no-upstream-filter", false, "push paths signed by upstream keys too")
+	fs.IntVar(&p.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
+	p.network.add(fs)
+	p.drain.add(fs, defaultAttempts)
+	p.log.add(fs, defaultLogLevel)
+}
+
+// filter builds the path filter from the flags.
+func (p *pipelineFlags) filter() (uploader.Filter, error) {
+	f := uploader.Filter{IncludeDrv: p.includeDrv}
+	for _, e := range p.exclude {
+		re, err := regexp.Compile(e)
+		if err != nil {
+			return f, usageError("--exclude %q: %v", e, err)
+		}
+		f.Exclude = append(f.Exclude, re)
+	}
+	if !p.noUpstream {
+		f.UpstreamKeys = p.upstreamKeys
+	}
+	return f, nil
+}
+
+// networkFlags configure the network backends. The bearer token itself is
+// never a flag (it would show in ps): it comes from --token-file or the
+// environment variable NIXPUSH_TOKEN. Where an S3 bucket is (region,
+// endpoint, scheme, profile) is in the URL, as for Nix.
+type networkFlags struct {
+	tokenFile, caCert, netrcFile string
+	timeout                      time.Duration
+	partSizeMiB                  int64
+	partConcurrency              int
+}
+
+func (n *networkFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&n.tokenFile, "token-file", "", "file holding a bearer token for an http(s) cache (else $NIXPUSH_TOKEN)")
+	fs.StringVar(&n.caCert, "ca-cert", "", "PEM file of CA certificates to trust for an https cache, besides the system's")
+	fs.StringVar(&n.netrcFile, "netrc-file", "", "netrc file with basic auth for an http(s) cache (default ~/.netrc if present)")
+	fs.DurationVar(&n.timeout, "http-timeout", httpcache.DefaultTimeout, "http(s) connect, TLS, response header and stalled-write timeout (never a whole upload)")
+	fs.Int64Var(&n.partSizeMiB, "part-size", s3cache.DefaultPartSize>>20, "s3:// multipart upload part size in MiB (min 5); smaller NARs go up in one PUT")
+	fs.IntVar(&n.partConcurrency, "part-concurrency", s3cache.DefaultConcurrency, "s3:// parts of one NAR in flight; each upload buffers up to part size × this")
+}
+
+func (n *networkFlags) options() cacheurl.Options {
+	return cacheurl.Options{
+		TokenFile: n.tokenFile, Token: os.Getenv("NIXPUSH_TOKEN"), NetrcFile: n.netrcFile,
+		CACert: n.caCert, Timeout: n.timeout,
+		PartSize: n.partSizeMiB << 20, Concurrency: n.partConcurrency,
+	}
+}
+
+// drainFlags configure the queue → cache half of the pipeline.
+type drainFlags struct {
+	stateDir        string
+	maxAttempts     int
+	shutdownTimeout time.Duration
+}
+
+func (d *drainFlags) add(fs *pflag.FlagSet, defaultAttempts int) {
+	addStateDirFlag(fs, &d.stateDir)
+	fs.IntVar(&d.maxAttempts, "max-attempts", defaultAttempts, "transient failures before a path is marked failed")
+	fs.DurationVar(&d.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long uploads in flight may finish")
+}
+
+func addStateDirFlag(fs *pflag.FlagSet, dir *string) {
+	fs.StringVar(dir, "state-dir", defaultStateDir(), "directory holding the queues (env NIXPUSH_STATE_DIR)")
+}
+
+// cacheURLFlag parses a --to value; an empty one is a usage error.
+func cacheURLFlag(to string) (*cacheurl.URL, error) {
+	if to == "" {
+		return nil, usageError("--to is required (e.g. --to file:///srv/cache)")
+	}
+	u, err := cacheurl.Parse(to)
+	if err != nil {
+		return nil, usageError("%w", err)
+	}
+	return u, nil
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
