@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -36,6 +37,23 @@ func (c *Cache) Delete(ctx context.Context, keys []string) error {
 	return g.Wait()
 }
 
+// keyURL is the URL of a key taken literally, "%" included. (objectURL
+// reads a key as an escaped path: "a%20b" becomes "a b", and a key with a
+// stray "%" becomes the cache's base URL, which DELETE must never reach.)
+func (c *Cache) keyURL(key string) *url.URL {
+	u := *c.base
+	u.Path = c.base.Path + "/" + key
+	u.RawPath = ""
+	if c.base.RawPath != "" {
+		segs := strings.Split(key, "/")
+		for i, s := range segs {
+			segs[i] = url.PathEscape(s)
+		}
+		u.RawPath = c.base.RawPath + "/" + strings.Join(segs, "/")
+	}
+	return &u
+}
+
 // checkDeleteKey refuses keys that would name a collection rather than
 // one object: a DELETE of "", "nar/" or "nar/.." would remove a whole
 // directory of the cache on a WebDAV server.
@@ -56,6 +74,7 @@ func (c *Cache) deleteOne(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	req.URL = c.keyURL(key)
 	resp, err := c.do(req)
 	if err != nil {
 		return err

@@ -98,12 +98,7 @@ func (c *Cache) propfind(ctx context.Context, dir string, each func(davMember) e
 		return err
 	}
 	// A collection's URL ends in "/"; without it some servers redirect.
-	if !strings.HasSuffix(req.URL.Path, "/") {
-		req.URL.Path += "/"
-		if req.URL.RawPath != "" {
-			req.URL.RawPath += "/"
-		}
-	}
+	req.URL = c.keyURL(dir)
 	req.Header.Set("Depth", "1")
 	req.Header.Set("Content-Type", "application/xml; charset=utf-8")
 	resp, err := c.do(req)
