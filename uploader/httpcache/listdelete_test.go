@@ -221,3 +221,33 @@ func TestDeleteInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestListMalformedAnswer: a multistatus that cannot be read is an error
+// (transient: a proxy may have cut it), not a short listing.
+func TestListMalformedAnswer(t *testing.T) {
+	t.Parallel()
+	const entry = `<D:response><D:href>%s</D:href><D:propstat><D:prop><D:getcontentlength>%s</D:getcontentlength>` +
+		`<D:getlastmodified>Tue, 01 Dec 2026 01:17:21 GMT</D:getlastmodified><D:resourcetype/></D:prop>` +
+		`<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>`
+	for _, tc := range []struct{ name, body, want string }{
+		{"bad size", fmt.Sprintf(entry, "/c/x.narinfo", "many"), "bad getcontentlength"},
+		{"outside the cache", fmt.Sprintf(entry, "/elsewhere/x.narinfo", "1"), "outside the cache"},
+		{"cut short", fmt.Sprintf(entry, "/c/x.narinfo", "1") + "<D:response><D:hr", "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusMultiStatus)
+				io.WriteString(w, `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">`+tc.body)
+			})
+			listed := 0
+			err := newCache(t, srv.URL+"/c", httpcache.Config{}).List(t.Context(), "", func(uploader.Object) error {
+				listed++
+				return nil
+			})
+			if err == nil || isPermanent(err) || errors.Is(err, uploader.ErrCannotList) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("List = %v (after %d objects); want a transient error saying %q", err, listed, tc.want)
+			}
+		})
+	}
+}

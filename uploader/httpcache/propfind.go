@@ -135,7 +135,7 @@ func (c *Cache) propfind(ctx context.Context, dir string, each func(davMember) e
 		return c.cannotList(req, resp.Status+" without a WebDAV multistatus")
 	case err != nil:
 		// A malformed answer or a connection lost mid-body: transient.
-		return fmt.Errorf("PROPFIND %s: read answer: %w", redacted(req.URL), err)
+		return fmt.Errorf("PROPFIND %s: read multistatus: %w", redacted(req.URL), err)
 	}
 	return nil
 }
@@ -194,13 +194,10 @@ func decodeMultistatus(body io.Reader, each func(*davResponse) error) error {
 // itself and for entries without properties (a member gone between the
 // server's directory read and its stat).
 func (c *Cache) member(req *http.Request, dir string, r *davResponse) (m davMember, ok bool, err error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("PROPFIND %s: %s", redacted(req.URL), fmt.Sprintf(format, args...))
-	}
 	// An href is an absolute path or a whole URL, percent-encoded.
 	u, err := req.URL.Parse(strings.TrimSpace(r.Href))
 	if err != nil {
-		return m, false, bad("bad href %q: %v", r.Href, err)
+		return m, false, fmt.Errorf("bad href %q: %v", r.Href, err)
 	}
 	root := c.base.Path + "/"
 	switch {
@@ -209,7 +206,7 @@ func (c *Cache) member(req *http.Request, dir string, r *davResponse) (m davMemb
 	case strings.HasPrefix(u.Path, root):
 		m.key = strings.TrimPrefix(u.Path, root)
 	default:
-		return m, false, bad("href %q is outside the cache", r.Href)
+		return m, false, fmt.Errorf("href %q is outside the cache", r.Href)
 	}
 	var ps *davPropstat
 	for i := range r.Propstat {
@@ -233,11 +230,11 @@ func (c *Cache) member(req *http.Request, dir string, r *davResponse) (m davMemb
 	}
 	m.size, err = strconv.ParseInt(strings.TrimSpace(ps.Prop.ContentLength), 10, 64)
 	if err != nil || m.size < 0 {
-		return m, false, bad("%s: bad getcontentlength %q", m.key, ps.Prop.ContentLength)
+		return m, false, fmt.Errorf("%s: bad getcontentlength %q", m.key, ps.Prop.ContentLength)
 	}
 	m.modTime, err = http.ParseTime(strings.TrimSpace(ps.Prop.LastModified))
 	if err != nil {
-		return m, false, bad("%s: bad getlastmodified %q", m.key, ps.Prop.LastModified)
+		return m, false, fmt.Errorf("%s: bad getlastmodified %q", m.key, ps.Prop.LastModified)
 	}
 	return m, true, nil
 }
