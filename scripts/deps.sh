@@ -51,17 +51,20 @@ deps_tools() {
 # own nginx on 127.0.0.1 (scripts/nginx.sh, uploader/httpcache/nginxtest).
 # The package's postinst would start a system nginx on port 80; nothing
 # here needs it, so a policy-rc.d forbids service starts during the install.
+# libnginx-mod-http-dav-ext adds PROPFIND, which the backend's List uses
+# (nginx's core dav module has PUT and DELETE but no listing).
 deps_nginx() {
-	if have nginx || [ -x /usr/sbin/nginx ]; then
-		return 0
-	fi
+	local pkgs=()
+	have nginx || [ -x /usr/sbin/nginx ] || pkgs+=(nginx)
+	[ -e /usr/lib/nginx/modules/ngx_http_dav_ext_module.so ] || pkgs+=(libnginx-mod-http-dav-ext)
+	[ "${#pkgs[@]}" -eq 0 ] && return 0
 	local policy=/usr/sbin/policy-rc.d
 	if [ ! -e "$policy" ]; then
 		printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
 		"${SUDO[@]}" chmod 755 "$policy"
 		trap '"${SUDO[@]}" rm -f '"$policy" EXIT
 	fi
-	APT_PKGS+=(nginx)
+	APT_PKGS+=("${pkgs[@]}")
 }
 
 # versitygw, the S3 server the s3:// backend tests start (posix backend on

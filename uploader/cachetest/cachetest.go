@@ -119,6 +119,7 @@ func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 			}
 		}
 	})
+	runListDelete(t, newCache)
 }
 
 // Secrets lists credentials a backend's test set up; String() and errors

@@ -1,5 +1,6 @@
 // Package nginxtest runs a real nginx for tests: a binary cache served
-// from a temp dir on 127.0.0.1, storing PUT bodies with WebDAV, as an
+// from a temp dir on 127.0.0.1, storing PUT bodies and deleting with
+// WebDAV, and listing with PROPFIND (Debian's dav-ext module), as an
 // operator would set one up. Like internal/nixtest it fails, never skips,
 // when the server is missing, so a machine without nginx cannot make the
 // suite pass silently. scripts/nginx.sh runs the same configuration by hand.
@@ -51,6 +52,11 @@ func TempDir(cacheDir string) string {
 	return filepath.Join(filepath.Dir(cacheDir), "tmp", "body")
 }
 
+// DavExtModule is where Debian's libnginx-mod-http-dav-ext puts the module
+// that adds PROPFIND (nginx's own dav module has no listing). nginx is
+// started with its own prefix, so the path must be absolute.
+const DavExtModule = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
+
 // Binary returns the nginx executable, failing the test when there is
 // none. Debian installs it in /usr/sbin, which a non-root PATH may lack.
 func Binary(t testing.TB) string {
@@ -65,6 +71,15 @@ func Binary(t testing.TB) string {
 	return ""
 }
 
+// needDavExt fails the test when the PROPFIND module is missing, saying
+// how to install it, rather than let nginx fail to start with a dlopen error.
+func needDavExt(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(DavExtModule); err != nil {
+		t.Fatal("nginx's WebDAV PROPFIND module is required but not installed: run scripts/deps.sh (or apt-get install libnginx-mod-http-dav-ext)")
+	}
+}
+
 // Config is the nginx.conf for a cache under root listening on
 // 127.0.0.1:port; auth, when not empty, is the one Authorization header
 // value accepted. daemon says whether nginx detaches (scripts) or stays
@@ -72,8 +87,10 @@ func Binary(t testing.TB) string {
 func Config(root string, port int, auth string, daemon bool) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("# nixpush test cache: %s/cache on 127.0.0.1:%d; PUT stores files (WebDAV).", root, port)
+	p("# nixpush test cache: %s/cache on 127.0.0.1:%d; PUT stores files,", root, port)
+	p("# DELETE removes them, PROPFIND lists them (WebDAV).")
 	p("# Everything nginx writes stays under %s.", root)
+	p("load_module %s;", DavExtModule)
 	p("daemon %s;", map[bool]string{true: "on", false: "off"}[daemon])
 	p("worker_processes 2;")
 	if os.Geteuid() == 0 {
@@ -99,7 +116,8 @@ func Config(root string, port int, auth string, daemon bool) string {
 		p("        if ($http_authorization != %q) { return 401; }", auth)
 	}
 	p("        location / {")
-	p("            dav_methods PUT;")
+	p("            dav_methods PUT DELETE;")
+	p("            dav_ext_methods PROPFIND OPTIONS;")
 	p("            create_full_put_path on;")
 	p("            dav_access user:rw group:r all:r;")
 	p("        }")
@@ -111,6 +129,7 @@ func Config(root string, port int, auth string, daemon bool) string {
 func start(t testing.TB, auth string) (string, string) {
 	t.Helper()
 	bin := Binary(t)
+	needDavExt(t)
 	if strings.ContainsAny(auth, "\"\\$;{}'\r\n") {
 		t.Fatalf("nginxtest: credentials with quotes, $, ;, braces or newlines cannot go into nginx.conf")
 	}
@@ -232,6 +251,7 @@ type Server struct {
 // StartServer starts an nginx like Start that the test controls.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	needDavExt(t)
 	s := &Server{t: t, bin: Binary(t), root: t.TempDir(), port: freePort(t)}
 	for _, d := range []string{"cache", "tmp"} {
 		if err := os.Mkdir(filepath.Join(s.root, d), 0o755); err != nil {
