@@ -122,17 +122,24 @@ func TestDoctor(t *testing.T) {
 		{"narinfo signed by another key", Options{URL: m.otherKey, Key: m.pub, Paths: []string{m.top}}, []string{CheckSignature}},
 		{"a reference missing", Options{URL: m.noDep, Key: m.pub, Paths: []string{m.top}}, []string{CheckReferences}},
 		{"NAR cut short", Options{URL: m.shortNAR, Key: m.pub, Paths: []string{m.top}}, []string{CheckNAR}},
+		{"user not trusted, cache in the user's nix.conf only", Options{URL: m.good, Key: m.pub, Env: untrusted(t, m, true)}, []string{CheckTrustedUser}},
+		{"user not trusted, cache system-wide", Options{URL: m.good, Key: m.pub, Env: untrusted(t, m, false)}, nil},
 		{"not a store path", Options{URL: m.good, Key: m.pub, Paths: []string{"/etc/hostname"}}, []string{CheckPath}},
 	}
 	t.Run("passing report", func(t *testing.T) { testPassingReport(t, m) })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.opts.Env = m.env
+			if tt.opts.Env == nil {
+				tt.opts.Env = m.env
+			}
 			r := Run(t.Context(), tt.opts)
 			var text bytes.Buffer
 			r.Write(&text)
 			if got := r.Failed(); !slices.Equal(got, tt.wantFailed) || r.OK() != (len(tt.wantFailed) == 0) {
 				t.Errorf("failed checks %q (OK %v), want %q:\n%s", got, r.OK(), tt.wantFailed, text.String())
+			}
+			if tt.opts.Paths == nil && !slices.ContainsFunc(r.Checks, func(c Check) bool { return c.Name == CheckTrustedUser }) {
+				t.Errorf("no %s check:\n%s", CheckTrustedUser, text.String())
 			}
 			for _, c := range r.Checks {
 				if c.Status != OK && c.Fix == "" {
@@ -144,6 +151,21 @@ func TestDoctor(t *testing.T) {
 			}
 		})
 	}
+}
+
+// untrusted is the environment of a machine whose nix.conf trusts
+// another user than this one, with the good cache configured by Use in
+// the user's nix.conf or the system's.
+func untrusted(t *testing.T, m *machine, user bool) []string {
+	confDir, xdg := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(confDir, "nix.conf"), []byte("trusted-users = nobody-else\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append(slices.Clone(m.env), "NIX_CONF_DIR="+confDir, "XDG_CONFIG_HOME="+xdg)
+	if _, err := nixconf.Use(t.Context(), nixconf.Options{URL: m.good, Key: m.pub, User: user, Env: env}); err != nil {
+		t.Fatal(err)
+	}
+	return env
 }
 
 // testPassingReport checks a passing report in full: every check, in
