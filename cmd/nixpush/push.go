@@ -69,6 +69,12 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer p.Close()
+	// A .drv the user names is pushed with its closure (the derivations
+	// and sources it names), as nix copy does: the .drv filter is for
+	// paths found by watching, not for what a user asks for.
+	if namesDrv(args) {
+		p.uploader.Filter.IncludeDrv = true
+	}
 	var plan uploader.Plan
 	if len(closure) > 0 {
 		if plan, err = p.uploader.Plan(ctx, closure); err != nil {
@@ -95,6 +101,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	stats := &p.uploader.Stats
 	if total == 0 {
 		printSummary(stderr, stats, plan, 0)
+		explainFiltered(stderr, plan)
 		return nil
 	}
 	stop := startProgress(stderr, stats, total)
@@ -160,6 +167,25 @@ func explainUnfinished(w io.Writer, items []queue.Item, stateDir, cache string) 
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// namesDrv reports whether the user named a .drv file.
+func namesDrv(args []string) bool {
+	for _, a := range args {
+		if strings.HasSuffix(a, ".drv") {
+			return true
+		}
+	}
+	return false
+}
+
+// explainFiltered says, when filters left nothing of what the user named
+// to push, which flag would push it.
+func explainFiltered(w io.Writer, plan uploader.Plan) {
+	if len(plan.Upload) > 0 || plan.Present > 0 || plan.Filtered+plan.Upstream == 0 {
+		return
+	}
+	fmt.Fprintf(w, "nixpush: nothing pushed: every path was filtered out (.drv files: --include-drv; --exclude patterns; %d signed by an upstream key: --no-upstream-filter)\n", plan.Upstream)
 }
 
 // readPaths reads whitespace-separated paths, as nix-store -qR prints them.

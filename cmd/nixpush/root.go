@@ -37,6 +37,8 @@ func newRootCommand(s stdio) *cobra.Command {
 		newEnqueueCommand(),
 		newKeygenCommand(),
 		newConfigCommand(),
+		newUseCommand(),
+		newDoctorCommand(),
 	)
 	// The config file fills every flag the command line left alone; its
 	// keys are checked against every command's flags.
