@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -93,4 +94,27 @@ func marshalNixJSON(v any) ([]byte, error) {
 		return nil, fmt.Errorf("encode realisation: %w", err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// PutRealisations uploads every realisation the Nix DB records for a pushed
+// store path, signed with keys, and returns how many there were (none for
+// a path that is not a content-addressed derivation output). Call it after
+// the path's narinfo is in the cache: a client that finds a realisation
+// fetches the narinfo of its output next. The dependent realisations'
+// outputs are references of storePath, so they were pushed first.
+func PutRealisations(ctx context.Context, c Cache, store *nixstore.Store, storePath string, keys []signature.SecretKey) (int, error) {
+	rs, err := store.QueryRealisations(ctx, storePath)
+	if err != nil {
+		return 0, err
+	}
+	for i, r := range rs {
+		doc, err := RealisationDoc(r, keys)
+		if err != nil {
+			return i, err
+		}
+		if err := c.Put(ctx, RealisationKey(r), bytes.NewReader(doc), TypeRealisation); err != nil {
+			return i, fmt.Errorf("upload realisation %s: %w", r.ID, err)
+		}
+	}
+	return len(rs), nil
 }

@@ -121,18 +121,8 @@ func TestRealisationsSubstitute(t *testing.T) {
 	u := uploader.New(st, cache, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 	push(t, u, outs[1])
 	for _, out := range outs {
-		rs, err := st.QueryRealisations(t.Context(), out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rs {
-			doc, err := uploader.RealisationDoc(r, u.Keys)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cache.Put(t.Context(), uploader.RealisationKey(r), bytes.NewReader(doc), uploader.TypeRealisation); err != nil {
-				t.Fatal(err)
-			}
+		if n, err := uploader.PutRealisations(t.Context(), cache, st, out, u.Keys); err != nil || n == 0 {
+			t.Fatalf("PutRealisations(%s) = %d, %v", out, n, err)
 		}
 	}
 
@@ -163,4 +153,3 @@ func TestRealisationsNoneWithoutCA(t *testing.T) {
 		t.Fatalf("QueryRealisations = %v, %v; want none", rs, err)
 	}
 }
-
