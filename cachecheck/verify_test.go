@@ -12,6 +12,7 @@ import (
 	"nixpush/cachecheck/pushtest"
 	"nixpush/internal/nixtest"
 	"nixpush/uploader"
+	"nixpush/uploader/filecache"
 )
 
 func verify(t *testing.T, c uploader.Cache, opts cachecheck.Options) cachecheck.Report {
@@ -166,5 +167,68 @@ func flip(t *testing.T, file string) {
 	b[len(b)/2] ^= 0xff
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifyNixWrittenCache checks caches written by Nix itself (NARs
+// named by FileHash, each compression Nix writes) fully: nothing to report.
+// Then narinfos that lie or do not parse are reported, while one with a
+// field Nix does not know is fine.
+func TestVerifyNixWrittenCache(t *testing.T) {
+	f := pushtest.New(t)
+	secFile, _, pub := nixtest.Keygen(t, "nix-cache-1")
+	p := f.AddFile(t, "by-nix", "pushed by nix copy")
+	for _, compression := range []string{"xz", "bzip2", "none", "zstd"} {
+		t.Run(compression, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "cache")
+			url := "file://" + dir + "?compression=" + compression + "&secret-key=" + secFile
+			if _, _, err := f.Nix.Run(t, "nix", "copy", "--to", url, p); err != nil {
+				t.Fatal(err)
+			}
+			c, err := filecache.New(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := verify(t, c, cachecheck.Options{TrustedKeys: []string{pub}, Full: true})
+			if len(r.Problems) != 0 || r.NarInfos != 1 || r.NARs != 1 || r.Unchecked != 0 {
+				t.Errorf("report of a cache Nix wrote: %+v", r)
+			}
+		})
+	}
+
+	// Damaged narinfos, in nixpush's cache.
+	good := f.AddFile(t, "good", "fine")
+	f.Push(t, f.Key, good)
+	text, err := os.ReadFile(f.NarInfoFile(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A field Nix does not know is ignored, as Nix ignores it.
+	if err := os.WriteFile(f.NarInfoFile(good), append(text, "FutureField: 1\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Under another path's key.
+	liar := filepath.Join(f.Dir, "00000000000000000000000000000000.narinfo")
+	if err := os.WriteFile(liar, text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(f.Dir, "11111111111111111111111111111111.narinfo")
+	if err := os.WriteFile(garbage, []byte("<html>not found</html>\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := verify(t, f.Cache, cachecheck.Options{TrustedKeys: []string{f.Pub}})
+	checkCounts(t, r, map[cachecheck.Kind]int{cachecheck.BadNarInfo: 2})
+	push, unrepairable, err := cachecheck.PrepareRepair(t.Context(), f.Cache, &r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The liar names good as its path: pushing good again is harmless.
+	if !slices.Equal(push, []string{good}) || !slices.Equal(unrepairable, []string{filepath.Base(garbage)}) {
+		t.Errorf("PrepareRepair: push %q, unrepairable %q", push, unrepairable)
+	}
+	for _, file := range []string{liar, garbage} {
+		if _, err := os.Stat(file); !os.IsNotExist(err) {
+			t.Errorf("%s not deleted by PrepareRepair (%v)", filepath.Base(file), err)
+		}
 	}
 }
