@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
@@ -116,5 +117,32 @@ func (f *Fixture) Substitute(t *testing.T, paths ...string) {
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	if out, err := nixtest.Substitute(t, fresh, f.URL(), f.Pub, paths...); err != nil {
 		t.Fatalf("a fresh store cannot substitute from the cache: %v\n%s", err, out)
+	}
+}
+
+// WithNewCache is the same store and key with a new, empty cache.
+func (f *Fixture) WithNewCache(t *testing.T) *Fixture {
+	t.Helper()
+	g := *f
+	g.Dir = filepath.Join(t.TempDir(), "cache")
+	var err error
+	if g.Cache, err = filecache.New(g.Dir); err != nil {
+		t.Fatal(err)
+	}
+	return &g
+}
+
+// SetModTimes sets the modification time of every file in the cache, as
+// if everything in it had been written then.
+func (f *Fixture) SetModTimes(t *testing.T, when time.Time) {
+	t.Helper()
+	err := filepath.WalkDir(f.Dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return os.Chtimes(p, when, when)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
