@@ -1,18 +1,19 @@
 package cachecheck
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo"
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixhash"
 
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -34,44 +35,42 @@ type ParseError struct {
 func (e *ParseError) Error() string { return e.Key + ": " + e.Err.Error() }
 func (e *ParseError) Unwrap() error { return e.Err }
 
-// knownFields are the narinfo keys go-nix understands. Nix ignores keys it
-// does not know, so lines with other keys are dropped before parsing
-// rather than making the narinfo unreadable.
-var knownFields = map[string]bool{
-	"StorePath": true, "URL": true, "Compression": true, "FileHash": true, "FileSize": true,
-	"NarHash": true, "NarSize": true, "References": true, "Deriver": true, "System": true,
-	"Sig": true, "CA": true,
-}
-
-// ParseNarInfo parses the narinfo stored under key and checks what a
-// client relies on: a valid StorePath whose hash part is the key, a URL,
-// a NarHash and a positive NarSize, syntactically valid references.
+// ParseNarInfo parses the narinfo stored under key, field by field as
+// go-nix's narinfo.Parse does, into its NarInfo, and checks what a client
+// relies on: a valid StorePath whose hash part is the key, a URL, a
+// NarHash and a positive NarSize, syntactically valid references. Keys it
+// does not know are ignored, as Nix ignores them. (narinfo.Parse itself
+// refuses unknown keys and allocates a 1 MiB buffer per call: 10 GB of
+// garbage for a 10,000-path cache.)
 func ParseNarInfo(key string, text []byte) (*narinfo.NarInfo, error) {
-	var kept bytes.Buffer
-	storePath := ""
-	sc := bufio.NewScanner(bytes.NewReader(text))
-	sc.Buffer(nil, maxNarInfoSize)
-	for sc.Scan() {
-		line := sc.Text()
-		field, value, ok := strings.Cut(line, ": ")
-		if ok && !knownFields[field] {
-			continue
-		}
-		if field == "StorePath" && strings.HasPrefix(value, nixstore.StoreDir+"/") {
-			storePath = value
-		}
-		kept.WriteString(line)
-		kept.WriteByte('\n')
-	}
+	ni := &narinfo.NarInfo{}
 	fail := func(err error) (*narinfo.NarInfo, error) {
+		storePath := ""
+		if strings.HasPrefix(ni.StorePath, nixstore.StoreDir+"/") {
+			storePath = ni.StorePath
+		}
 		return nil, &ParseError{Key: key, StorePath: storePath, Err: err}
 	}
-	if err := sc.Err(); err != nil {
-		return fail(err)
+	var errs []error
+	for line := range strings.Lines(string(text)) {
+		line = strings.TrimSuffix(line, "\n")
+		if line == "" {
+			continue
+		}
+		field, value, ok := strings.Cut(line, ": ")
+		if !ok {
+			errs = append(errs, fmt.Errorf("line %q is not \"Key: value\"", truncate(line)))
+			continue
+		}
+		if err := setField(ni, field, value); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+		}
 	}
-	ni, err := narinfo.Parse(&kept)
-	if err != nil {
-		return fail(err)
+	if len(errs) > 0 {
+		return fail(errs[0])
+	}
+	if ni.Compression == "" {
+		ni.Compression = "bzip2" // Nix's default when the field is missing
 	}
 	if err := ni.Check(); err != nil {
 		return fail(err)
@@ -87,6 +86,50 @@ func ParseNarInfo(key string, text []byte) (*narinfo.NarInfo, error) {
 		return fail(errors.New("NarSize is 0"))
 	}
 	return ni, nil
+}
+
+// setField parses one field into ni.
+func setField(ni *narinfo.NarInfo, field, value string) error {
+	var err error
+	switch field {
+	case "StorePath":
+		ni.StorePath = value
+	case "URL":
+		ni.URL = value
+	case "Compression":
+		ni.Compression = value
+	case "FileHash":
+		ni.FileHash, err = nixhash.ParseAny(value, nil)
+	case "FileSize":
+		ni.FileSize, err = strconv.ParseUint(value, 10, 64)
+	case "NarHash":
+		ni.NarHash, err = nixhash.ParseAny(value, nil)
+	case "NarSize":
+		ni.NarSize, err = strconv.ParseUint(value, 10, 64)
+	case "References":
+		ni.References = append(ni.References, strings.Fields(value)...)
+	case "Deriver":
+		if value != "unknown-deriver" {
+			ni.Deriver = value
+		}
+	case "System":
+		ni.System = value
+	case "Sig":
+		var sig signature.Signature
+		if sig, err = signature.ParseSignature(value); err == nil {
+			ni.Signatures = append(ni.Signatures, sig)
+		}
+	case "CA":
+		ni.CA = value
+	}
+	return err
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 // ReadNarInfo gets and parses one narinfo, retrying transient errors for
