@@ -82,13 +82,13 @@ type Result struct {
 	Roots        int      `json:"roots"`         // narinfos kept for themselves
 	KeptPaths    int      `json:"kept_paths"`    // narinfos kept (roots and their closures)
 	KeptBytes    int64    `json:"kept_bytes"`    // NAR bytes of those
-	Paths        []string `json:"paths"`         // store paths whose narinfos go
+	Paths        []string `json:"paths"`         // store paths whose narinfos go (put back ones excluded)
 	NARs         []string `json:"nars"`          // NAR objects that go
 	Logs         []string `json:"logs"`          // build logs that go
 	Realisations []string `json:"realisations"`  // realisations that go
 	Bytes        int64    `json:"bytes"`         // bytes of every object that goes
 	MissingRoots []string `json:"missing_roots"` // Keep paths and pins not in the cache
-	Unreadable   []string `json:"unreadable"`    // narinfos that do not parse: left alone
+	Unreadable   []string `json:"unreadable"`    // narinfos that do not parse: left alone (verify reports them; their NARs are unknown to gc)
 	Restored     []string `json:"restored"`      // narinfos put back: a push during gc needed them
 	Damaged      []string `json:"damaged"`       // pushed during gc, NAR deleted: push again
 }

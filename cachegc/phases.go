@@ -92,6 +92,7 @@ func (g *collector) restore(ctx context.Context) error {
 	for h := range g.doomed {
 		if _, present := g.seen[h]; present {
 			delete(g.doomed, h) // pushed again by someone else: not ours to delete
+			g.result.Bytes -= g.first[h].size
 		} else if need[h] && g.texts[h] != nil {
 			back[h] = true
 		}
@@ -104,6 +105,7 @@ func (g *collector) restore(ctx context.Context) error {
 			return fmt.Errorf("put back narinfo %s: %w", h, err)
 		}
 		delete(g.doomed, h)
+		g.result.Bytes -= g.first[h].size
 		g.result.Restored = append(g.result.Restored, g.nodes[h].path)
 	}
 	slices.Sort(g.result.Restored)
