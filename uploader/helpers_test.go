@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -123,6 +124,28 @@ func (c *countingCache) count(key string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.puts[key]
+}
+
+// countPrefix counts the Puts of keys starting with prefix.
+func (c *countingCache) countPrefix(prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k, v := range c.puts {
+		if strings.HasPrefix(k, prefix) {
+			n += v
+		}
+	}
+	return n
+}
+
+// narPrefix is the NAR hash part of a NAR object's key (see NARKey), or
+// the key itself for other objects.
+func narPrefix(key string) string {
+	if i := strings.LastIndexByte(key, '-'); strings.HasPrefix(key, "nar/") && i > 0 {
+		return key[:i]
+	}
+	return key
 }
 
 // collect sums the bytes of an Upload's results and lists its errors.

@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
 	"path"
@@ -22,12 +23,30 @@ func NarInfoKey(storePath string) string {
 	return hashPart + ".narinfo"
 }
 
-// NARKey names a NAR object by its NAR hash, known from the Nix DB before
-// the NAR is produced: that lets the compressed stream go straight to its
-// final name without first computing the file hash. Identical contents
-// share one object.
+// NARKey names a new NAR object: "nar/<NAR hash>-<random>.nar<ext>".
+//
+// A narinfo must describe the object its URL names, whatever machines and
+// settings share the cache. The compressed bytes of one NAR differ with
+// the compression level, the encoder's concurrency (it follows the
+// machine's cores) and the library's version, so a name derived from the
+// NAR alone would let machine B overwrite machine A's object under A's
+// narinfo with bytes of another size and hash. Nix avoids that by naming
+// objects by their file hash, which is known only once the whole NAR is
+// compressed; nixpush streams instead, so it never overwrites: every
+// upload writes a name of its own (the NAR hash part keeps names readable
+// and tells which NAR an object holds), and its narinfo describes exactly
+// what it wrote. The cost is that a NAR pushed twice (two machines racing,
+// or a retry after a crash between NAR and narinfo) leaves an object no
+// narinfo names: gc removes such orphans, verify reports them as garbage.
 func NARKey(info *nixstore.PathInfo, c Compression) string {
-	return "nar/" + nixbase32.EncodeToString(info.NarHash) + ".nar" + c.Ext()
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return NARKeyPrefix(info) + "-" + nixbase32.EncodeToString(r[:]) + ".nar" + c.Ext()
+}
+
+// NARKeyPrefix is what every object name of a NAR starts with.
+func NARKeyPrefix(info *nixstore.PathInfo) string {
+	return "nar/" + nixbase32.EncodeToString(info.NarHash)
 }
 
 // Uploaded describes the compressed NAR object written for a path.
@@ -36,6 +55,7 @@ type Uploaded struct {
 	Compression Compression
 	FileHash    [sha256.Size]byte
 	FileSize    uint64
+	Listing     []byte // the .ls listing, when the Uploader makes them
 }
 
 // NewNarInfo builds the narinfo for a path whose NAR is in the cache,

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -71,15 +72,13 @@ func TestKeys(t *testing.T) {
 	if got, want := uploader.NarInfoKey(info.Path), "p8ga2na9a53nhhjpb8rkzrqh9dznmcqm.narinfo"; got != want {
 		t.Errorf("NarInfoKey = %s, want %s", got, want)
 	}
-	for _, tc := range []struct {
-		method, want string
-	}{
-		{"zstd", "nar/" + nix32ABC + ".nar.zst"},
-		{"xz", "nar/" + nix32ABC + ".nar.xz"},
-		{"none", "nar/" + nix32ABC + ".nar"},
-	} {
-		if got := uploader.NARKey(info, uploader.Compression{Method: tc.method}); got != tc.want {
-			t.Errorf("NARKey(%s) = %s, want %s", tc.method, got, tc.want)
+	// Every upload gets a name of its own: nar/<NAR hash>-<13 nix32>.nar<ext>.
+	for _, tc := range []struct{ method, ext string }{{"zstd", ".nar.zst"}, {"xz", ".nar.xz"}, {"none", ".nar"}} {
+		c := uploader.Compression{Method: tc.method}
+		a, b := uploader.NARKey(info, c), uploader.NARKey(info, c)
+		re := regexp.MustCompile(`^nar/` + nix32ABC + `-[0-9a-df-np-sv-z]{13}` + regexp.QuoteMeta(tc.ext) + `$`)
+		if !re.MatchString(a) || !re.MatchString(b) || a == b {
+			t.Errorf("NARKey(%s) = %s then %s, want two distinct names matching %s", tc.method, a, b, re)
 		}
 	}
 }
@@ -260,7 +259,7 @@ func TestNewNarInfoMatchesNix(t *testing.T) {
 			}
 			none := uploader.Compression{Method: "none"}
 			ni, err := uploader.NewNarInfo(info, uploader.Uploaded{
-				Key:         uploader.NARKey(info, none),
+				Key:         "nar/" + nixbase32.EncodeToString(info.NarHash) + ".nar", // where Nix put it
 				Compression: none,
 				FileHash:    [32]byte(info.NarHash),
 				FileSize:    info.NarSize,

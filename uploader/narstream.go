@@ -34,12 +34,18 @@ type narStream struct {
 	pr       *io.PipeReader
 	fileHash hash.Hash
 	fileSize uint64
+	listing  *bytes.Buffer // the .ls listing, when asked for; complete at EOF
 }
 
-func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression) *narStream {
+// openNARStream starts producing the NAR; with listing, the .ls listing
+// is built from the same walk of the files.
+func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing bool) *narStream {
 	pr, pw := io.Pipe()
 	s := &narStream{narSize: info.NarSize, pr: pr, fileHash: sha256.New()}
-	go func() { pw.CloseWithError(produceNAR(pw, store, info, c)) }()
+	if listing {
+		s.listing = &bytes.Buffer{}
+	}
+	go func() { pw.CloseWithError(produceNAR(pw, store, info, c, s.listing)) }()
 	return s
 }
 
@@ -62,6 +68,9 @@ func (s *narStream) Close() error { return s.pr.Close() }
 func (s *narStream) result(key string, c Compression) Uploaded {
 	u := Uploaded{Key: key, Compression: c, FileSize: s.fileSize}
 	copy(u.FileHash[:], s.fileHash.Sum(nil))
+	if s.listing != nil {
+		u.Listing = s.listing.Bytes()
+	}
 	return u
 }
 
@@ -72,7 +81,7 @@ func bufFor(narSize uint64) int {
 }
 
 // produceNAR runs dump → hash → compress → w.
-func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression) error {
+func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing *bytes.Buffer) error {
 	out := bufio.NewWriterSize(w, bufFor(info.NarSize))
 	zw, err := c.NewWriter(out, info.NarSize)
 	if err != nil {
@@ -81,7 +90,12 @@ func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c C
 	narHash := sha256.New()
 	counter := &countingWriter{}
 	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufFor(info.NarSize))
-	if err := store.DumpNAR(in, info.Path); err != nil {
+	if listing != nil {
+		err = store.DumpNARWithListing(in, listing, info.Path)
+	} else {
+		err = store.DumpNAR(in, info.Path)
+	}
+	if err != nil {
 		return err
 	}
 	if err := in.Flush(); err != nil {

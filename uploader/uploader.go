@@ -29,6 +29,8 @@ type Uploader struct {
 	Compression Compression
 	Keys        []signature.SecretKey
 	Filter      Filter // what Push and Plan leave out
+	Listing     bool   // write <hash>.ls listings (Nix's write-nar-listing)
+	Logs        bool   // upload build logs of pushed outputs (log/<drv>)
 	Log         *zap.Logger
 
 	jobs       *semaphore.Weighted
@@ -171,11 +173,18 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 			return 0, fmt.Errorf("reference %s failed: %w", d.path, d.f.err)
 		}
 	}
+	if err := u.putExtras(ctx, info, nar); err != nil {
+		return 0, err
+	}
 	ni, err := NewNarInfo(info, nar, u.Keys)
 	if err != nil {
 		return 0, err
 	}
 	if err := u.Cache.Put(ctx, NarInfoKey(info.Path), strings.NewReader(ni.String()), TypeNarInfo); err != nil {
+		return 0, err
+	}
+	// Realisations name the output path: they follow its narinfo.
+	if _, err := PutRealisations(ctx, u.Cache, u.Store, info.Path, u.Keys); err != nil {
 		return 0, err
 	}
 	u.mu.Lock()
@@ -191,7 +200,7 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 // putNAR streams the path's compressed NAR into the cache.
 func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
 	key := NARKey(info, u.Compression)
-	s := openNARStream(u.Store, info, u.Compression)
+	s := openNARStream(u.Store, info, u.Compression, u.Listing)
 	defer s.Close()
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
 	// backend does with ctx: failing the stream stops both the producer
@@ -202,6 +211,27 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 		return Uploaded{}, u.explain(ctx, info, err)
 	}
 	return s.result(key, u.Compression), nil
+}
+
+// putExtras writes what Nix reads beside a narinfo, before it: the .ls
+// listing and the build log of the path's derivation. A missing log is
+// no error; a damaged one is logged and skipped, never failing the path.
+func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
+	if u.Listing {
+		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
+			return err
+		}
+	}
+	if u.Logs && info.Deriver != "" {
+		if _, err := PutBuildLog(ctx, u.Cache, u.Store, info.Deriver); err != nil {
+			if errors.Is(err, nixstore.ErrCorruptBuildLog) {
+				u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // ErrGone means the path stopped being valid (garbage-collected) before it

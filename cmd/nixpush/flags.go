@@ -30,6 +30,8 @@ type pipelineFlags struct {
 	upstreamKeys []string
 	noUpstream   bool
 	priority     int
+	narListing   bool
+	noLogs       bool
 	network      networkFlags
 	drain        drainFlags
 	log          logFlags
@@ -47,6 +49,8 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.StringArrayVar(&p.upstreamKeys, "upstream-key", []string{"cache.nixos.org-1"}, "skip paths signed by this key: an upstream cache has them (repeatable)")
 	fs.BoolVar(&p.noUpstream, "no-upstream-filter", false, "push paths signed by upstream keys too")
 	fs.IntVar(&p.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
+	fs.BoolVar(&p.narListing, "nar-listing", false, "write <hash>.ls file listings, as Nix's write-nar-listing=1 (also in the URL)")
+	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
 	p.network.add(fs)
 	p.drain.add(fs, defaultAttempts)
 	p.log.add(fs, defaultLogLevel)

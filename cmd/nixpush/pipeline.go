@@ -115,6 +115,8 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 	}
 	p.uploader = uploader.New(p.store, p.cache, comp, keys, f.jobs, log)
 	p.uploader.Filter = filter
+	p.uploader.Listing = f.narListing || isTrue(u.Setting("write-nar-listing"))
+	p.uploader.Logs = !f.noLogs
 	if p.queue, err = openQueue(ctx, f.drain.stateDir, u.Identity(), o.daemon); err != nil {
 		return nil, err
 	}
@@ -154,3 +156,6 @@ func (p *pipeline) Close() error {
 	p.closers = nil
 	return errors.Join(errs...)
 }
+
+// isTrue reads a boolean Nix store setting as Nix does ("1" or "true").
+func isTrue(v string) bool { return v == "1" || v == "true" }

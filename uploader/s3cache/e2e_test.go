@@ -95,12 +95,16 @@ func TestPushSubstitute(t *testing.T) {
 	want := map[string]bool{"nix-cache-info": true}
 	for _, info := range closure {
 		want[uploader.NarInfoKey(info.Path)] = true
-		want[uploader.NARKey(info, uploader.DefaultCompression)] = true
+		want[uploader.NARKeyPrefix(info)] = true
 	}
 	var got []string
 	for _, o := range list.Contents {
 		k := aws.ToString(o.Key)
-		got = append(got, k)
+		if strings.HasPrefix(k, "nar/") { // nar/<NAR hash>-<unique>.nar.zst
+			got = append(got, k[:strings.LastIndexByte(k, '-')])
+		} else {
+			got = append(got, k)
+		}
 		r, err := cache.Get(ctx, k)
 		if err != nil {
 			t.Fatal(err)
@@ -116,6 +120,7 @@ func TestPushSubstitute(t *testing.T) {
 		}
 	}
 	slices.Sort(got)
+	got = slices.Compact(got) // paths with the same NAR each have an object
 	if wantKeys := slices.Sorted(maps.Keys(want)); !slices.Equal(got, wantKeys) {
 		t.Errorf("bucket holds %q\nwant %q", got, wantKeys)
 	}
