@@ -49,3 +49,33 @@ func startProgress(w io.Writer, s *uploader.Stats, total int) (stop func()) {
 	}()
 	return func() { close(done); <-finished }
 }
+
+// countProgress is a spinner with a count, for work whose total grows as
+// it goes (verify, gc); a no-op off a terminal.
+type countProgress struct{ bar *progressbar.ProgressBar }
+
+func startCountProgress(w io.Writer, what string) *countProgress {
+	if !isTerminal(w) {
+		return &countProgress{}
+	}
+	return &countProgress{bar: progressbar.NewOptions(-1,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(what),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)}
+}
+
+func (p *countProgress) update(done, total int) {
+	if p.bar != nil {
+		_ = p.bar.Set(done)
+	}
+}
+
+func (p *countProgress) done() {
+	if p.bar != nil {
+		_ = p.bar.Clear()
+	}
+}

@@ -63,7 +63,6 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 			closure, err = resolveClosure(ctx, store, args)
 			return err
 		},
-		only: func() []string { return nil },
 	})
 	if err != nil {
 		return err
@@ -75,7 +74,15 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	if namesDrv(args) {
 		p.uploader.Filter.IncludeDrv = true
 	}
+	return p.pushClosure(ctx, stderr, closure, c.drainAll)
+}
+
+// pushClosure enqueues what the cache lacks of a closure, drains exactly
+// those items (or, with drainAll, the whole queue) and reports: the core
+// of push, shared by verify --repair.
+func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, closure []*nixstore.PathInfo, drainAll bool) error {
 	var plan uploader.Plan
+	var err error
 	if len(closure) > 0 {
 		if plan, err = p.uploader.Plan(ctx, closure); err != nil {
 			return err
@@ -90,7 +97,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	}
 	total := len(only)
 	p.drainer.Only = func() []string { return only }
-	if c.drainAll {
+	if drainAll {
 		st, err := p.queue.Status(ctx, time.Now())
 		if err != nil {
 			return err
@@ -110,7 +117,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	if runErr != nil {
 		return runErr
 	}
-	unfinished, err := unfinishedItems(p.queue, only, c.drainAll)
+	unfinished, err := unfinishedItems(p.queue, only, drainAll)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,10 @@ func newRootCommand(s stdio) *cobra.Command {
 		newConfigCommand(),
 		newUseCommand(),
 		newDoctorCommand(),
+		newVerifyCommand(),
+		newGCCommand(),
+		newPinCommand(),
+		newUnpinCommand(),
 	)
 	// The config file fills every flag the command line left alone; its
 	// keys are checked against every command's flags.

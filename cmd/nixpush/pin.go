@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"nixpush/cachegc"
+	"nixpush/uploader"
+)
+
+// pinFlags locate the cache pins live in (under nixpush/pins/ in the
+// cache itself, so every machine's gc sees them).
+type pinFlags struct {
+	to, store string
+	network   networkFlags
+}
+
+func (f *pinFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.to, "to", "", "cache URL")
+	fs.StringVar(&f.store, "store", "/", "root of the local Nix store (to resolve ./result)")
+	f.network.add(fs)
+}
+
+// withCache opens the cache and runs fn on it.
+func (f *pinFlags) withCache(cmd *cobra.Command, fn func(uploader.Cache) error) error {
+	u, err := cacheURLFlag(f.to)
+	if err != nil {
+		return err
+	}
+	cache, err := u.Open(cmd.Context(), f.network.options())
+	if err != nil {
+		return err
+	}
+	if cl, ok := cache.(io.Closer); ok {
+		defer cl.Close()
+	}
+	return fn(cache)
+}
+
+func newPinCommand() *cobra.Command {
+	f := &pinFlags{}
+	cmd := &cobra.Command{
+		Use:   "pin --to URL NAME PATH | --to URL --list",
+		Short: "keep PATH's closure in the cache whatever gc's age limits say",
+	}
+	var list bool
+	f.add(cmd)
+	cmd.Flags().BoolVar(&list, "list", false, "list the pins")
+	cmd.RunE = withSignals(func(cmd *cobra.Command, args []string) error {
+		if list {
+			return f.withCache(cmd, func(c uploader.Cache) error {
+				pins, err := cachegc.Pins(cmd.Context(), c)
+				if err != nil {
+					return err
+				}
+				names := make([]string, 0, len(pins))
+				for n := range pins {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				for _, n := range names {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", n, pins[n])
+				}
+				return nil
+			})
+		}
+		if len(args) != 2 {
+			return usageError("pin takes NAME and PATH")
+		}
+		paths, err := resolvePaths(f.store, args[1:])
+		if err != nil {
+			return err
+		}
+		return f.withCache(cmd, func(c uploader.Cache) error {
+			return cachegc.Pin(cmd.Context(), c, args[0], paths[0])
+		})
+	})
+	return cmd
+}
+
+func newUnpinCommand() *cobra.Command {
+	f := &pinFlags{}
+	cmd := &cobra.Command{
+		Use:   "unpin --to URL NAME",
+		Short: "remove a pin; gc may then collect its closure",
+	}
+	f.add(cmd)
+	cmd.RunE = withSignals(func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usageError("unpin takes NAME")
+		}
+		return f.withCache(cmd, func(c uploader.Cache) error {
+			return cachegc.Unpin(cmd.Context(), c, args[0])
+		})
+	})
+	return cmd
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"nixpush/cachecheck"
+	"nixpush/nixstore"
+)
+
+// verifyCommand is `nixpush verify --to URL [PATH...]`: it reads the
+// cache (all of it, or the closures of PATHs) and reports every
+// inconsistency; with --repair it re-pushes what is broken or missing
+// from the local store through the same pipeline as push.
+type verifyCommand struct {
+	flags       pipelineFlags
+	trustedKeys []string
+	full        bool
+	asJSON      bool
+	repair      bool
+}
+
+func newVerifyCommand() *cobra.Command {
+	c := &verifyCommand{}
+	cmd := &cobra.Command{
+		Use:   "verify --to URL [--trusted-key PUB]... [--full] [--repair] [PATH...]",
+		Short: "check that a cache is whole (and --repair it from the local store)",
+		RunE:  withSignals(c.run),
+	}
+	fs := cmd.Flags()
+	c.flags.add(fs, 3, "warn")
+	fs.StringArrayVar(&c.trustedKeys, "trusted-key", nil, "public key (NAME:BASE64, or a file) a narinfo must be signed by (repeatable)")
+	fs.BoolVar(&c.full, "full", false, "also download every NAR and check its hashes")
+	fs.BoolVar(&c.asJSON, "json", false, "print the report as JSON on stdout")
+	fs.BoolVar(&c.repair, "repair", false, "re-push, from the local store, every path found broken or missing")
+	return cmd
+}
+
+func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
+	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+	u, err := cacheURLFlag(c.flags.to)
+	if err != nil {
+		return err
+	}
+	opts := cachecheck.Options{Full: c.full}
+	if len(args) > 0 {
+		if opts.Paths, err = resolvePaths(c.flags.store, args); err != nil {
+			return err
+		}
+	}
+	for _, k := range c.trustedKeys {
+		opts.TrustedKeys = append(opts.TrustedKeys, readKeyArg(k))
+	}
+	cache, err := u.Open(ctx, c.flags.network.options())
+	if err != nil {
+		return err
+	}
+	if cl, ok := cache.(io.Closer); ok {
+		defer cl.Close()
+	}
+	stop := startCountProgress(stderr, "verifying")
+	opts.Progress = stop.update
+	report, err := cachecheck.Verify(ctx, cache, opts)
+	stop.done()
+	if err != nil {
+		return err
+	}
+	if c.repair && !report.Whole() {
+		if err := c.runRepair(cmd, &report); err != nil {
+			return err
+		}
+		report, err = cachecheck.Verify(ctx, cache, opts)
+		if err != nil {
+			return err
+		}
+	}
+	if c.asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else {
+		printReport(cmd.OutOrStdout(), report)
+	}
+	if !report.Whole() {
+		return &exitError{code: exitFailure}
+	}
+	return nil
+}
+
+// runRepair deletes the broken narinfos, then pushes the closures of what
+// the local store has; what it lacks is listed, not guessed.
+func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report) error {
+	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+	log, err := c.flags.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	p, err := c.flags.open(ctx, log, openOptions{})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	canPush := func(path string) bool {
+		_, err := p.store.QueryPathInfo(ctx, path)
+		return err == nil
+	}
+	push, unrepairable, err := cachecheck.PrepareRepair(ctx, p.cache, report, canPush)
+	if err != nil {
+		return err
+	}
+	for _, u := range unrepairable {
+		fmt.Fprintf(stderr, "nixpush: cannot repair %s: not in the local store\n", u)
+	}
+	if len(push) == 0 {
+		return nil
+	}
+	closure, err := p.store.Closure(ctx, push)
+	if err != nil {
+		return err
+	}
+	// What the user asks to repair is pushed whatever the filters say.
+	p.uploader.Filter.IncludeDrv = true
+	log.Info("repairing", zap.Int("paths", len(push)))
+	return p.pushClosure(ctx, stderr, closure, false)
+}
+
+// printReport prints problems one per line, then the counts.
+func printReport(w io.Writer, r cachecheck.Report) {
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "%s %s: %s\n", p.Kind, firstNonEmpty(p.Path, p.Key), p.Detail)
+	}
+	var counts []string
+	for k, n := range r.Counts {
+		counts = append(counts, fmt.Sprintf("%d %s", n, k))
+	}
+	state := "whole"
+	if !r.Whole() {
+		state = "NOT whole"
+	}
+	fmt.Fprintf(w, "%s: %d narinfos, %d NARs checked; %s", r.Cache, r.NarInfos, r.NARs, state)
+	if len(counts) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(counts, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+// readKeyArg takes a key given inline or as a file holding it.
+func readKeyArg(k string) string {
+	if b, err := os.ReadFile(k); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return k
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// resolvePaths maps arguments (store paths, ./result links) to store
+// paths through the local store.
+func resolvePaths(root string, args []string) ([]string, error) {
+	store, err := nixstore.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := store.Resolve(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
