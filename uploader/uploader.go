@@ -183,6 +183,9 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	if err := u.Cache.Put(ctx, NarInfoKey(info.Path), strings.NewReader(ni.String()), TypeNarInfo); err != nil {
 		return 0, err
 	}
+	if err := u.checkReferences(ctx, info, deps); err != nil {
+		return 0, err
+	}
 	// Realisations name the output path: they follow its narinfo.
 	if _, err := PutRealisations(ctx, u.Cache, u.Store, info.Path, u.Keys); err != nil {
 		return 0, err

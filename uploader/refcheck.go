@@ -1,0 +1,68 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+
+	"nixpush/nixstore"
+)
+
+// ErrReferenceGone means a reference found in the cache when the push was
+// planned was gone once the referrer's narinfo was written: a gc deleted
+// it meanwhile. The error is transient: the retry plans again, sees the
+// reference missing and uploads it first.
+var ErrReferenceGone = errors.New("a reference vanished from the cache after it was checked (a gc running?)")
+
+// checkReferences runs after a path's narinfo is written and makes a push
+// that raced a gc either see the deletion or leave a narinfo with
+// everything it names. References uploaded by this push (deps) were
+// written moments ago, inside every gc's grace period, so they are safe;
+// the others were only seen present earlier, and gc may have deleted them
+// since: each is asked for again. This is the pusher's half of the
+// argument in package cachegc; the other half is gc's grace period and
+// its put-back of deleted narinfos that a newer narinfo names.
+func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo, deps []dependency) error {
+	uploaded := map[string]bool{info.Path: true}
+	for _, d := range deps {
+		uploaded[d.path] = true
+	}
+	var check []string
+	for _, ref := range info.References {
+		if !uploaded[ref] {
+			check = append(check, ref)
+		}
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	missing := make([]bool, len(check))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(existsParallelism)
+	for i, ref := range check {
+		g.Go(func() error {
+			ok, err := u.Cache.Exists(gctx, NarInfoKey(ref))
+			missing[i] = !ok
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("check references: %w", err)
+	}
+	for i, ref := range check {
+		if missing[i] {
+			u.forget(ref)
+			return fmt.Errorf("%w: %s", ErrReferenceGone, ref)
+		}
+	}
+	return nil
+}
+
+// forget drops a path from the memory of what the cache holds.
+func (u *Uploader) forget(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.known, path)
+}
