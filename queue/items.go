@@ -230,21 +230,21 @@ func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error
 		rows, err := q.r.QueryContext(ctx,
 			`SELECT `+itemCols+` FROM items WHERE path IN (`+marks+`)`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 		for rows.Next() {
 			_, it, err := scanItem(rows)
 			if err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("get items: %w", classify(err))
+				return nil, fmt.Errorf("get items: %w", q.classify(err))
 			}
 			out[it.Path] = it
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 	}
 	return out, nil
@@ -260,7 +260,7 @@ func (q *Queue) NextDue(ctx context.Context) (time.Time, bool, error) {
 	err := q.r.QueryRowContext(ctx,
 		`SELECT min(next_attempt) FROM items WHERE state = 'pending'`).Scan(&next)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("read next due: %w", classify(err))
+		return time.Time{}, false, fmt.Errorf("read next due: %w", q.classify(err))
 	}
 	if !next.Valid {
 		return time.Time{}, false, nil

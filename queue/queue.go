@@ -55,6 +55,10 @@ var (
 	// when the row is not uploading by this process (it was requeued,
 	// pruned or recovered meanwhile); the caller's outcome is dropped.
 	ErrNotClaimed = errors.New("item not claimed by this process")
+	// ErrBusy means another process held the queue's write lock for longer
+	// than the busy timeout (SQLITE_BUSY or SQLITE_LOCKED). Nothing was
+	// written; the same call may be made again later.
+	ErrBusy = errors.New("queue locked by another process past the busy timeout")
 )
 
 // Queue is an open queue database. It is safe for concurrent use by many
@@ -72,9 +76,9 @@ type Queue struct {
 	token string
 }
 
-// busyTimeoutMS is how long a statement waits for another process's write
-// lock before failing with SQLITE_BUSY.
-const busyTimeoutMS = 10000
+// busyTimeout is how long a statement waits for another process's write
+// lock before failing with ErrBusy. A variable so tests need not wait 10 s.
+var busyTimeout = 10 * time.Second
 
 // Open opens or creates the queue database at path, creating its parent
 // directory (0700) if needed, and applies pending migrations.
@@ -113,7 +117,7 @@ func open(path string, checkPages bool) (*Queue, error) {
 	q.w.SetMaxOpenConns(1)
 	if err := q.prepare(ctx); err != nil {
 		q.w.Close()
-		return nil, fmt.Errorf("open queue %s: %w", path, classify(err))
+		return nil, fmt.Errorf("open queue %s: %w", path, q.classify(err))
 	}
 	q.r, err = sql.Open("sqlite3", dsn(path, "_query_only=1"))
 	if err != nil {
@@ -154,13 +158,18 @@ func (q *Queue) Close() error {
 func (q *Queue) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := q.w.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(err)
+		return q.classify(err)
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return classify(err)
+		return q.classify(err)
 	}
-	return classify(tx.Commit())
+	return q.classify(tx.Commit())
+}
+
+// classify is classify for this queue's file.
+func (q *Queue) classify(err error) error {
+	return classify(q.path, err)
 }
 
 // nanos stores t as unix nanoseconds, the zero Time as 0.

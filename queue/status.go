@@ -32,7 +32,7 @@ const statusListLen = 10
 func (q *Queue) Status(ctx context.Context, now time.Time) (Status, error) {
 	st, err := q.status(ctx, now)
 	if err != nil {
-		return Status{}, fmt.Errorf("read queue status: %w", classify(err))
+		return Status{}, fmt.Errorf("read queue status: %w", q.classify(err))
 	}
 	return st, nil
 }

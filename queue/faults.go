@@ -1,0 +1,44 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// damagedError is a queue file found damaged by a query after Open
+// accepted it (a disk error, another program writing into it). Nothing
+// the process does next can repair it, so the message says what the
+// operator does; errors.Is matches ErrCorrupt and the SQLite error.
+type damagedError struct {
+	path  string
+	cause error
+}
+
+func (e *damagedError) Error() string {
+	return fmt.Sprintf("queue file %s is damaged (%v): stop nixpush and move the file away; "+
+		"its pending paths are found again with `nixpush watch-store --backfill`", e.path, e.cause)
+}
+
+func (e *damagedError) Unwrap() []error { return []error{ErrCorrupt, e.cause} }
+
+// classify makes SQLite's errors match this package's sentinels, so callers
+// need only errors.Is whatever the operation: damage (SQLITE_CORRUPT,
+// SQLITE_NOTADB, a failed or short read of a page) matches ErrCorrupt, a
+// lock held past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED) ErrBusy.
+// path names the file in the message.
+func classify(path string, err error) error {
+	var se sqlite3.Error
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBusy) || !errors.As(err, &se) {
+		return err
+	}
+	switch {
+	case se.Code == sqlite3.ErrCorrupt, se.Code == sqlite3.ErrNotADB,
+		se.ExtendedCode == sqlite3.ErrIoErrRead, se.ExtendedCode == sqlite3.ErrIoErrShortRead:
+		return &damagedError{path: path, cause: err}
+	case se.Code == sqlite3.ErrBusy, se.Code == sqlite3.ErrLocked:
+		return fmt.Errorf("%w (queue %s): %w", ErrBusy, path, err)
+	}
+	return err
+}
