@@ -52,8 +52,11 @@ func inspect(ctx context.Context, path string, checkPages bool) error {
 			return err
 		}
 	}
-	_, err = checkOwnership(ctx, db, path)
-	return err
+	version, err := checkOwnership(ctx, db, path)
+	if err != nil || version < len(migrations) {
+		return err // migrations will create what is missing
+	}
+	return checkColumns(ctx, db, path, version)
 }
 
 // checkHeader rejects a non-empty file that does not start with the SQLite

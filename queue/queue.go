@@ -74,6 +74,8 @@ type Queue struct {
 	// pid and token identify this process as the owner of claimed rows.
 	pid   int
 	token string
+	// readOnly is set by OpenReadOnly, which leaves w nil.
+	readOnly bool
 }
 
 // busyTimeout is how long a statement waits for another process's write
@@ -145,8 +147,11 @@ func (q *Queue) prepare(ctx context.Context) error {
 func (q *Queue) Close() error {
 	// optimize keeps the planner's statistics current for the indexes
 	// Status relies on; it is cheap and skipped when nothing changed.
-	_, _ = q.w.Exec("PRAGMA optimize")
-	errW := q.w.Close()
+	var errW error
+	if q.w != nil {
+		_, _ = q.w.Exec("PRAGMA optimize")
+		errW = q.w.Close()
+	}
 	errR := q.r.Close()
 	if err := errors.Join(errW, errR); err != nil {
 		return fmt.Errorf("close queue: %w", err)
@@ -156,6 +161,9 @@ func (q *Queue) Close() error {
 
 // write runs fn in one IMMEDIATE transaction on the write connection.
 func (q *Queue) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if q.readOnly {
+		return fmt.Errorf("%w (%s)", ErrReadOnly, q.path)
+	}
 	tx, err := q.w.BeginTx(ctx, nil)
 	if err != nil {
 		return q.classify(err)
