@@ -142,8 +142,8 @@ func (q *Queue) prepare(ctx context.Context) error {
 }
 
 // Close closes the database. Rows this process still has uploading stay so
-// until Unclaim is called first, or RecoverOrphans runs after this process
-// has exited.
+// until Unclaim or ReleaseClaims is called first, or RecoverOrphans runs
+// after this process has exited.
 func (q *Queue) Close() error {
 	// optimize keeps the planner's statistics current for the indexes
 	// Status relies on; it is cheap and skipped when nothing changed.
