@@ -42,3 +42,15 @@ func classify(path string, err error) error {
 	}
 	return err
 }
+
+// inspectErr classifies an error of the fixed queries that look at a file
+// before it is used. A plain SQL error there ("unsupported file format", a
+// schema SQLite cannot parse) can only come from the file's own header or
+// schema, so it is damage too.
+func inspectErr(path, verb string, err error) error {
+	var se sqlite3.Error
+	if errors.Is(classify(path, err), ErrCorrupt) || errors.As(err, &se) && se.Code == sqlite3.ErrError {
+		return corrupt(path, err.Error())
+	}
+	return fmt.Errorf("%s queue %s: %w", verb, path, classify(path, err))
+}

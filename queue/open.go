@@ -97,10 +97,7 @@ func checkIntegrity(ctx context.Context, db *sql.DB, path string) error {
 	var first string
 	err := db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&first)
 	if err != nil {
-		if errors.Is(classify(path, err), ErrCorrupt) {
-			return corrupt(path, err.Error())
-		}
-		return fmt.Errorf("check queue %s: %w", path, err)
+		return inspectErr(path, "check", err)
 	}
 	if first != "ok" {
 		return corrupt(path, "quick_check: "+first)
@@ -118,7 +115,7 @@ func checkOwnership(ctx context.Context, db *sql.DB, path string) (int, error) {
 		(SELECT application_id FROM pragma_application_id),
 		(SELECT count(*) FROM sqlite_schema)`)
 	if err := row.Scan(&version, &id, &objects); err != nil {
-		return 0, fmt.Errorf("read queue schema %s: %w", path, classify(path, err))
+		return 0, inspectErr(path, "read schema of", err)
 	}
 	latest := len(migrations)
 	switch {

@@ -80,7 +80,7 @@ func pingReader(ctx context.Context, path, mode string) (*sql.DB, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open queue %s read-only: %w", path, classify(path, err))
+		return nil, inspectErr(path, "open read-only", err)
 	}
 	return db, nil
 }
@@ -110,18 +110,18 @@ func checkColumns(ctx context.Context, db *sql.DB, path string, version int) err
 		have := map[string]bool{}
 		rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 		if err != nil {
-			return fmt.Errorf("read queue schema %s: %w", path, classify(path, err))
+			return inspectErr(path, "read schema of", err)
 		}
 		for rows.Next() {
 			var name string
 			if err := rows.Scan(&name); err != nil {
 				rows.Close()
-				return fmt.Errorf("read queue schema %s: %w", path, classify(path, err))
+				return inspectErr(path, "read schema of", err)
 			}
 			have[name] = true
 		}
 		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return fmt.Errorf("read queue schema %s: %w", path, classify(path, err))
+			return inspectErr(path, "read schema of", err)
 		}
 		for _, col := range cols {
 			if have[col] {
