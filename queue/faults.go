@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -23,6 +24,21 @@ func (e *damagedError) Error() string {
 
 func (e *damagedError) Unwrap() []error { return []error{ErrCorrupt, e.cause} }
 
+// errBadValue marks a value read from the file that nixpush cannot have
+// written: a state it does not know, text where it stores a number.
+// Damage inside a row's payload passes SQLite's own checks, so only the
+// reader can tell.
+var errBadValue = errors.New("value nixpush never writes")
+
+// scanFailed reports whether err is database/sql's failure to convert a
+// column into the destination its query was written for — a column of
+// the wrong type, which for our own fixed queries means a damaged row.
+// database/sql gives these errors no type of their own, only this prefix,
+// which it has kept since Go 1.
+func scanFailed(err error) bool {
+	return strings.HasPrefix(err.Error(), "sql: Scan error on column")
+}
+
 // classify makes SQLite's errors match this package's sentinels, so callers
 // need only errors.Is whatever the operation: damage (SQLITE_CORRUPT,
 // SQLITE_NOTADB, a failed or short read of a page) matches ErrCorrupt, a
@@ -30,7 +46,12 @@ func (e *damagedError) Unwrap() []error { return []error{ErrCorrupt, e.cause} }
 // path names the file in the message.
 func classify(path string, err error) error {
 	var se sqlite3.Error
-	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBusy) || !errors.As(err, &se) {
+	switch {
+	case err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBusy):
+		return err
+	case errors.Is(err, errBadValue) || scanFailed(err):
+		return &damagedError{path: path, cause: err}
+	case !errors.As(err, &se):
 		return err
 	}
 	switch {

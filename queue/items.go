@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,7 +32,18 @@ func scanItem(s interface{ Scan(...any) error }) (int64, Item, error) {
 		&enqueued, &finished, &size, &it.Owner)
 	it.NextAttempt, it.EnqueuedAt, it.FinishedAt = fromNanos(next), fromNanos(enqueued), fromNanos(finished)
 	it.Bytes = size
+	if err == nil {
+		err = it.State.check()
+	}
 	return id, it, err
+}
+
+// check returns an error wrapping errBadValue unless s is a known State.
+func (s State) check() error {
+	if !slices.Contains(States, s) {
+		return fmt.Errorf("%w: state %q", errBadValue, s)
+	}
+	return nil
 }
 
 // placeholders returns "?,?,…" with n marks, and paths as arguments.

@@ -49,7 +49,10 @@ var (
 	// build refuses it rather than misreading columns it does not know.
 	ErrNewerSchema = errors.New("queue database written by a newer nixpush")
 	// ErrCorrupt means the file is not a nixpush queue database or is
-	// damaged. Open never modifies such a file.
+	// damaged. Open never modifies such a file. Every method returns it
+	// too when a query finds the file damaged after Open (SQLITE_CORRUPT,
+	// SQLITE_NOTADB, a failed read of a page); the message then names the
+	// file and says what to do. Retrying cannot help.
 	ErrCorrupt = errors.New("not a nixpush queue database or damaged")
 	// ErrNotClaimed is returned by Complete, Skip, Fail, Retry and Unclaim
 	// when the row is not uploading by this process (it was requeued,
@@ -91,8 +94,9 @@ var busyTimeout = 10 * time.Second
 // ErrNewerSchema. Both messages are one line naming the file, and the file
 // and any -wal beside it are left byte for byte as they were (at most an
 // empty -wal and a -shm appear). An empty (0-byte) file is initialised.
-// Other failures (permissions, a lock held past the busy timeout) are
-// returned wrapped with the path.
+// A write lock another process holds past the busy timeout wraps ErrBusy.
+// Other failures (permissions, a full disk) are returned wrapped with the
+// path.
 func Open(path string) (*Queue, error) { return open(path, true) }
 
 // OpenFast is Open without PRAGMA quick_check, whose cost grows with the

@@ -57,8 +57,9 @@ func OpenReadOnly(path string) (*Queue, error) {
 // read-only directory or a full disk forbid once the last writer has
 // closed the file and removed its -wal and -shm. The file alone is then
 // the whole database and it is opened immutable: SQLite reads it without
-// locks or -shm. Should a writer start meanwhile, reads may see its
-// checkpoint half done, which fails as damage rather than lying.
+// locks or -shm, and sees it as it was when opened. Should a writer start
+// meanwhile, reads may see its checkpoint half done, which fails as damage
+// rather than lying; status is short-lived, so this is rare and harmless.
 func openReader(ctx context.Context, path string) (*sql.DB, error) {
 	db, err := pingReader(ctx, path, "mode=ro")
 	if err == nil || errors.Is(err, ErrCorrupt) || walInUse(path) {

@@ -55,7 +55,7 @@ func (q *Queue) status(ctx context.Context, now time.Time) (st Status, err error
 	for rows.Next() {
 		var s State
 		var n int
-		if err := rows.Scan(&s, &n); err != nil {
+		if err := errors.Join(rows.Scan(&s, &n), s.check()); err != nil {
 			rows.Close()
 			return st, err
 		}
