@@ -87,6 +87,13 @@ func checkHeader(path string) (bool, error) {
 	if !bytes.HasPrefix(head, sqliteMagic) {
 		return false, corrupt(path, "not an SQLite database")
 	}
+	// Bytes 18 and 19 are the file format versions needed to write and to
+	// read: 1 (rollback journal) or 2 (WAL). SQLite treats a higher write
+	// version as read-only, which would fail Open's first write with a
+	// misleading "readonly database".
+	if w, r := head[18], head[19]; w < 1 || w > 2 || r < 1 || r > 2 {
+		return false, corrupt(path, fmt.Sprintf("file format versions %d/%d", w, r))
+	}
 	return true, nil
 }
 
