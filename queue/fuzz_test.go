@@ -121,6 +121,9 @@ func FuzzOpen(f *testing.F) {
 			if err := q.Close(); err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Errorf("%s, then Close: %v", name, err)
 			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("%s, Status, Claim and Close took %v", name, took)
+			}
 		}
 	})
 }
