@@ -129,7 +129,12 @@ var outcomeSQL = map[State]string{
 // for an item this process does not have uploading (requeued, pruned or
 // recovered meanwhile) is dropped. Returns how many outcomes were applied.
 //
-// Errors: only database errors, after which nothing was applied.
+// Errors: only database errors (ErrBusy, a full disk, ErrCorrupt), after
+// which nothing was applied and the rows stay uploading by this process.
+// Call Settle again with the same outcomes until it succeeds, or give the
+// rows back with ReleaseClaims: it is idempotent, because an outcome
+// already applied has taken its row out of uploading and is dropped, and
+// no other live process takes a row this process has claimed.
 func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (int, error) {
 	var applied int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
@@ -225,6 +230,33 @@ func (q *Queue) Retry(ctx context.Context, path, reason string, next time.Time) 
 // Errors: as Complete.
 func (q *Queue) Unclaim(ctx context.Context, path string) error {
 	return q.settle(ctx, "unclaim", Outcome{Path: path, State: Pending}, time.Now())
+}
+
+// ReleaseClaims returns every row this process has uploading to pending,
+// due now, without counting an attempt: for a process that stops working
+// on what it claimed (shutting down, or after it could not record the
+// outcomes) so that it, or another process, claims the rows again rather
+// than leaving them stranded until this process exits. Returns how many
+// rows it released.
+//
+// Errors: only database errors, after which nothing was released; it may
+// be called again until it succeeds.
+func (q *Queue) ReleaseClaims(ctx context.Context) (int, error) {
+	var n int64
+	err := q.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE items SET state = 'pending', next_attempt = 0,
+			owner = 0, owner_token = ''
+			WHERE state = 'uploading' AND owner = ? AND owner_token = ?`, q.pid, q.token)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release claimed items: %w", err)
+	}
+	return int(n), nil
 }
 
 // RecoverOrphans returns to pending, due now, every uploading row whose

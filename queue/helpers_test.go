@@ -86,3 +86,5 @@ func setOwner(t *testing.T, q *Queue, path string, pid int, token string) {
 		t.Fatalf("set owner: %v", err)
 	}
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,7 +32,18 @@ func scanItem(s interface{ Scan(...any) error }) (int64, Item, error) {
 		&enqueued, &finished, &size, &it.Owner)
 	it.NextAttempt, it.EnqueuedAt, it.FinishedAt = fromNanos(next), fromNanos(enqueued), fromNanos(finished)
 	it.Bytes = size
+	if err == nil {
+		err = it.State.check()
+	}
 	return id, it, err
+}
+
+// check returns an error wrapping errBadValue unless s is a known State.
+func (s State) check() error {
+	if !slices.Contains(States, s) {
+		return fmt.Errorf("%w: state %q", errBadValue, s)
+	}
+	return nil
 }
 
 // placeholders returns "?,?,…" with n marks, and paths as arguments.
@@ -230,21 +242,21 @@ func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error
 		rows, err := q.r.QueryContext(ctx,
 			`SELECT `+itemCols+` FROM items WHERE path IN (`+marks+`)`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 		for rows.Next() {
 			_, it, err := scanItem(rows)
 			if err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("get items: %w", classify(err))
+				return nil, fmt.Errorf("get items: %w", q.classify(err))
 			}
 			out[it.Path] = it
 		}
 		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("get items: %w", classify(err))
+			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 	}
 	return out, nil
@@ -260,7 +272,7 @@ func (q *Queue) NextDue(ctx context.Context) (time.Time, bool, error) {
 	err := q.r.QueryRowContext(ctx,
 		`SELECT min(next_attempt) FROM items WHERE state = 'pending'`).Scan(&next)
 	if err != nil {
-		return time.Time{}, false, fmt.Errorf("read next due: %w", classify(err))
+		return time.Time{}, false, fmt.Errorf("read next due: %w", q.classify(err))
 	}
 	if !next.Valid {
 		return time.Time{}, false, nil

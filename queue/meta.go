@@ -20,7 +20,7 @@ func (q *Queue) GetMeta(ctx context.Context, key string) (string, bool, error) {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", false, nil
 	case err != nil:
-		return "", false, fmt.Errorf("get meta %q: %w", key, classify(err))
+		return "", false, fmt.Errorf("get meta %q: %w", key, q.classify(err))
 	}
 	return value, true, nil
 }

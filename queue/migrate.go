@@ -53,9 +53,13 @@ func (q *Queue) migrate(ctx context.Context) error {
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if version > len(migrations) {
+		switch {
+		case version > len(migrations):
 			return fmt.Errorf("%w (schema version %d, this build knows %d)",
 				ErrNewerSchema, version, len(migrations))
+		case version < 0:
+			// Changed since checkOwnership looked: damaged meanwhile.
+			return fmt.Errorf("%w (negative schema version %d)", ErrCorrupt, version)
 		}
 		for v := version + 1; v <= len(migrations); v++ {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {

@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // appID is PRAGMA application_id of a nixpush queue ("nxqu"); migration
@@ -25,7 +23,7 @@ var sqliteMagic = []byte("SQLite format 3\x00")
 func dsn(path, extra string) string {
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	return fmt.Sprintf("file:%s?_busy_timeout=%d&_foreign_keys=on&_synchronous=NORMAL&%s",
-		esc, busyTimeoutMS, extra)
+		esc, busyTimeout.Milliseconds(), extra)
 }
 
 // corrupt reports path as not a usable queue, on one line.
@@ -54,7 +52,11 @@ func inspect(ctx context.Context, path string, checkPages bool) error {
 			return err
 		}
 	}
-	return checkOwnership(ctx, db, path)
+	version, err := checkOwnership(ctx, db, path)
+	if err != nil || version < len(migrations) {
+		return err // migrations will create what is missing
+	}
+	return checkColumns(ctx, db, path, version)
 }
 
 // checkHeader rejects a non-empty file that does not start with the SQLite
@@ -85,6 +87,13 @@ func checkHeader(path string) (bool, error) {
 	if !bytes.HasPrefix(head, sqliteMagic) {
 		return false, corrupt(path, "not an SQLite database")
 	}
+	// Bytes 18 and 19 are the file format versions needed to write and to
+	// read: 1 (rollback journal) or 2 (WAL). SQLite treats a higher write
+	// version as read-only, which would fail Open's first write with a
+	// misleading "readonly database".
+	if w, r := head[18], head[19]; w < 1 || w > 2 || r < 1 || r > 2 {
+		return false, corrupt(path, fmt.Sprintf("file format versions %d/%d", w, r))
+	}
 	return true, nil
 }
 
@@ -95,10 +104,7 @@ func checkIntegrity(ctx context.Context, db *sql.DB, path string) error {
 	var first string
 	err := db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&first)
 	if err != nil {
-		if errors.Is(classify(err), ErrCorrupt) {
-			return corrupt(path, err.Error())
-		}
-		return fmt.Errorf("check queue %s: %w", path, err)
+		return inspectErr(path, "check", err)
 	}
 	if first != "ok" {
 		return corrupt(path, "quick_check: "+first)
@@ -107,35 +113,33 @@ func checkIntegrity(ctx context.Context, db *sql.DB, path string) error {
 }
 
 // checkOwnership refuses a database this build must not write to: one
-// from a newer nixpush, or one belonging to another program.
-func checkOwnership(ctx context.Context, db *sql.DB, path string) error {
+// from a newer nixpush, or one belonging to another program. It returns
+// the schema version.
+func checkOwnership(ctx context.Context, db *sql.DB, path string) (int, error) {
 	var version, id, objects int
 	row := db.QueryRowContext(ctx, `SELECT
 		(SELECT user_version FROM pragma_user_version),
 		(SELECT application_id FROM pragma_application_id),
 		(SELECT count(*) FROM sqlite_schema)`)
 	if err := row.Scan(&version, &id, &objects); err != nil {
-		return fmt.Errorf("read queue schema %s: %w", path, classify(err))
+		return 0, inspectErr(path, "read schema of", err)
 	}
 	latest := len(migrations)
 	switch {
 	case version > latest:
-		return fmt.Errorf("open queue %s: %w (schema version %d, this build knows %d)",
+		return 0, fmt.Errorf("open queue %s: %w (schema version %d, this build knows %d)",
 			path, ErrNewerSchema, version, latest)
+	case version < 0:
+		// Only a damaged header holds one: migrations count up from 0.
+		return 0, corrupt(path, fmt.Sprintf("negative schema version %d", version))
 	case id != 0 && id != appID:
-		return corrupt(path, fmt.Sprintf("application_id %#x is not nixpush's", id))
+		return 0, corrupt(path, fmt.Sprintf("application_id %#x is not nixpush's", id))
 	case id == 0 && (version != 0 || objects != 0):
-		return corrupt(path, "an SQLite database of another program")
+		return 0, corrupt(path, "an SQLite database of another program")
+	case version == 0 && objects != 0:
+		// Migration 0001 sets the id, creates the tables and the version
+		// in one transaction; migrating again would fail halfway.
+		return 0, corrupt(path, "schema version 0 with tables in it")
 	}
-	return nil
-}
-
-// classify makes SQLite's corruption errors match ErrCorrupt as well, so
-// callers need only errors.Is whatever the operation.
-func classify(err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrCorrupt || se.Code == sqlite3.ErrNotADB) {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
-	}
-	return err
+	return version, nil
 }

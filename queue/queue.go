@@ -49,12 +49,19 @@ var (
 	// build refuses it rather than misreading columns it does not know.
 	ErrNewerSchema = errors.New("queue database written by a newer nixpush")
 	// ErrCorrupt means the file is not a nixpush queue database or is
-	// damaged. Open never modifies such a file.
+	// damaged. Open never modifies such a file. Every method returns it
+	// too when a query finds the file damaged after Open (SQLITE_CORRUPT,
+	// SQLITE_NOTADB, a failed read of a page); the message then names the
+	// file and says what to do. Retrying cannot help.
 	ErrCorrupt = errors.New("not a nixpush queue database or damaged")
 	// ErrNotClaimed is returned by Complete, Skip, Fail, Retry and Unclaim
 	// when the row is not uploading by this process (it was requeued,
 	// pruned or recovered meanwhile); the caller's outcome is dropped.
 	ErrNotClaimed = errors.New("item not claimed by this process")
+	// ErrBusy means another process held the queue's write lock for longer
+	// than the busy timeout (SQLITE_BUSY or SQLITE_LOCKED). Nothing was
+	// written; the same call may be made again later.
+	ErrBusy = errors.New("queue locked by another process past the busy timeout")
 )
 
 // Queue is an open queue database. It is safe for concurrent use by many
@@ -70,11 +77,13 @@ type Queue struct {
 	// pid and token identify this process as the owner of claimed rows.
 	pid   int
 	token string
+	// readOnly is set by OpenReadOnly, which leaves w nil.
+	readOnly bool
 }
 
-// busyTimeoutMS is how long a statement waits for another process's write
-// lock before failing with SQLITE_BUSY.
-const busyTimeoutMS = 10000
+// busyTimeout is how long a statement waits for another process's write
+// lock before failing with ErrBusy. A variable so tests need not wait 10 s.
+var busyTimeout = 10 * time.Second
 
 // Open opens or creates the queue database at path, creating its parent
 // directory (0700) if needed, and applies pending migrations.
@@ -85,8 +94,9 @@ const busyTimeoutMS = 10000
 // ErrNewerSchema. Both messages are one line naming the file, and the file
 // and any -wal beside it are left byte for byte as they were (at most an
 // empty -wal and a -shm appear). An empty (0-byte) file is initialised.
-// Other failures (permissions, a lock held past the busy timeout) are
-// returned wrapped with the path.
+// A write lock another process holds past the busy timeout wraps ErrBusy.
+// Other failures (permissions, a full disk) are returned wrapped with the
+// path.
 func Open(path string) (*Queue, error) { return open(path, true) }
 
 // OpenFast is Open without PRAGMA quick_check, whose cost grows with the
@@ -113,7 +123,7 @@ func open(path string, checkPages bool) (*Queue, error) {
 	q.w.SetMaxOpenConns(1)
 	if err := q.prepare(ctx); err != nil {
 		q.w.Close()
-		return nil, fmt.Errorf("open queue %s: %w", path, classify(err))
+		return nil, fmt.Errorf("open queue %s: %w", path, q.classify(err))
 	}
 	q.r, err = sql.Open("sqlite3", dsn(path, "_query_only=1"))
 	if err != nil {
@@ -136,13 +146,16 @@ func (q *Queue) prepare(ctx context.Context) error {
 }
 
 // Close closes the database. Rows this process still has uploading stay so
-// until Unclaim is called first, or RecoverOrphans runs after this process
-// has exited.
+// until Unclaim or ReleaseClaims is called first, or RecoverOrphans runs
+// after this process has exited.
 func (q *Queue) Close() error {
 	// optimize keeps the planner's statistics current for the indexes
 	// Status relies on; it is cheap and skipped when nothing changed.
-	_, _ = q.w.Exec("PRAGMA optimize")
-	errW := q.w.Close()
+	var errW error
+	if q.w != nil {
+		_, _ = q.w.Exec("PRAGMA optimize")
+		errW = q.w.Close()
+	}
 	errR := q.r.Close()
 	if err := errors.Join(errW, errR); err != nil {
 		return fmt.Errorf("close queue: %w", err)
@@ -152,15 +165,23 @@ func (q *Queue) Close() error {
 
 // write runs fn in one IMMEDIATE transaction on the write connection.
 func (q *Queue) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if q.readOnly {
+		return fmt.Errorf("%w (%s)", ErrReadOnly, q.path)
+	}
 	tx, err := q.w.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(err)
+		return q.classify(err)
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return classify(err)
+		return q.classify(err)
 	}
-	return classify(tx.Commit())
+	return q.classify(tx.Commit())
+}
+
+// classify is classify for this queue's file.
+func (q *Queue) classify(err error) error {
+	return classify(q.path, err)
 }
 
 // nanos stores t as unix nanoseconds, the zero Time as 0.

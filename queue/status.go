@@ -32,7 +32,7 @@ const statusListLen = 10
 func (q *Queue) Status(ctx context.Context, now time.Time) (Status, error) {
 	st, err := q.status(ctx, now)
 	if err != nil {
-		return Status{}, fmt.Errorf("read queue status: %w", classify(err))
+		return Status{}, fmt.Errorf("read queue status: %w", q.classify(err))
 	}
 	return st, nil
 }
@@ -55,7 +55,7 @@ func (q *Queue) status(ctx context.Context, now time.Time) (st Status, err error
 	for rows.Next() {
 		var s State
 		var n int
-		if err := rows.Scan(&s, &n); err != nil {
+		if err := errors.Join(rows.Scan(&s, &n), s.check()); err != nil {
 			rows.Close()
 			return st, err
 		}
