@@ -25,9 +25,9 @@ const headSize = 256 << 10
 // maxParts is S3's limit on the parts of one multipart upload.
 const maxParts = 10_000
 
-// abortTimeout bounds the clean-up of a failed multipart upload, which
-// runs even when the caller's context is already cancelled.
-const abortTimeout = 30 * time.Second
+// maxAbortGrace bounds how long the clean-up of a failed multipart
+// upload outlives the caller's context: a shutdown waits no longer.
+const maxAbortGrace = 5 * time.Second
 
 // Put streams r to the object. A body shorter than PartSize goes up in one
 // PutObject; a longer one as a multipart upload with up to Concurrency
@@ -210,9 +210,10 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 const abortAttempts = 3
 
 // abort removes a failed multipart upload and its parts, and returns
-// cause. It runs on its own deadline: a cancelled Put must still clean up.
+// cause. It runs on a context of its own (see cleanupContext): a
+// cancelled Put must still clean up, but not hold up a shutdown.
 func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause error) error {
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	actx, cancel := c.cleanupContext(ctx)
 	defer cancel()
 	var err error
 	for attempt := range abortAttempts {
@@ -245,6 +246,25 @@ func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause e
 		}
 	}
 	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+}
+
+// cleanupContext is detached from ctx, so that clean-up runs after ctx
+// is cancelled, but ends min(Timeout, maxAbortGrace) after ctx does, and
+// Timeout from now in any case: a server that made no progress for
+// that long is not coming back within this Put.
+func (c *Cache) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	grace := min(c.cfg.Timeout, maxAbortGrace)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-cctx.Done():
+		}
+	})
+	return cctx, func() { stop(); cancel() }
 }
 
 func isClosed(ch <-chan struct{}) bool {
