@@ -221,7 +221,7 @@ func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause e
 			select {
 			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 			case <-actx.Done():
-				return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+				return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, c.reword(err))
 			}
 		}
 		_, err = c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
@@ -245,7 +245,7 @@ func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause e
 			err = errors.New("upload still there after the abort")
 		}
 	}
-	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, c.reword(err))
 }
 
 // cleanupContext is detached from ctx, so that clean-up runs after ctx

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,11 +55,13 @@ func (c *stallClient) Do(req *http.Request) (*http.Response, error) {
 		stalled := errors.Is(context.Cause(ctx), ErrStalled)
 		cancel(nil)
 		if stalled {
-			return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), w.stalled)
+			// As net/http words its own errors.
+			op := req.Method[:1] + strings.ToLower(req.Method[1:])
+			return nil, &url.Error{Op: op, URL: req.URL.Redacted(), Err: w.stalled}
 		}
 		return nil, err
 	}
-	resp.Body = &receivedBody{ReadCloser: resp.Body, w: w, ctx: ctx, cancel: cancel}
+	resp.Body = &receivedBody{ReadCloser: resp.Body, w: w, ctx: ctx, cancel: cancel, url: req.URL.Redacted()}
 	return resp, nil
 }
 
@@ -107,6 +111,7 @@ type receivedBody struct {
 	w      *watch
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	url    string
 }
 
 func (b *receivedBody) Read(p []byte) (int, error) {
@@ -114,7 +119,7 @@ func (b *receivedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.w.timer.Stop()
 	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
-		err = fmt.Errorf("read response body: %w", b.w.stalled)
+		err = fmt.Errorf("read body of %s: %w", b.url, b.w.stalled)
 	}
 	return n, err
 }
