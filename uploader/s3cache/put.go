@@ -16,14 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
+
+	"nixpush/uploader"
 )
 
 // headSize is how much of a body Put reads before it needs a part-sized
 // buffer: narinfos and most NARs fit, and cost no more memory than this.
 const headSize = 256 << 10
-
-// maxParts is S3's limit on the parts of one multipart upload.
-const maxParts = 10_000
 
 // maxAbortGrace bounds how long the clean-up of a failed multipart
 // upload outlives the caller's context: a shutdown waits no longer.
@@ -32,7 +31,8 @@ const maxAbortGrace = 5 * time.Second
 // Put streams r to the object. A body shorter than PartSize goes up in one
 // PutObject; a longer one as a multipart upload with up to Concurrency
 // parts in flight, so memory stays within PartSize × Concurrency whatever
-// the size. S3 shows an object only once its PUT or its multipart upload
+// the size. A body that offers a size hint (uploader.SizeHinter) may go
+// up in larger parts, fewer at a time: see partPlan. S3 shows an object only once its PUT or its multipart upload
 // completes, so readers see all of it or none; a failed multipart upload
 // is aborted, leaving neither object nor parts behind.
 func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
@@ -45,18 +45,23 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType st
 	if eof {
 		return c.putObject(ctx, key, (*head)[:n], contentType)
 	}
-	part := c.parts.Get().(*[]byte)
+	var hint int64
+	if h, ok := r.(uploader.SizeHinter); ok {
+		hint = h.SizeHint()
+	}
+	size, inFlight := partPlan(hint, c.cfg.PartSize, c.cfg.Concurrency)
+	part := c.getPart(size)
 	copy(*part, (*head)[:n])
 	m, eof, err := readPart(r, (*part)[n:])
 	switch {
 	case err != nil:
-		c.parts.Put(part)
+		c.putPart(part)
 		return fmt.Errorf("put %s: read: %w", key, err)
 	case eof:
-		defer c.parts.Put(part)
+		defer c.putPart(part)
 		return c.putObject(ctx, key, (*part)[:n+m], contentType)
 	}
-	return c.putMultipart(ctx, key, contentType, r, part)
+	return c.putMultipart(ctx, key, contentType, r, part, inFlight)
 }
 
 // readPart fills buf from r. eof reports that r ended (n may be anything
@@ -87,16 +92,17 @@ func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentT
 }
 
 // putMultipart uploads first (a full part) and the rest of r as a
-// multipart upload. Buffers circulate through free: a part is read only
-// once an earlier one has been sent, so at most Concurrency buffers exist.
-func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.Reader, first *[]byte) error {
+// multipart upload in parts of first's size. Buffers circulate through
+// free: a part is read only once an earlier one has been sent, so at most
+// inFlight buffers exist.
+func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.Reader, first *[]byte, inFlight int) error {
 	created, err := c.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      aws.String(c.bucket),
 		Key:         aws.String(c.key(key)),
 		ContentType: optional(contentType),
 	})
 	if err != nil {
-		c.parts.Put(first)
+		c.putPart(first)
 		return c.classify("put "+key, err)
 	}
 	uploadID := created.UploadId
@@ -112,8 +118,9 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 		failed   = make(chan struct{}) // closed at the first failed part
 		failOnce sync.Once
 	)
-	free := make(chan *[]byte, c.cfg.Concurrency) // nil: not allocated yet
-	for range c.cfg.Concurrency - 1 {
+	size := int64(len(*first))
+	free := make(chan *[]byte, inFlight) // nil: not allocated yet
+	for range inFlight - 1 {
 		free <- nil
 	}
 	send := func(num int32, buf *[]byte, n int) {
@@ -154,7 +161,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 				return nil
 			}
 			if buf == nil {
-				buf = c.parts.Get().(*[]byte)
+				buf = c.getPart(size)
 			}
 			n, eof, err := readPart(r, *buf)
 			switch {
@@ -163,9 +170,9 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 				return fmt.Errorf("put %s: read: %w", key, err)
 			case n == 0: // r ended on a part boundary
 				free <- buf
-			case num > maxParts:
+			case int64(num) > maxParts:
 				free <- buf
-				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, c.cfg.PartSize))
+				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, size))
 			default:
 				send(num, buf, n)
 			}
@@ -177,7 +184,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 	partErr := g.Wait()
 	for range len(free) {
 		if b := <-free; b != nil {
-			c.parts.Put(b)
+			c.putPart(b)
 		}
 	}
 

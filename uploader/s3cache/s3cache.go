@@ -33,7 +33,7 @@ var _ uploader.Cache = (*Cache)(nil)
 // Part sizes: S3 refuses parts (other than the last) under 5 MiB. The
 // defaults buffer 32 MiB per NAR in flight (8 MiB × 4), which keeps a
 // large push under 100 MiB of memory; at 10,000 parts they allow NARs up
-// to 80 GB.
+// to 80 GiB, and a body with a size hint gets larger parts (partPlan).
 const (
 	DefaultPartSize    = 8 << 20
 	MinPartSize        = 5 << 20
@@ -51,11 +51,13 @@ const DefaultTimeout = 60 * time.Second
 type Config struct {
 	// PartSize is the size of each part of a multipart upload, and the
 	// threshold below which an object goes up in a single PUT. Default
-	// 16 MiB, minimum 5 MiB.
+	// 8 MiB, minimum 5 MiB. A body whose size hint needs more than
+	// S3's 10,000 parts of this size gets larger parts.
 	PartSize int64
 	// Concurrency is the number of parts of one object in flight at once.
-	// One Put holds at most PartSize × Concurrency bytes of memory.
-	// Default 4.
+	// One Put holds at most PartSize × Concurrency bytes of memory, or
+	// one part when a huge body's parts are larger than that (see
+	// partPlan). Default 4.
 	Concurrency int
 	// Timeout fails any request that makes no progress for this long:
 	// no connection, no byte of a body sent or received, no response.
