@@ -3,13 +3,10 @@ package s3cache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -23,10 +20,6 @@ import (
 // headSize is how much of a body Put reads before it needs a part-sized
 // buffer: narinfos and most NARs fit, and cost no more memory than this.
 const headSize = 256 << 10
-
-// maxAbortGrace bounds how long the clean-up of a failed multipart
-// upload outlives the caller's context: a shutdown waits no longer.
-const maxAbortGrace = 5 * time.Second
 
 // Put streams r to the object. A body shorter than PartSize goes up in one
 // PutObject; a longer one as a multipart upload with up to Concurrency
@@ -107,10 +100,13 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 	}
 	uploadID := created.UploadId
 
-	// Parts run on ctx, not on a context cancelled at the first failure:
-	// a part cut off mid-request can outlive an abort on the server and
-	// leave the upload behind. The parts in flight finish (boundedly)
-	// before the abort instead.
+	// Parts run neither on a context cancelled at the first failure nor
+	// on ctx, but on one that outlives ctx by a short grace: a part cut
+	// off mid-request can land on the server after the abort and stay
+	// there. The parts in flight finish (boundedly) before the abort
+	// instead, and the abort runs within the same grace.
+	pctx, cancel := c.graceContext(ctx)
+	defer cancel()
 	var (
 		g        errgroup.Group
 		mu       sync.Mutex
@@ -126,7 +122,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 	send := func(num int32, buf *[]byte, n int) {
 		g.Go(func() error {
 			defer func() { free <- buf }()
-			out, err := c.client.UploadPart(ctx, &s3.UploadPartInput{
+			out, err := c.client.UploadPart(pctx, &s3.UploadPartInput{
 				Bucket:        aws.String(c.bucket),
 				Key:           aws.String(c.key(key)),
 				UploadId:      uploadID,
@@ -188,12 +184,15 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 		}
 	}
 
-	err = readErr
-	if err == nil {
-		err = partErr
-	}
-	if err == nil && ctx.Err() != nil {
+	switch {
+	case readErr != nil:
+		err = readErr
+	case ctx.Err() != nil:
+		// Parts that failed after ctx ended (cut short by the grace)
+		// failed because of it.
 		err = fmt.Errorf("put %s: %w", key, ctx.Err())
+	default:
+		err = partErr
 	}
 	if err == nil {
 		slices.SortFunc(sent, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
@@ -208,70 +207,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 		}
 		err = c.classify("put "+key+": complete multipart upload", err)
 	}
-	return c.abort(ctx, key, uploadID, err)
-}
-
-// abortAttempts bounds the clean-up of a failed multipart upload. S3 may
-// keep a part that was still arriving when the abort came, so an abort
-// is checked, and repeated if the upload is still there.
-const abortAttempts = 3
-
-// abort removes a failed multipart upload and its parts, and returns
-// cause. It runs on a context of its own (see cleanupContext): a
-// cancelled Put must still clean up, but not hold up a shutdown.
-func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause error) error {
-	actx, cancel := c.cleanupContext(ctx)
-	defer cancel()
-	var err error
-	for attempt := range abortAttempts {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			case <-actx.Done():
-				return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, c.reword(err))
-			}
-		}
-		_, err = c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket:   aws.String(c.bucket),
-			Key:      aws.String(c.key(key)),
-			UploadId: uploadID,
-		})
-		if err != nil && errorCode(err) != "NoSuchUpload" {
-			continue
-		}
-		_, err = c.client.ListParts(actx, &s3.ListPartsInput{
-			Bucket:   aws.String(c.bucket),
-			Key:      aws.String(c.key(key)),
-			UploadId: uploadID,
-			MaxParts: aws.Int32(1),
-		})
-		if errorCode(err) == "NoSuchUpload" || httpStatus(err) == http.StatusNotFound {
-			return cause
-		}
-		if err == nil {
-			err = errors.New("upload still there after the abort")
-		}
-	}
-	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, c.reword(err))
-}
-
-// cleanupContext is detached from ctx, so that clean-up runs after ctx
-// is cancelled, but ends min(Timeout, maxAbortGrace) after ctx does, and
-// Timeout from now in any case: a server that made no progress for
-// that long is not coming back within this Put.
-func (c *Cache) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	grace := min(c.cfg.Timeout, maxAbortGrace)
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
-	stop := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(grace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancel()
-		case <-cctx.Done():
-		}
-	})
-	return cctx, func() { stop(); cancel() }
+	return c.abort(pctx, key, uploadID, err)
 }
 
 func isClosed(ch <-chan struct{}) bool {
