@@ -102,6 +102,7 @@ func (c *Cache) classify(op string, err error) error {
 		return err
 	}
 	status, code := httpStatus(err), errorCode(err)
+	err = c.reword(err)
 	permanent := func(format string, args ...any) error {
 		return backoff.Permanent(fmt.Errorf("%s: %s: %w", op, fmt.Sprintf(format, args...), err))
 	}
@@ -124,4 +125,64 @@ func (c *Cache) classify(op string, err error) error {
 		return permanent("request refused by %s", c)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// sdkError is an SDK error in words that fit this cache: the SDK's own
+// text says "https response error" whatever the endpoint's scheme, and
+// repeats empty fields ("RequestID: , HostID: ,"). errors.As and
+// errors.Is see the SDK error inside.
+type sdkError struct {
+	err    error
+	server string // the endpoint URL, or "AWS"
+}
+
+// reword wraps an SDK error into an sdkError; other errors pass as they
+// are.
+func (c *Cache) reword(err error) error {
+	var oe *smithy.OperationError
+	if err == nil || !errors.As(err, &oe) {
+		return err
+	}
+	server := c.endpoint
+	if server == "" {
+		server = "AWS"
+	}
+	return &sdkError{err: err, server: server}
+}
+
+func (e *sdkError) Unwrap() error { return e.err }
+
+// Error is "S3 PutObject: 403 Forbidden from http://host:port (request id
+// R): api error AccessDenied: Access Denied.", or for a request that got
+// no response "S3 PutObject: request send failed, PUT http://...: ...".
+func (e *sdkError) Error() string {
+	var oe *smithy.OperationError
+	var re *awshttp.ResponseError
+	if !errors.As(e.err, &oe) {
+		return e.err.Error()
+	}
+	op := oe.Service() + " " + oe.Operation()
+	if !errors.As(e.err, &re) {
+		return fmt.Sprintf("%s: %v", op, oe.Err)
+	}
+	if re.HTTPStatusCode() == 0 {
+		return fmt.Sprintf("%s: %v", op, re.Err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d %s from %s", op, re.HTTPStatusCode(), http.StatusText(re.HTTPStatusCode()), e.server)
+	var ids []string
+	if re.RequestID != "" {
+		ids = append(ids, "request id "+re.RequestID)
+	}
+	var host interface{ ServiceHostID() string }
+	if errors.As(e.err, &host) && host.ServiceHostID() != "" {
+		ids = append(ids, "host id "+host.ServiceHostID())
+	}
+	if len(ids) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(ids, ", "))
+	}
+	if re.Err != nil {
+		fmt.Fprintf(&b, ": %v", re.Err)
+	}
+	return b.String()
 }

@@ -3,9 +3,12 @@ package s3cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"nixpush/uploader"
 	"nixpush/uploader/s3cache/s3test"
@@ -98,4 +101,37 @@ func TestMissingBucket(t *testing.T) {
 	if err == nil || !isPermanent(err) || errors.Is(err, uploader.ErrNotFound) {
 		t.Errorf("Get from a missing bucket = %v; want a permanent error, not ErrNotFound", err)
 	}
+}
+
+// TestErrorsNameTheScheme: messages name the endpoint as the URL gave it
+// (scheme=http), never "https" as the SDK's own text does, and carry no
+// empty fields.
+func TestErrorsNameTheScheme(t *testing.T) {
+	s := s3test.NewServer(t)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrongSECRETwrongSECRETwrong0123456789")
+	c, err := open(t.Context(), s.URL(""), Config{PartSize: MinPartSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, err error, want string) {
+		t.Helper()
+		t.Logf("%s: %v", what, err)
+		switch msg := fmt.Sprint(err); {
+		case err == nil:
+			t.Errorf("%s succeeded; want an error", what)
+		case strings.Contains(msg, "https"), strings.Contains(msg, "RequestID: ,"):
+			t.Errorf("%s = %v; names https for an http endpoint, or empty fields", what, err)
+		case !strings.Contains(msg, want):
+			t.Errorf("%s = %v; want it to say %q", what, err, want)
+		}
+	}
+	check("Put refused", c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo),
+		"S3 PutObject: 403 Forbidden from http://"+s.Endpoint)
+	var perm *backoff.PermanentError
+	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo); !errors.As(err, &perm) || errorCode(err) != "SignatureDoesNotMatch" {
+		t.Errorf("Put refused = %v; want a permanent error with the SDK's code inside", err)
+	}
+	s.Stop()
+	_, err = c.Exists(t.Context(), "x.narinfo")
+	check("Exists on a stopped server", err, `S3 HeadObject: request send failed, Head "http://`+s.Endpoint)
 }

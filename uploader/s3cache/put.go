@@ -3,36 +3,29 @@ package s3cache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
+
+	"nixpush/uploader"
 )
 
 // headSize is how much of a body Put reads before it needs a part-sized
 // buffer: narinfos and most NARs fit, and cost no more memory than this.
 const headSize = 256 << 10
 
-// maxParts is S3's limit on the parts of one multipart upload.
-const maxParts = 10_000
-
-// abortTimeout bounds the clean-up of a failed multipart upload, which
-// runs even when the caller's context is already cancelled.
-const abortTimeout = 30 * time.Second
-
 // Put streams r to the object. A body shorter than PartSize goes up in one
 // PutObject; a longer one as a multipart upload with up to Concurrency
 // parts in flight, so memory stays within PartSize × Concurrency whatever
-// the size. S3 shows an object only once its PUT or its multipart upload
+// the size. A body that offers a size hint (uploader.SizeHinter) may go
+// up in larger parts, fewer at a time: see partPlan. S3 shows an object only once its PUT or its multipart upload
 // completes, so readers see all of it or none; a failed multipart upload
 // is aborted, leaving neither object nor parts behind.
 func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
@@ -45,18 +38,23 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType st
 	if eof {
 		return c.putObject(ctx, key, (*head)[:n], contentType)
 	}
-	part := c.parts.Get().(*[]byte)
+	var hint int64
+	if h, ok := r.(uploader.SizeHinter); ok {
+		hint = h.SizeHint()
+	}
+	size, inFlight := partPlan(hint, c.cfg.PartSize, c.cfg.Concurrency)
+	part := c.getPart(size)
 	copy(*part, (*head)[:n])
 	m, eof, err := readPart(r, (*part)[n:])
 	switch {
 	case err != nil:
-		c.parts.Put(part)
+		c.putPart(part)
 		return fmt.Errorf("put %s: read: %w", key, err)
 	case eof:
-		defer c.parts.Put(part)
+		defer c.putPart(part)
 		return c.putObject(ctx, key, (*part)[:n+m], contentType)
 	}
-	return c.putMultipart(ctx, key, contentType, r, part)
+	return c.putMultipart(ctx, key, contentType, r, part, inFlight)
 }
 
 // readPart fills buf from r. eof reports that r ended (n may be anything
@@ -87,24 +85,28 @@ func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentT
 }
 
 // putMultipart uploads first (a full part) and the rest of r as a
-// multipart upload. Buffers circulate through free: a part is read only
-// once an earlier one has been sent, so at most Concurrency buffers exist.
-func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.Reader, first *[]byte) error {
+// multipart upload in parts of first's size. Buffers circulate through
+// free: a part is read only once an earlier one has been sent, so at most
+// inFlight buffers exist.
+func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.Reader, first *[]byte, inFlight int) error {
 	created, err := c.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:      aws.String(c.bucket),
 		Key:         aws.String(c.key(key)),
 		ContentType: optional(contentType),
 	})
 	if err != nil {
-		c.parts.Put(first)
+		c.putPart(first)
 		return c.classify("put "+key, err)
 	}
 	uploadID := created.UploadId
 
-	// Parts run on ctx, not on a context cancelled at the first failure:
-	// a part cut off mid-request can outlive an abort on the server and
-	// leave the upload behind. The parts in flight finish (boundedly)
-	// before the abort instead.
+	// Parts run neither on a context cancelled at the first failure nor
+	// on ctx, but on one that outlives ctx by a short grace: a part cut
+	// off mid-request can land on the server after the abort and stay
+	// there. The parts in flight finish (boundedly) before the abort
+	// instead, and the abort runs within the same grace.
+	pctx, cancel := c.graceContext(ctx)
+	defer cancel()
 	var (
 		g        errgroup.Group
 		mu       sync.Mutex
@@ -112,14 +114,15 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 		failed   = make(chan struct{}) // closed at the first failed part
 		failOnce sync.Once
 	)
-	free := make(chan *[]byte, c.cfg.Concurrency) // nil: not allocated yet
-	for range c.cfg.Concurrency - 1 {
+	size := int64(len(*first))
+	free := make(chan *[]byte, inFlight) // nil: not allocated yet
+	for range inFlight - 1 {
 		free <- nil
 	}
 	send := func(num int32, buf *[]byte, n int) {
 		g.Go(func() error {
 			defer func() { free <- buf }()
-			out, err := c.client.UploadPart(ctx, &s3.UploadPartInput{
+			out, err := c.client.UploadPart(pctx, &s3.UploadPartInput{
 				Bucket:        aws.String(c.bucket),
 				Key:           aws.String(c.key(key)),
 				UploadId:      uploadID,
@@ -154,7 +157,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 				return nil
 			}
 			if buf == nil {
-				buf = c.parts.Get().(*[]byte)
+				buf = c.getPart(size)
 			}
 			n, eof, err := readPart(r, *buf)
 			switch {
@@ -163,9 +166,9 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 				return fmt.Errorf("put %s: read: %w", key, err)
 			case n == 0: // r ended on a part boundary
 				free <- buf
-			case num > maxParts:
+			case int64(num) > maxParts:
 				free <- buf
-				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, c.cfg.PartSize))
+				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, size))
 			default:
 				send(num, buf, n)
 			}
@@ -177,16 +180,19 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 	partErr := g.Wait()
 	for range len(free) {
 		if b := <-free; b != nil {
-			c.parts.Put(b)
+			c.putPart(b)
 		}
 	}
 
-	err = readErr
-	if err == nil {
-		err = partErr
-	}
-	if err == nil && ctx.Err() != nil {
+	switch {
+	case readErr != nil:
+		err = readErr
+	case ctx.Err() != nil:
+		// Parts that failed after ctx ended (cut short by the grace)
+		// failed because of it.
 		err = fmt.Errorf("put %s: %w", key, ctx.Err())
+	default:
+		err = partErr
 	}
 	if err == nil {
 		slices.SortFunc(sent, func(a, b types.CompletedPart) int { return int(*a.PartNumber - *b.PartNumber) })
@@ -201,50 +207,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 		}
 		err = c.classify("put "+key+": complete multipart upload", err)
 	}
-	return c.abort(ctx, key, uploadID, err)
-}
-
-// abortAttempts bounds the clean-up of a failed multipart upload. S3 may
-// keep a part that was still arriving when the abort came, so an abort
-// is checked, and repeated if the upload is still there.
-const abortAttempts = 3
-
-// abort removes a failed multipart upload and its parts, and returns
-// cause. It runs on its own deadline: a cancelled Put must still clean up.
-func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause error) error {
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
-	defer cancel()
-	var err error
-	for attempt := range abortAttempts {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			case <-actx.Done():
-				return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
-			}
-		}
-		_, err = c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket:   aws.String(c.bucket),
-			Key:      aws.String(c.key(key)),
-			UploadId: uploadID,
-		})
-		if err != nil && errorCode(err) != "NoSuchUpload" {
-			continue
-		}
-		_, err = c.client.ListParts(actx, &s3.ListPartsInput{
-			Bucket:   aws.String(c.bucket),
-			Key:      aws.String(c.key(key)),
-			UploadId: uploadID,
-			MaxParts: aws.Int32(1),
-		})
-		if errorCode(err) == "NoSuchUpload" || httpStatus(err) == http.StatusNotFound {
-			return cause
-		}
-		if err == nil {
-			err = errors.New("upload still there after the abort")
-		}
-	}
-	return fmt.Errorf("%w (and aborting the multipart upload failed, its parts stay until a lifecycle rule removes them: %v)", cause, err)
+	return c.abort(pctx, key, uploadID, err)
 }
 
 func isClosed(ch <-chan struct{}) bool {

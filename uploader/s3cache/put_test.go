@@ -300,3 +300,51 @@ func TestServerStopped(t *testing.T) {
 		t.Errorf("New with the server down = %v; want a transient error", err)
 	}
 }
+
+// hinted is a body that says how large it will be, as a NAR stream does.
+type hinted struct {
+	io.Reader
+	hint int64
+}
+
+func (h hinted) SizeHint() int64 { return h.hint }
+
+// TestHugeBodyLargerParts lowers S3's parts limit to 3: a body of more
+// than 3 configured parts, whose size hint says so, goes up in larger
+// parts; without the hint it is refused for good, as before.
+func TestHugeBodyLargerParts(t *testing.T) {
+	s3cache.SetMaxParts(t, 3)
+	s := s3test.NewServer(t)
+	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 4})
+	const size = 20 << 20 // 4 parts of 5 MiB; 3 of 8 MiB with the margin
+	body := func() io.Reader { return &randReader{rand.New(rand.NewSource(3)), size} }
+
+	err := c.Put(t.Context(), "nar/nohint.nar", body(), uploader.TypeNAR)
+	if !isPermanent(err) || !strings.Contains(err.Error(), "larger than 3 parts") {
+		t.Errorf("Put of 4 parts without a hint = %v; want a permanent error about the parts limit", err)
+	}
+
+	if err := c.Put(t.Context(), "nar/huge.nar", hinted{body(), size}, uploader.TypeNAR); err != nil {
+		t.Fatalf("Put with a size hint: %v", err)
+	}
+	head, err := s.Client().HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String("nar/huge.nar"), PartNumber: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, parts := aws.ToInt64(head.ContentLength), aws.ToInt32(head.PartsCount); n != 8<<20 || parts != 3 {
+		t.Errorf("object in %d parts, the first of %d bytes; want 3 parts of 8 MiB", parts, n)
+	}
+	r, err := c.Get(t.Context(), "nar/huge.nar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	want, _ := io.ReadAll(body())
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("read back %d bytes (%v), want the %d put", len(got), err, len(want))
+	}
+	if p := pendingUploads(t, s); len(p) != 0 {
+		t.Errorf("multipart uploads left in progress: %q", p)
+	}
+}

@@ -33,7 +33,7 @@ var _ uploader.Cache = (*Cache)(nil)
 // Part sizes: S3 refuses parts (other than the last) under 5 MiB. The
 // defaults buffer 32 MiB per NAR in flight (8 MiB × 4), which keeps a
 // large push under 100 MiB of memory; at 10,000 parts they allow NARs up
-// to 80 GB.
+// to 80 GiB, and a body with a size hint gets larger parts (partPlan).
 const (
 	DefaultPartSize    = 8 << 20
 	MinPartSize        = 5 << 20
@@ -43,21 +43,29 @@ const (
 	DefaultRegion = "us-east-1"
 )
 
-// responseTimeout bounds the wait for a response once a request is sent,
-// so a server that accepts connections but never answers cannot hang a
-// Put forever (the caller's retries then take over).
-const responseTimeout = 2 * time.Minute
+// DefaultTimeout is Config.Timeout when unset: the same as the http(s)
+// backend's, so one setting (--http-timeout) serves both.
+const DefaultTimeout = 60 * time.Second
 
 // Config tunes uploads.
 type Config struct {
 	// PartSize is the size of each part of a multipart upload, and the
 	// threshold below which an object goes up in a single PUT. Default
-	// 16 MiB, minimum 5 MiB.
+	// 8 MiB, minimum 5 MiB. A body whose size hint needs more than
+	// S3's 10,000 parts of this size gets larger parts.
 	PartSize int64
 	// Concurrency is the number of parts of one object in flight at once.
-	// One Put holds at most PartSize × Concurrency bytes of memory.
-	// Default 4.
+	// One Put holds at most PartSize × Concurrency bytes of memory, or
+	// one part when a huge body's parts are larger than that (see
+	// partPlan). Default 4.
 	Concurrency int
+	// Timeout fails any request that makes no progress for this long:
+	// no connection, no byte of a body sent or received, no response.
+	// It never bounds a whole transfer: a large part may take as long as
+	// it takes while it moves. The failure is transient and wraps
+	// ErrStalled. It also bounds the clean-up of a failed multipart
+	// upload (see Put). Zero means DefaultTimeout.
+	Timeout time.Duration
 }
 
 // Cache is a binary cache in an S3 bucket.
@@ -110,6 +118,12 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Timeout < 0 {
+		return nil, backoff.Permanent(fmt.Errorf("s3 timeout %v is negative", cfg.Timeout))
+	}
 	if cfg.Concurrency < 0 {
 		return nil, backoff.Permanent(fmt.Errorf("s3 concurrency %d is negative", cfg.Concurrency))
 	}
@@ -123,9 +137,7 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	// server never holds a worker in a hidden retry loop.
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-			t.ResponseHeaderTimeout = responseTimeout
-		})),
+		config.WithHTTPClient(awshttp.NewBuildableClient()),
 	}
 	if r := q.Get("region"); r != "" {
 		opts = append(opts, config.WithRegion(r))
@@ -137,6 +149,9 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, backoff.Permanent(fmt.Errorf("load AWS config for s3://%s: %w", u.Host, err))
 	}
+	// Wrapped only now: the config loader adds AWS_CA_BUNDLE to the
+	// client it knows.
+	awsCfg.HTTPClient = &stallClient{next: awsCfg.HTTPClient, timeout: cfg.Timeout}
 	if awsCfg.Region == "" {
 		awsCfg.Region = DefaultRegion
 	}

@@ -207,6 +207,27 @@ func (s *Server) Stop() {
 	}
 }
 
+// Freeze stops the server process (SIGSTOP) without closing its socket:
+// the kernel still accepts connections and buffers bytes, but nothing
+// answers, as with a hung or swapped-out server. The test's cleanup
+// thaws it (SIGCONT), so Stop can end it.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Errorf("freeze versitygw: %v", err)
+		return
+	}
+	t.Cleanup(s.Thaw)
+}
+
+// Thaw resumes a frozen server (SIGCONT); it does nothing to a running
+// or ended one.
+func (s *Server) Thaw() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // Log returns what the server printed.
 func (s *Server) Log() string {
 	b, _ := os.ReadFile(s.log)
