@@ -61,7 +61,7 @@ var registry = []*scheme{
 			return ""
 		},
 		open: func(ctx context.Context, u *url.URL, o Options) (uploader.Cache, error) {
-			return s3cache.New(ctx, u, s3cache.Config{PartSize: o.PartSize, Concurrency: o.Concurrency})
+			return s3cache.New(ctx, u, s3cache.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, Timeout: o.Timeout})
 		},
 	},
 }

@@ -87,7 +87,7 @@ func (n *networkFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&n.tokenFile, "token-file", "", "file holding a bearer token for an http(s) cache (else $NIXPUSH_TOKEN)")
 	fs.StringVar(&n.caCert, "ca-cert", "", "PEM file of CA certificates to trust for an https cache, besides the system's")
 	fs.StringVar(&n.netrcFile, "netrc-file", "", "netrc file with basic auth for an http(s) cache (default ~/.netrc if present)")
-	fs.DurationVar(&n.timeout, "http-timeout", httpcache.DefaultTimeout, "http(s) connect, TLS, response header and stalled-write timeout (never a whole upload)")
+	fs.DurationVar(&n.timeout, "http-timeout", httpcache.DefaultTimeout, "stalled-transfer timeout of http(s):// and s3:// caches: no progress for this long fails a request, to be retried (never bounds a whole upload)")
 	fs.Int64Var(&n.partSizeMiB, "part-size", s3cache.DefaultPartSize>>20, "s3:// multipart upload part size in MiB (min 5); smaller NARs go up in one PUT")
 	fs.IntVar(&n.partConcurrency, "part-concurrency", s3cache.DefaultConcurrency, "s3:// parts of one NAR in flight; each upload buffers up to part size × this")
 }
