@@ -26,7 +26,7 @@ func TestPushLargeTree(t *testing.T) {
 	cache := filepath.Join(t.TempDir(), "cache")
 	url := "file://" + cache
 
-	r := newCLI(t).push(t.TempDir(), "", "--store", s.Root, "--to", url, "--signing-key", sec, p)
+	r := pushMain(t, t.TempDir(), "", "--store", s.Root, "--to", url, "--signing-key", sec, p)
 	sum := wantSuccess(t, r, 1, 0, 0, 0)
 	infos := checkCache(t, cache)
 	ni, ok := infos[p]
