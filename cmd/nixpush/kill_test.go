@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,7 +26,8 @@ const partialNARSize = 64 << 10
 // consistent, and that the next push finishes the job.
 func TestPushKilledMidway(t *testing.T) {
 	t.Parallel()
-	s := nixtest.NewStore(t)
+	e := newEnv(t, "kill-test-1")
+	s, cache := e.store, e.cache
 	small := addDirs(t, s, smallDirs(t, "small", 30)...)
 	ref := s.Build(t, nixtest.WithReference("kill"))
 	bigDir := filepath.Join(t.TempDir(), "big")
@@ -50,16 +50,9 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 	if big == "" || len(all) != len(small)+4 {
 		t.Fatalf("closure %q: want the small paths, dep, top, big and big-user", all)
 	}
-	sec, _, pub := nixtest.Keygen(t, "kill-test-1")
-	cache := filepath.Join(t.TempDir(), "cache")
-	if err := os.Mkdir(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	url := "file://" + cache
-	state := t.TempDir()
-	args := append([]string{"--store", s.Root, "--to", url, "--signing-key", sec}, roots...)
 
-	p := startProc(t, "push", procEnv(t), append([]string{"push", "--state-dir", state, "--compression", "xz"}, args...)...)
+	p := startProc(t, "push", procEnv(t), append([]string{"push", "--store", s.Root, "--state-dir", e.stateDir,
+		"--to", e.url, "--signing-key", e.sec, "--compression", "xz"}, roots...)...)
 	p.waitFor(2*time.Minute, fmt.Sprintf("a NAR of %d bytes in progress", partialNARSize), func() bool {
 		return p.narInProgress(cache) >= partialNARSize
 	})
@@ -80,7 +73,7 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 	// The next push (same state dir: the killed one's queue rows are
 	// there) pushes exactly the rest. It uses zstd because xz takes about
 	// a minute for the big path on a loaded 2-core machine.
-	r := pushMain(t, state, "", append([]string{"--compression", "zstd"}, args...)...)
+	r := e.push("", append([]string{"--compression", "zstd"}, roots...)...)
 	wantSuccess(t, r, len(all)-len(before), len(before), 0, 0)
 	after := checkCache(t, cache)
 	if got := sortedKeys(after); !slices.Equal(got, sortedCopy(all)) {
@@ -93,9 +86,9 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 		}
 	}
 	fresh := filepath.Join(t.TempDir(), "fresh")
-	subst, err := nixtest.Substitute(t, fresh, url, pub, roots...)
+	subst, err := nixtest.Substitute(t, fresh, e.url, e.pub, roots...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, subst)
 	}
-	wantSubstituted(t, subst, url, all)
+	wantSubstituted(t, subst, e.url, all)
 }

@@ -176,7 +176,8 @@ func TestPushRejectsCorruptSigningKey(t *testing.T) {
 // names each path with its reason, and writes neither narinfo.
 func TestPushFailureNamesPath(t *testing.T) {
 	t.Parallel()
-	s := nixtest.NewStore(t)
+	e := newEnv(t, "broken-1")
+	s := e.store
 	ref := s.Build(t, nixtest.WithReference("broken")) // [dep, top]
 	ok := s.Build(t, nixtest.FibChain("broken", 0))[0]
 	greeting := filepath.Join(s.Real(ref[0]), "greeting")
@@ -187,10 +188,8 @@ func TestPushFailureNamesPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, greeting, []byte("tampered\n"), 0o644)
-	sec, _, _ := nixtest.Keygen(t, "broken-1")
-	cache := filepath.Join(t.TempDir(), "cache")
 
-	r := pushMain(t, t.TempDir(), "", "--store", s.Root, "--to", "file://"+cache, "--signing-key", sec, ref[1], ok)
+	r := e.push("", ref[1], ok)
 	if r.code == 0 || r.stdout != "" {
 		t.Fatalf("want a non-zero exit and empty stdout, got %s", r)
 	}
@@ -206,7 +205,7 @@ func TestPushFailureNamesPath(t *testing.T) {
 			t.Errorf("no stderr line (other than logs) has %q:\n%s", want, r.stderr)
 		}
 	}
-	if got := sortedKeys(checkCache(t, cache)); !slices.Equal(got, []string{ok}) {
+	if got := sortedKeys(checkCache(t, e.cache)); !slices.Equal(got, []string{ok}) {
 		t.Errorf("narinfos in the cache: %q, want only %s", got, ok)
 	}
 }
