@@ -2,14 +2,12 @@ package main
 
 // Tests of the TOML config file: how it fills the flags of real commands
 // (in-process, through parseFlags as every command calls it), what its
-// errors say, and `nixpush config check` run as a user runs it.
+// errors say, and `nixpush config check` run as a user runs it (in-process).
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -242,20 +240,8 @@ func TestConfigKnowsEveryCommand(t *testing.T) {
 // and the exit code.
 func configCheck(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), nixpushBin, append([]string{"config", "check"}, args...)...)
-	cmd.Env = svcEnv(t)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run nixpush config check: %v", err)
-	}
-	return out.String(), errb.String(), code
+	r := runMain(t, "", append([]string{"config", "check"}, args...)...)
+	return r.stdout, r.stderr, r.code
 }
 
 // settingLine matches one line of config check's output.
@@ -341,12 +327,8 @@ func TestConfigCheckErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, file+" line 4") || out != "" {
 		t.Errorf("config check of a bad file: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	cmd := exec.CommandContext(t.Context(), nixpushBin, "watch-store", "--config", file, "--state-dir", t.TempDir())
-	cmd.Env = svcEnv(t)
-	b, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(b), file+" line 4") {
-		t.Errorf("watch-store with a bad config: %v\n%s", err, b)
+	if r := runMain(t, "", "watch-store", "--config", file, "--state-dir", t.TempDir()); r.code != 2 || !strings.Contains(r.stderr, file+" line 4") {
+		t.Errorf("watch-store with a bad config: %s", r)
 	}
 
 	good := filepath.Join(t.TempDir(), "good.toml")

@@ -3,7 +3,7 @@ package main
 // Integration tests of `nixpush watch-store`, the daemon: real Nix builds
 // into a private store while the real binary runs in the background, and
 // the tests watch the cache, `status --json`, the daemon's log and its
-// queue file. Daemons are killed at cleanup.
+// queue file (harness_test.go). Daemons are killed at cleanup.
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,7 +26,7 @@ import (
 // valid before its first start are not pushed (no --backfill).
 func TestDaemonPushesNewPaths(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-new-1")
+	e := newEnv(t, "daemon-new-1")
 	early := fibOutputs(t, e.store, "early", 2)
 
 	e.startDaemon("daemon")
@@ -76,7 +75,7 @@ func TestDaemonPushesNewPaths(t *testing.T) {
 // and what it pushed before is not pushed again.
 func TestDaemonResumesAfterSIGKILL(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-resume-1")
+	e := newEnv(t, "daemon-resume-1")
 	d1 := e.startDaemon("first", "--log-level", "debug")
 	before := fibOutputs(t, e.store, "before", 2)
 	d1.waitFor(30*time.Second, "the first paths to be pushed", func() bool { return e.allPushed(before) && e.allDone(before) })
@@ -119,7 +118,7 @@ func TestDaemonResumesAfterSIGKILL(t *testing.T) {
 // took 8 minutes), and the restart has to compress it again.
 func TestDaemonSIGKILLDuringLargeUpload(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-kill-1")
+	e := newEnv(t, "daemon-kill-1")
 	e.to = e.url + "?compression=xz"
 	bigDir := filepath.Join(t.TempDir(), "daemon-big")
 	rnd := rand.NewChaCha8([32]byte{7})
@@ -129,7 +128,7 @@ func TestDaemonSIGKILLDuringLargeUpload(t *testing.T) {
 
 	d1 := e.startDaemon("first", "--log-level", "debug")
 	big := addDirs(t, e.store, bigDir)[0]
-	d1.waitFor(60*time.Second, "the daemon to write the big NAR", func() bool { return d1.writingNAR(e.cache) })
+	d1.waitFor(60*time.Second, "the daemon to write the big NAR", func() bool { return d1.narInProgress(e.cache) >= 0 })
 	d1.kill()
 	if e.hasNarInfo(big) {
 		t.Fatalf("%s was pushed before the kill: the test interrupted nothing", big)
@@ -159,12 +158,13 @@ func TestDaemonSIGKILLDuringLargeUpload(t *testing.T) {
 	if got := sortedKeys(infos); !slices.Equal(got, []string{big}) {
 		t.Errorf("narinfos: %q, want only %s", got, big)
 	}
-	if nars := e.narFiles(); len(nars) != 1 || nars[0] != infos[big].url {
+	nars, tmp := e.narFiles()
+	if len(nars) != 1 || nars[0] != infos[big].url {
 		t.Errorf("NAR objects in the cache: %q, want exactly %s", nars, infos[big].url)
 	}
 	// Unnamed temp files vanish with the process; named ones are the
 	// fallback where O_TMPFILE is unsupported, not on this file system.
-	if tmp := e.tmpFiles(); len(tmp) != 0 {
+	if len(tmp) != 0 {
 		t.Errorf("temp files left in the cache: %q", tmp)
 	}
 
@@ -182,17 +182,17 @@ func TestDaemonSIGKILLDuringLargeUpload(t *testing.T) {
 // backoff interval; once space is freed the queue drains without a restart.
 func TestDaemonCacheFullThenFixed(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-full-1")
-	e.mountTinyCache(200 << 10)
+	e := newEnv(t, "daemon-full-1")
+	fill := mountDisk(t, e.cache, 200<<10)
 	d := e.startDaemon("daemon")
 	if _, err := os.Stat(filepath.Join(e.cache, "nix-cache-info")); err != nil {
 		t.Fatalf("daemon started without writing nix-cache-info: %v", err)
 	}
-	junk := e.fillCache()
+	junk := fill()
 
 	start := time.Now()
 	paths := fibOutputs(t, e.store, "full", 7)
-	var st statusReportJSON
+	var st statusReport
 	d.waitFor(30*time.Second, "every path to be retried twice", func() bool {
 		st = e.status()
 		retrying := problemsOf(st.Queues[0].Retrying, paths)
@@ -267,10 +267,10 @@ func TestDaemonCacheFullThenFixed(t *testing.T) {
 // carries on.
 func TestDaemonSkipsGarbageCollectedPath(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-gc-1")
-	e.mountTinyCache(200 << 10)
+	e := newEnv(t, "daemon-gc-1")
+	fill := mountDisk(t, e.cache, 200<<10)
 	d := e.startDaemon("daemon")
-	junk := e.fillCache()
+	junk := fill()
 
 	gone := e.store.Build(t, nixtest.FibChain("gone", 0))[0]
 	d.waitFor(30*time.Second, "the path to wait for a retry", func() bool {
@@ -309,14 +309,14 @@ func TestDaemonSkipsGarbageCollectedPath(t *testing.T) {
 // push everything, and no path twice.
 func TestDaemonTwoDaemonsShareQueue(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-two-1")
+	e := newEnv(t, "daemon-two-1")
 	a := e.startDaemon("a", "--log-level", "debug")
 	b := e.startDaemon("b", "--log-level", "debug")
 	paths := fibOutputs(t, e.store, "two", 19)
 	pollUntil(t, 30*time.Second, "all 20 paths to be pushed", func() bool {
 		return e.allPushed(paths) && e.allDone(paths)
 	})
-	for _, d := range []*daemonProc{a, b} {
+	for _, d := range []*proc{a, b} {
 		if !d.running() {
 			t.Errorf("daemon %s exited: %v", d.name, d.waitErr)
 		}
@@ -346,7 +346,7 @@ func TestDaemonTwoDaemonsShareQueue(t *testing.T) {
 // is pending, not uploading or lost, and the next start finishes it.
 func TestDaemonSIGTERMWithUploadsInFlight(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-term-1")
+	e := newEnv(t, "daemon-term-1")
 	e.to = e.url + "?compression=xz"
 	bigDir := filepath.Join(t.TempDir(), "daemon-term-big")
 	rnd := rand.NewChaCha8([32]byte{9})
@@ -357,11 +357,9 @@ func TestDaemonSIGTERMWithUploadsInFlight(t *testing.T) {
 
 	d1 := e.startDaemon("first", "--shutdown-timeout", shutdownTimeout.String())
 	big := addDirs(t, e.store, bigDir)[0]
-	d1.waitFor(60*time.Second, "the big upload to start", func() bool { return d1.writingNAR(e.cache) })
+	d1.waitFor(60*time.Second, "the big upload to start", func() bool { return d1.narInProgress(e.cache) >= 0 })
 	termAt := time.Now()
-	if err := d1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	d1.signal(syscall.SIGTERM)
 	select {
 	case <-d1.done:
 	case <-time.After(60 * time.Second):
@@ -396,12 +394,12 @@ func TestDaemonSIGTERMWithUploadsInFlight(t *testing.T) {
 // daemon holds the queue open, and the JSON counts are integers.
 func TestDaemonStatusWhileRunning(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "daemon-status-1")
+	e := newEnv(t, "daemon-status-1")
 	d := e.startDaemon("daemon")
 	p := e.store.Build(t, nixtest.FibChain("status", 0))[0]
 	d.waitFor(30*time.Second, "status to show the path done", func() bool { return e.status().Done == 1 })
 
-	raw := e.runStatusJSON()
+	raw := statusJSON(t, e.stateDir)
 	var m map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -436,14 +434,12 @@ func TestDaemonStatusWhileRunning(t *testing.T) {
 		t.Errorf("status: %+v, want 1 done for %s", st, e.url)
 	}
 
-	cmd := exec.Command(nixpushBin, "status", "--state-dir", e.stateDir)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("nixpush status: %v\n%s%s", err, &out, &errb)
+	out := runMain(t, "", "status", "--state-dir", e.stateDir)
+	if out.code != 0 {
+		t.Fatalf("nixpush status: %s", out)
 	}
-	if !strings.Contains(out.String(), e.url) || !strings.Contains(out.String(), "0 pending, 0 uploading, 1 done") {
-		t.Errorf("nixpush status printed:\n%s", &out)
+	if !strings.Contains(out.stdout, e.url) || !strings.Contains(out.stdout, "0 pending, 0 uploading, 1 done") {
+		t.Errorf("nixpush status printed:\n%s", out.stdout)
 	}
 	if !d.running() {
 		t.Errorf("daemon exited: %v", d.waitErr)

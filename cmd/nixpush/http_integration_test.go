@@ -4,7 +4,6 @@ package main
 // to a real nginx (WebDAV PUT) and real Nix substitutes over HTTP.
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +27,7 @@ func TestPushHTTPSubstitutes(t *testing.T) {
 	base, cacheDir := nginxtest.Start(t)
 
 	args := append([]string{"--store", s.Root, "--to", base + "/?compression=zstd", "--signing-key", sec, ref[1]}, fib...)
-	r := newCLI(t).push(t.TempDir(), "", args...)
+	r := pushMain(t, t.TempDir(), "", args...)
 	all := append(slices.Clone(fib), ref...) // dep comes in as top's reference
 	wantSuccess(t, r, len(all), 0, 0, 0)
 	// nginx stored the objects as files: check them as Nix reads them.
@@ -51,7 +50,7 @@ func TestPushHTTPSubstitutes(t *testing.T) {
 	sameNARs(t, s, fresh, all)
 
 	// Everything is there now: a second push finds it all with HEAD.
-	r = newCLI(t).push(t.TempDir(), "", args...)
+	r = pushMain(t, t.TempDir(), "", args...)
 	wantSuccess(t, r, 0, len(all), 0, 0)
 }
 
@@ -69,10 +68,10 @@ func TestPushHTTPToken(t *testing.T) {
 	wrongFile, tokenFile := filepath.Join(dir, "wrong"), filepath.Join(dir, "token")
 	writeFile(t, wrongFile, []byte(wrong+"\n"), 0o600)
 	writeFile(t, tokenFile, []byte(token+"\n"), 0o600)
-	c := newCLI(t)
+	state := t.TempDir()
 	common := []string{"--store", s.Root, "--to", base, "--signing-key", sec}
 
-	r := c.push(t.TempDir(), "", append(slices.Clone(common), "--token-file", wrongFile, paths[0])...)
+	r := pushMain(t, state, "", append(slices.Clone(common), "--token-file", wrongFile, paths[0])...)
 	if r.code == 0 || r.stdout != "" {
 		t.Fatalf("push with a wrong token: want a non-zero exit and empty stdout, got %s", r)
 	}
@@ -87,16 +86,15 @@ func TestPushHTTPToken(t *testing.T) {
 		t.Errorf("a refused push left %q on the server", entries)
 	}
 
-	r = c.push(t.TempDir(), "", append(slices.Clone(common), "--token-file", tokenFile, paths[0])...)
+	r = pushMain(t, state, "", append(slices.Clone(common), "--token-file", tokenFile, paths[0])...)
 	wantSuccess(t, r, 1, 0, 0, 0)
 
-	// NIXPUSH_TOKEN, for when a file is inconvenient.
-	cmd := c.pushCmd(t.TempDir(), append(slices.Clone(common), paths[1])...)
+	// NIXPUSH_TOKEN, for when a file is inconvenient: in a process of its
+	// own, as the environment of this one is shared by parallel tests.
+	cmd := binCmd(t, append([]string{"push", "--state-dir", state}, append(slices.Clone(common), paths[1])...)...)
 	cmd.Env = append(cmd.Env, "NIXPUSH_TOKEN="+token)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("push with NIXPUSH_TOKEN: %v\n%s", err, stderr.String())
+	if r := runCmd(t, cmd, ""); r.code != 0 {
+		t.Fatalf("push with NIXPUSH_TOKEN: %s", r)
 	}
 	if got := sortedKeys(checkCache(t, cacheDir)); !slices.Equal(got, sortedCopy(paths)) {
 		t.Errorf("narinfos on the server: %q, want %q", got, sortedCopy(paths))
@@ -111,7 +109,7 @@ func TestPushHTTPToken(t *testing.T) {
 // pushed, without restarting the daemon, once the server is back.
 func TestDaemonHTTPServerRestart(t *testing.T) {
 	t.Parallel()
-	e := newDaemonEnv(t, "http-restart-1")
+	e := newEnv(t, "http-restart-1")
 	srv := nginxtest.StartServer(t)
 	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
 	d := e.startDaemon("daemon")

@@ -1,23 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// runMain runs one nixpush command line in the test process, as main
-// does, with stdin and buffers for stdout and stderr: for tests where
-// signals and the process's exit are not the point.
-func runMain(t *testing.T, stdin string, args ...string) result {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(context.Background(), args, stdio{in: strings.NewReader(stdin), out: &out, err: &errb})
-	return result{stdout: out.String(), stderr: errb.String(), code: code}
-}
 
 // TestMalformedURLsNeverLeakSecrets feeds URLs whose password breaks
 // parsing to every command that takes a cache URL and checks that no

@@ -1,22 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"nixpush/internal/nixtest"
 )
@@ -34,7 +26,8 @@ const partialNARSize = 64 << 10
 // consistent, and that the next push finishes the job.
 func TestPushKilledMidway(t *testing.T) {
 	t.Parallel()
-	s := nixtest.NewStore(t)
+	e := newEnv(t, "kill-test-1")
+	s, cache := e.store, e.cache
 	small := addDirs(t, s, smallDirs(t, "small", 30)...)
 	ref := s.Build(t, nixtest.WithReference("kill"))
 	bigDir := filepath.Join(t.TempDir(), "big")
@@ -57,40 +50,13 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 	if big == "" || len(all) != len(small)+4 {
 		t.Fatalf("closure %q: want the small paths, dep, top, big and big-user", all)
 	}
-	sec, _, pub := nixtest.Keygen(t, "kill-test-1")
-	cache := filepath.Join(t.TempDir(), "cache")
-	if err := os.Mkdir(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	url := "file://" + cache
-	c := newCLI(t)
-	work := t.TempDir()
-	args := append([]string{"--store", s.Root, "--to", url, "--signing-key", sec}, roots...)
 
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := w.Add(cache); err != nil {
-		t.Fatal(err)
-	}
-	cmd := c.pushCmd(work, append([]string{"--compression", "xz"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	waitForPartialNAR(t, w, cache, cmd.Process.Pid, exited, &out)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	var ee *exec.ExitError
-	if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("push was to die of SIGKILL, got %v:\n%s", err, &out)
-	}
+	p := startProc(t, "push", procEnv(t), append([]string{"push", "--store", s.Root, "--state-dir", e.stateDir,
+		"--to", e.url, "--signing-key", e.sec, "--compression", "xz"}, roots...)...)
+	p.waitFor(2*time.Minute, fmt.Sprintf("a NAR of %d bytes in progress", partialNARSize), func() bool {
+		return p.narInProgress(cache) >= partialNARSize
+	})
+	p.kill()
 
 	// What a crash leaves: only narinfos whose NARs and references are
 	// complete.
@@ -107,7 +73,7 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 	// The next push (same state dir: the killed one's queue rows are
 	// there) pushes exactly the rest. It uses zstd because xz takes about
 	// a minute for the big path on a loaded 2-core machine.
-	r := c.push(work, "", append([]string{"--compression", "zstd"}, args...)...)
+	r := e.push("", append([]string{"--compression", "zstd"}, roots...)...)
 	wantSuccess(t, r, len(all)-len(before), len(before), 0, 0)
 	after := checkCache(t, cache)
 	if got := sortedKeys(after); !slices.Equal(got, sortedCopy(all)) {
@@ -120,75 +86,9 @@ derivation { name = "kill-big-user"; system = builtins.currentSystem; builder = 
 		}
 	}
 	fresh := filepath.Join(t.TempDir(), "fresh")
-	subst, err := nixtest.Substitute(t, fresh, url, pub, roots...)
+	subst, err := nixtest.Substitute(t, fresh, e.url, e.pub, roots...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, subst)
 	}
-	wantSubstituted(t, subst, url, all)
-}
-
-// waitForPartialNAR waits, on file events rather than a timer, until a
-// NAR being written under cache/nar holds at least partialNARSize bytes.
-// It fails the test if the push exits first.
-func waitForPartialNAR(t *testing.T, w *fsnotify.Watcher, cache string, pid int, exited <-chan error, out *bytes.Buffer) {
-	t.Helper()
-	narDir := filepath.Join(cache, "nar")
-	watching := false
-	deadline := time.NewTimer(2 * time.Minute)
-	defer deadline.Stop()
-	for {
-		// Watch nar/ once it exists; the big NAR's writes go on long
-		// after, so none of interest is missed.
-		if !watching {
-			if err := w.Add(narDir); err == nil {
-				watching = true
-			} else if !errors.Is(err, fs.ErrNotExist) {
-				t.Fatal(err)
-			}
-		}
-		select {
-		case ev := <-w.Events:
-			if ev.Has(fsnotify.Write) && filepath.Dir(ev.Name) == narDir &&
-				inProgressSize(pid, ev.Name) >= partialNARSize {
-				return
-			}
-		case err := <-w.Errors:
-			t.Fatal(err)
-		case err := <-exited:
-			t.Fatalf("push exited (%v) before it had half written a large NAR:\n%s", err, out)
-		case <-deadline.C:
-			t.Fatalf("no NAR of %d bytes in progress in %s within 2 minutes", partialNARSize, narDir)
-		}
-	}
-}
-
-// inProgressSize is the size of the file in progress that a write event
-// names: a named temp file, or an unnamed (O_TMPFILE) one, which inotify
-// calls "#<inode>" and only the writer's open descriptor reaches. It is 0
-// for anything else.
-func inProgressSize(pid int, name string) int64 {
-	base := filepath.Base(name)
-	if strings.HasPrefix(base, cacheTmpPrefix) {
-		if fi, err := os.Stat(name); err == nil {
-			return fi.Size()
-		}
-		return 0
-	}
-	if !strings.HasPrefix(base, "#") {
-		return 0
-	}
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, err := os.ReadDir(fdDir)
-	if err != nil {
-		return 0
-	}
-	for _, fd := range fds {
-		link := filepath.Join(fdDir, fd.Name())
-		if target, err := os.Readlink(link); err == nil && target == name+" (deleted)" {
-			if fi, err := os.Stat(link); err == nil {
-				return fi.Size()
-			}
-		}
-	}
-	return 0
+	wantSubstituted(t, subst, e.url, all)
 }

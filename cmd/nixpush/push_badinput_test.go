@@ -35,6 +35,8 @@ func TestPushBadInput(t *testing.T) {
 	// Nix32 has 32 letters, so they make a well-formed hash part.
 	invalid := "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-x"
 	_, noSchemeErr := os.Lstat("/no")
+	// The commands run in-process, in this package's directory.
+	workBefore := dirEntries(t, ".")
 
 	for _, tc := range []struct {
 		name string
@@ -81,9 +83,8 @@ func TestPushBadInput(t *testing.T) {
 			for _, a := range tc.args {
 				args = append(args, strings.Replace(a, "CACHE", "file://"+cache, 1))
 			}
-			c := newCLI(t)
-			work := t.TempDir()
-			r := c.push(work, "", args...)
+			state := t.TempDir()
+			r := pushMain(t, state, "", args...)
 			if r.code == 0 || r.stdout != "" {
 				t.Errorf("want a non-zero exit and empty stdout, got %s", r)
 			}
@@ -102,7 +103,7 @@ func TestPushBadInput(t *testing.T) {
 					t.Fatalf("stderr shows part of the secret key (%q):\n%s", keyB64[i:i+12], r.stderr)
 				}
 			}
-			for dir, what := range map[string]string{cache: "cache", work: "working", c.stateDir: "state"} {
+			for dir, what := range map[string]string{cache: "cache", state: "state"} {
 				if got := dirEntries(t, dir); len(got) > 0 {
 					t.Errorf("%s dir %s has %q after bad input", what, dir, got)
 				}
@@ -113,6 +114,9 @@ func TestPushBadInput(t *testing.T) {
 		// The subtests ran in parallel; they are done by now.
 		if b, err := os.ReadFile(notADir); err != nil || !bytes.Equal(b, []byte("keep me\n")) {
 			t.Errorf("%s changed: %q, %v", notADir, b, err)
+		}
+		if got := dirEntries(t, "."); !slices.Equal(got, workBefore) {
+			t.Errorf("bad input changed the working directory: %q, was %q", got, workBefore)
 		}
 		if _, err := os.Lstat("/no"); noSchemeErr != nil && err == nil {
 			t.Errorf("--to /no/scheme created /no")
@@ -152,7 +156,7 @@ func TestPushRejectsCorruptSigningKey(t *testing.T) {
 			writeFile(t, bad, []byte(name+":"+b64[:tc.at]+string(c)+b64[tc.at+1:]+"\n"), 0o600)
 			cache := filepath.Join(t.TempDir(), "cache")
 			url := "file://" + cache
-			r := newCLI(t).push(t.TempDir(), "", "--store", s.Root, "--to", url, "--signing-key", bad, p)
+			r := pushMain(t, t.TempDir(), "", "--store", s.Root, "--to", url, "--signing-key", bad, p)
 			if r.code != 0 {
 				if lines := readLines(r.stderr); len(lines) != 1 || !strings.Contains(lines[0], "corrupt.sec") ||
 					slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, b64[:20]) }) {
@@ -172,7 +176,8 @@ func TestPushRejectsCorruptSigningKey(t *testing.T) {
 // names each path with its reason, and writes neither narinfo.
 func TestPushFailureNamesPath(t *testing.T) {
 	t.Parallel()
-	s := nixtest.NewStore(t)
+	e := newEnv(t, "broken-1")
+	s := e.store
 	ref := s.Build(t, nixtest.WithReference("broken")) // [dep, top]
 	ok := s.Build(t, nixtest.FibChain("broken", 0))[0]
 	greeting := filepath.Join(s.Real(ref[0]), "greeting")
@@ -183,10 +188,8 @@ func TestPushFailureNamesPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, greeting, []byte("tampered\n"), 0o644)
-	sec, _, _ := nixtest.Keygen(t, "broken-1")
-	cache := filepath.Join(t.TempDir(), "cache")
 
-	r := newCLI(t).push(t.TempDir(), "", "--store", s.Root, "--to", "file://"+cache, "--signing-key", sec, ref[1], ok)
+	r := e.push("", ref[1], ok)
 	if r.code == 0 || r.stdout != "" {
 		t.Fatalf("want a non-zero exit and empty stdout, got %s", r)
 	}
@@ -202,7 +205,7 @@ func TestPushFailureNamesPath(t *testing.T) {
 			t.Errorf("no stderr line (other than logs) has %q:\n%s", want, r.stderr)
 		}
 	}
-	if got := sortedKeys(checkCache(t, cache)); !slices.Equal(got, []string{ok}) {
+	if got := sortedKeys(checkCache(t, e.cache)); !slices.Equal(got, []string{ok}) {
 		t.Errorf("narinfos in the cache: %q, want only %s", got, ok)
 	}
 }

@@ -30,7 +30,10 @@ func TestPushSubstitutes(t *testing.T) {
 	url := "file://" + cache
 
 	args := append([]string{"--store", s.Root, "--to", url, "--signing-key", sec, "./result"}, fib...)
-	r := newCLI(t).push(work, "", args...)
+	// As a user runs it, where nix-build left ./result.
+	cmd := binCmd(t, append([]string{"push", "--state-dir", filepath.Join(t.TempDir(), "state")}, args...)...)
+	cmd.Dir = work
+	r := runCmd(t, cmd, "")
 	all := append(slices.Clone(fib), ref...) // dep comes in as top's reference
 	sum := wantSuccess(t, r, len(all), 0, 0, 0)
 	infos := checkCache(t, cache)
@@ -101,7 +104,7 @@ func TestPushStdinCompressions(t *testing.T) {
 			cache := filepath.Join(t.TempDir(), "cache")
 			url := "file://" + cache
 			args := append([]string{"--store", s.Root, "--to", url + tc.query}, tc.flags...)
-			r := newCLI(t).push(t.TempDir(), stdin, args...)
+			r := pushMain(t, t.TempDir(), stdin, args...)
 			sum := wantSuccess(t, r, len(closure), 0, 0, 0)
 			infos := checkCache(t, cache)
 			if got := sortedKeys(infos); !slices.Equal(got, sortedCopy(closure)) {
@@ -148,15 +151,14 @@ func TestPushFiltersAndIdempotence(t *testing.T) {
 	sec, _, pub := nixtest.Keygen(t, "filter-test-1")
 	cache := filepath.Join(t.TempDir(), "cache")
 	url := "file://" + cache
-	c := newCLI(t)
-	work := t.TempDir()
+	state := t.TempDir()
 	base := []string{"--store", s.Root, "--to", url, "--signing-key", sec}
 	paths := []string{ref[1], topDrv, upstream, secret, plain}
 
 	// 7 paths: dep, top, plain pushed; upstream skipped; 2 drvs and
 	// secret-fib-0 filtered.
 	filtered := append(slices.Clone(base), append([]string{"--exclude", "^secret-fib"}, paths...)...)
-	wantSuccess(t, c.push(work, "", filtered...), 3, 0, 1, 3)
+	wantSuccess(t, pushMain(t, state, "", filtered...), 3, 0, 1, 3)
 	want := sortedCopy([]string{ref[0], ref[1], plain})
 	if got := sortedKeys(checkCache(t, cache)); !slices.Equal(got, want) {
 		t.Fatalf("narinfos after the filtered push: %q\nwant %q", got, want)
@@ -164,19 +166,19 @@ func TestPushFiltersAndIdempotence(t *testing.T) {
 
 	// Again: everything is there already, and nothing is rewritten.
 	before := snapshot(t, cache)
-	wantSuccess(t, c.push(work, "", filtered...), 0, 3, 1, 3)
+	wantSuccess(t, pushMain(t, state, "", filtered...), 0, 3, 1, 3)
 	if after := snapshot(t, cache); !maps.Equal(before, after) {
 		t.Errorf("second push changed the cache:\nbefore %v\nafter  %v", before, after)
 	}
 	// A new state dir too: what is in the cache decides, not the queue.
-	wantSuccess(t, newCLI(t).push(work, "", filtered...), 0, 3, 1, 3)
+	wantSuccess(t, pushMain(t, t.TempDir(), "", filtered...), 0, 3, 1, 3)
 	if after := snapshot(t, cache); !maps.Equal(before, after) {
 		t.Errorf("push with a fresh state dir changed the cache:\nbefore %v\nafter  %v", before, after)
 	}
 
 	// Without the filters the rest goes too: 2 drvs, upstream, secret-fib-0.
 	all := append(slices.Clone(base), append([]string{"--include-drv", "--no-upstream-filter"}, paths...)...)
-	wantSuccess(t, c.push(work, "", all...), 4, 3, 0, 0)
+	wantSuccess(t, pushMain(t, state, "", all...), 4, 3, 0, 0)
 	infos := checkCache(t, cache)
 	drvs := s.Closure(t, topDrv)
 	want = sortedCopy(append([]string{ref[0], ref[1], plain, upstream, secret}, drvs...))

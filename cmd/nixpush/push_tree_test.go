@@ -18,17 +18,14 @@ import (
 // nix copy into a fresh store and compares the tree with the original.
 func TestPushLargeTree(t *testing.T) {
 	t.Parallel()
-	s := nixtest.NewStore(t)
+	e := newEnv(t, "tree-test-1")
 	src := filepath.Join(t.TempDir(), "big-tree")
 	makeTree(t, src, 2000, 40<<20)
-	p := addDirs(t, s, src)[0]
-	sec, _, pub := nixtest.Keygen(t, "tree-test-1")
-	cache := filepath.Join(t.TempDir(), "cache")
-	url := "file://" + cache
+	p := addDirs(t, e.store, src)[0]
 
-	r := newCLI(t).push(t.TempDir(), "", "--store", s.Root, "--to", url, "--signing-key", sec, p)
+	r := e.push("", p)
 	sum := wantSuccess(t, r, 1, 0, 0, 0)
-	infos := checkCache(t, cache)
+	infos := checkCache(t, e.cache)
 	ni, ok := infos[p]
 	if !ok || len(infos) != 1 {
 		t.Fatalf("narinfos in the cache: %q, want only %s", sortedKeys(infos), p)
@@ -40,12 +37,12 @@ func TestPushLargeTree(t *testing.T) {
 
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	t.Cleanup(func() { _ = filepath.WalkDir(fresh, makeDirWritable) })
-	_, stderr, err := nixtest.Command(t, "nix", "--store", fresh, "copy", "--from", url, p,
-		"--option", "trusted-public-keys", pub)
+	_, stderr, err := nixtest.Command(t, "nix", "--store", fresh, "copy", "--from", e.url, p,
+		"--option", "trusted-public-keys", e.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantSubstituted(t, stderr, url, []string{p})
+	wantSubstituted(t, stderr, e.url, []string{p})
 	want, got := treeOf(t, src), treeOf(t, filepath.Join(fresh, p))
 	if len(want) < 2000 {
 		t.Fatalf("source tree has %d entries", len(want))

@@ -1,9 +1,8 @@
 package main
 
 // Helpers for the "run as a service" tests (service_integration_test.go):
-// the real binary (nixpushBin, built by TestMain) started the way systemd
-// starts it, the unit file read as systemd reads it, and the metrics
-// endpoint scraped as Prometheus scrapes it.
+// the unit file read as systemd reads it, and the metrics endpoint scraped
+// as Prometheus scrapes it.
 
 import (
 	"bufio"
@@ -14,15 +13,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"nixpush/internal/nixtest"
 )
 
 // unitFile is the shipped systemd unit, relative to this package.
@@ -30,114 +25,6 @@ const unitFile = "../../systemd/nixpush.service"
 
 // exampleConfig is the shipped example config.
 const exampleConfig = "../../systemd/config.example.toml"
-
-// svcPollEvery is how often a waiting service test looks again.
-const svcPollEvery = 50 * time.Millisecond
-
-// svcEnv is nixtest.Env without anything that would make the daemon talk
-// to the systemd or config of the machine running the tests, plus extra.
-func svcEnv(t *testing.T, extra ...string) []string {
-	t.Helper()
-	var env []string
-	for _, kv := range nixtest.Env(t) {
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
-			"NIXPUSH_CONFIG", "NIXPUSH_STATE_DIR", "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
-// svcProc is one nixpush process started by a service test.
-type svcProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	logFile string
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // set before done is closed
-}
-
-// startSvc starts nixpush with args and env; stdout and stderr go to a
-// file. At cleanup a process still running is SIGKILLed, and the log is
-// printed if the test failed.
-func startSvc(t *testing.T, env []string, args ...string) *svcProc {
-	t.Helper()
-	p := &svcProc{t: t, logFile: filepath.Join(t.TempDir(), "nixpush.log"), done: make(chan struct{})}
-	logf, err := os.Create(p.logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	p.cmd = exec.Command(nixpushBin, args...)
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start nixpush %s: %v", strings.Join(args, " "), err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if p.running() {
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("log of nixpush %s:\n%s", strings.Join(args, " "), p.log())
-		}
-	})
-	return p
-}
-
-func (p *svcProc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *svcProc) log() string {
-	b, err := os.ReadFile(p.logFile)
-	if err != nil {
-		return fmt.Sprintf("(read log: %v)", err)
-	}
-	return string(b)
-}
-
-// waitFor polls cond until it holds; it fails the test after timeout, or
-// at once if the process exits.
-func (p *svcProc) waitFor(timeout time.Duration, what string, cond func() bool) {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if !p.running() {
-			p.t.Fatalf("nixpush exited (%v) while waiting for %s", p.waitErr, what)
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(svcPollEvery)
-	}
-}
-
-// wait blocks until the process exits, at most timeout, and returns its
-// exit error (nil for status 0).
-func (p *svcProc) wait(timeout time.Duration) error {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.waitErr
-	case <-time.After(timeout):
-		p.t.Fatalf("nixpush still running %s after it was told to stop", timeout)
-		return nil
-	}
-}
 
 // svcFreeAddr returns 127.0.0.1:PORT with a port nothing listens on now.
 func svcFreeAddr(t *testing.T) string {

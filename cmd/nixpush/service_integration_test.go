@@ -7,8 +7,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -103,7 +101,7 @@ func TestServiceSdNotify(t *testing.T) {
 	sock, msgs := listenNotify(t)
 	const watchdog = 400 * time.Millisecond
 	const shutdownTimeout = 3 * time.Second
-	p := startSvc(t, svcEnv(t, "NOTIFY_SOCKET="+sock, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds())),
+	p := startProc(t, "daemon", procEnv(t, "NOTIFY_SOCKET="+sock, fmt.Sprintf("WATCHDOG_USEC=%d", watchdog.Microseconds())),
 		"watch-store", "--store", store.Root, "--to", "file://"+cache,
 		"--state-dir", filepath.Join(t.TempDir(), "state"), "--log-format", "json",
 		"--shutdown-timeout", shutdownTimeout.String())
@@ -139,13 +137,11 @@ func TestServiceSdNotify(t *testing.T) {
 	}
 
 	p.waitFor(30*time.Second, "the path built after READY=1 to be pushed", func() bool {
-		_, err := os.Stat(filepath.Join(cache, svcHashPart(added)+".narinfo"))
+		_, err := os.Stat(filepath.Join(cache, hashPart(added)+".narinfo"))
 		return err == nil
 	})
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	p.signal(syscall.SIGTERM)
 	_, other := nextNotify(t, msgs, 10*time.Second, "STOPPING=1", sdIs("STOPPING=1"))
 	for _, m := range other {
 		if m.text != "WATCHDOG=1" {
@@ -159,15 +155,9 @@ func TestServiceSdNotify(t *testing.T) {
 	if err != nil || usec < shutdownTimeout.Microseconds() {
 		t.Errorf("%q: want at least --shutdown-timeout (%d µs)", ext.text, shutdownTimeout.Microseconds())
 	}
-	if err := p.wait(30 * time.Second); err != nil {
-		t.Fatalf("after SIGTERM: %v, want exit 0", err)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("after SIGTERM: exit %d, want 0", code)
 	}
-}
-
-// svcHashPart is the hash part of a store path.
-func svcHashPart(p string) string {
-	h, _, _ := strings.Cut(filepath.Base(p), "-")
-	return h
 }
 
 // TestSystemdUnitVerifies: systemd-analyze verify accepts the shipped unit
@@ -284,10 +274,10 @@ func TestServiceNixFilesParse(t *testing.T) {
 // startMetricsDaemon starts watch-store on store pushing to cache with
 // the metrics endpoint on a free port, and waits until /metrics answers:
 // by then the watcher's mark is set.
-func startMetricsDaemon(t *testing.T, store *nixtest.Store, cache string, extra ...string) (*svcProc, string) {
+func startMetricsDaemon(t *testing.T, store *nixtest.Store, cache string, extra ...string) (*proc, string) {
 	t.Helper()
 	addr := svcFreeAddr(t)
-	p := startSvc(t, svcEnv(t), append([]string{"watch-store", "--store", store.Root, "--to", "file://" + cache,
+	p := startProc(t, "daemon", procEnv(t), append([]string{"watch-store", "--store", store.Root, "--to", "file://" + cache,
 		"--state-dir", filepath.Join(t.TempDir(), "state"), "--log-format", "json", "--metrics-addr", addr}, extra...)...)
 	p.waitFor(30*time.Second, "/metrics to answer on "+addr, func() bool {
 		_, err := svcScrape(addr)
@@ -340,7 +330,7 @@ func TestServiceMetrics(t *testing.T) {
 	// contents share one NAR file, but each counts).
 	var narBytes int64
 	for _, p := range paths {
-		ni, err := os.ReadFile(filepath.Join(cache, svcHashPart(p)+".narinfo"))
+		ni, err := os.ReadFile(filepath.Join(cache, hashPart(p)+".narinfo"))
 		if err != nil {
 			t.Fatalf("pushed_total says done, but: %v", err)
 		}
@@ -387,24 +377,7 @@ func TestServiceMetricsUnhealthy(t *testing.T) {
 	t.Parallel()
 	store := nixtest.NewStore(t)
 	cache := filepath.Join(t.TempDir(), "cache")
-	if err := os.Mkdir(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// As root, permissions cannot make a directory unwritable; a full
-	// file system can. Unmounted after the daemon is killed (cleanups run
-	// last-in first-out).
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", cache).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs on %s (the test needs root): %v\n%s", cache, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", cache).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", cache, err, out)
-			_ = exec.Command("umount", "-l", cache).Run()
-		}
-	})
-	writeFile(t, filepath.Join(cache, "nix-cache-info"), []byte("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"), 0o644)
-	junk := filepath.Join(cache, "junk")
-	svcFillFS(t, junk)
+	junk := fullCache(t, cache)
 
 	p, addr := startMetricsDaemon(t, store, cache, "--unhealthy-after", "1s")
 	if h, err := svcGetHealth(addr); err != nil || h.code != 200 || h.body["healthy"] != true {
@@ -457,40 +430,9 @@ func TestServiceMetricsUnhealthy(t *testing.T) {
 	if h.body["healthy"] != true {
 		t.Errorf("/healthz after recovery: %s", h.raw)
 	}
-	if _, err := os.Stat(filepath.Join(cache, svcHashPart(path)+".narinfo")); err != nil {
+	if _, err := os.Stat(filepath.Join(cache, hashPart(path)+".narinfo")); err != nil {
 		t.Errorf("healthy again but %s is not in the cache: %v", path, err)
 	}
-}
-
-// svcFillFS writes file until its file system is full.
-func svcFillFS(t *testing.T, file string) {
-	t.Helper()
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for err == nil {
-		_, err = f.Write(chunk)
-	}
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("filling %s: %v, want ENOSPC", file, err)
-	}
-	probe := filepath.Join(filepath.Dir(file), "probe")
-	if err := os.WriteFile(probe, []byte("x"), 0o644); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("file system not full after filling it: writing a byte gave %v", err)
-	}
-	_ = os.Remove(probe)
-}
-
-// svcStatusJSON is the part of `nixpush status --json` these tests read.
-type svcStatusJSON struct {
-	Pending, Uploading, Done, Failed, Skipped int
-	Queues                                    []struct {
-		Cache string `json:"cache"`
-		Done  int    `json:"done"`
-	} `json:"queues"`
 }
 
 // TestServiceStartedLikeUnit: the daemon started with exactly the unit's
@@ -546,25 +488,16 @@ func TestServiceStartedLikeUnit(t *testing.T) {
 		t.Errorf("unit's --log-format %q, want json (one object per line for the journal)", got)
 	}
 	args = append(svcReplaceFlag(t, args, "config", cfgFile), "--store", store.Root)
-	p := startSvc(t, svcEnv(t, "STATE_DIRECTORY="+stateDir, "CREDENTIALS_DIRECTORY="+credDir), args...)
+	p := startProc(t, "daemon", procEnv(t, "STATE_DIRECTORY="+stateDir, "CREDENTIALS_DIRECTORY="+credDir), args...)
 	p.waitFor(30*time.Second, "/metrics on the config file's metrics-addr "+port, func() bool {
 		_, err := svcScrape(addr)
 		return err == nil
 	})
 
 	paths := fibOutputs(t, store, "svc-unit", 3)
-	var st svcStatusJSON
+	var st statusReport
 	p.waitFor(30*time.Second, "status --json to show every output done", func() bool {
-		cmd := exec.Command(nixpushBin, "status", "--state-dir", stateDir, "--json")
-		cmd.Env = svcEnv(t)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("nixpush status --json: %v", err)
-		}
-		st = svcStatusJSON{}
-		if err := json.Unmarshal(out, &st); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, out)
-		}
+		st = readStatus(t, stateDir)
 		return st.Done == len(paths)
 	})
 	if len(st.Queues) != 1 || st.Queues[0].Cache != "file://"+cache || st.Queues[0].Done != len(paths) {
@@ -588,7 +521,7 @@ func TestServiceStartedLikeUnit(t *testing.T) {
 
 	// Signed with the credential's key, compressed as the config's URL says.
 	for _, p := range paths {
-		ni, err := os.ReadFile(filepath.Join(cache, svcHashPart(p)+".narinfo"))
+		ni, err := os.ReadFile(filepath.Join(cache, hashPart(p)+".narinfo"))
 		if err != nil {
 			t.Fatalf("narinfo of %s: %v", p, err)
 		}
@@ -602,13 +535,14 @@ func TestServiceStartedLikeUnit(t *testing.T) {
 	}
 
 	// systemctl stop: SIGTERM, exit 0; the journal gets JSON lines only.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("after SIGTERM: exit %d, want 0", code)
 	}
-	if err := p.wait(30 * time.Second); err != nil {
-		t.Fatalf("after SIGTERM: %v, want exit 0", err)
+	if out := p.stdout.String(); out != "" {
+		t.Errorf("the daemon wrote to stdout, which is for what a user asks for:\n%s", out)
 	}
-	msgs, err := svcJSONLogs(p.log())
+	msgs, err := svcJSONLogs(p.stderr.String())
 	if err != nil {
 		t.Error(err)
 	}

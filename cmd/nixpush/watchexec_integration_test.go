@@ -5,7 +5,6 @@ package main
 // building into private stores and real Nix substituting from the cache.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -27,7 +26,7 @@ import (
 // substitutable; what was built before the command started is not.
 func TestWatchExecPushesWhatCommandBuilds(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-1")
+	r := newEnv(t, "watch-exec-1")
 	before := wxBuiltOutputs(t, r.store, r.store.Build(t, wxExpr("wxbefore", 2)))
 
 	res := r.watchExec("", nil, r.nixBuildArgv(wxExpr("wx", 5))...)
@@ -54,13 +53,13 @@ func TestWatchExecPushesWhatCommandBuilds(t *testing.T) {
 	}
 	r.wantPushed(built)
 	// Nothing from before even reached the queue.
-	wantQueue(t, r.state, built, "done")
+	wantQueue(t, r.stateDir, built, "done")
 }
 
 // TestWatchExecExitCodes: watch-exec exits as a shell reports its command.
 func TestWatchExecExitCodes(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-codes")
+	r := newEnv(t, "watch-exec-codes")
 	notExec := filepath.Join(t.TempDir(), "not-executable")
 	writeFile(t, notExec, []byte("#!/bin/sh\nexit 0\n"), 0o644)
 	missing := filepath.Join(t.TempDir(), "no-such-command")
@@ -79,7 +78,7 @@ func TestWatchExecExitCodes(t *testing.T) {
 		{"not executable", []string{notExec}, 127},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res := wxRun(t, wxCommand(t, r.watchExecArgs(nil, tc.argv...)...), "")
+			res := runCmd(t, binCmd(t, r.watchExecArgs(nil, tc.argv...)...), "")
 			if res.code != tc.code || res.stdout != "" {
 				t.Errorf("watch-exec -- %q: want exit %d and empty stdout, got %s", tc.argv, tc.code, res)
 			}
@@ -95,7 +94,7 @@ func TestWatchExecExitCodes(t *testing.T) {
 // exits with the child's code.
 func TestWatchExecForwardsSignals(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-signals")
+	r := newEnv(t, "watch-exec-signals")
 	for _, tc := range []struct {
 		sig  syscall.Signal
 		name string
@@ -111,21 +110,11 @@ func TestWatchExecForwardsSignals(t *testing.T) {
 			ready, got := filepath.Join(dir, "ready"), filepath.Join(dir, "got")
 			script := fmt.Sprintf(`trap 'echo got-%s > %s; exit %d' %s; echo ready > %s; while :; do sleep 0.05; done`,
 				tc.name, got, tc.code, tc.name, ready)
-			cmd := wxCommand(t, r.watchExecArgs(nil, "sh", "-c", script)...)
-			var out wxBuffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			wxWaitForFile(t, ready, "ready\n", exited, &out)
-			if err := cmd.Process.Signal(tc.sig); err != nil {
-				t.Fatal(err)
-			}
-			code, err := wxExitCode(<-exited)
-			if err != nil || code != tc.code {
-				t.Errorf("after SIG%s nixpush ended with %d, %v; want exit %d (the child's):\n%s", tc.name, code, err, tc.code, &out)
+			p := startProc(t, "watch-exec", procEnv(t), r.watchExecArgs(nil, "sh", "-c", script)...)
+			p.waitFor(time.Minute, "the command to be ready", fileHolds(ready, "ready\n"))
+			p.signal(tc.sig)
+			if code := p.wait(time.Minute); code != tc.code {
+				t.Errorf("after SIG%s nixpush ended with %d; want exit %d (the child's)", tc.name, code, tc.code)
 			}
 			if b, err := os.ReadFile(got); string(b) != "got-"+tc.name+"\n" {
 				t.Errorf("the child's trap did not run: %s: %q, %v", got, b, err)
@@ -138,27 +127,14 @@ func TestWatchExecForwardsSignals(t *testing.T) {
 // kernel sends its child SIGTERM, so the command is never left running.
 func TestWatchExecKilledTakesChildAlong(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-sigkill")
+	r := newEnv(t, "watch-exec-sigkill")
 	dir := t.TempDir()
 	ready, got := filepath.Join(dir, "ready"), filepath.Join(dir, "got")
 	script := fmt.Sprintf(`trap 'echo got-TERM > %s; exit 1' TERM; echo ready > %s; while :; do sleep 0.05; done`, got, ready)
-	cmd := wxCommand(t, r.watchExecArgs(nil, "sh", "-c", script)...)
-	var out wxBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	wxWaitForFile(t, ready, "ready\n", exited, &out)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	var ee *exec.ExitError
-	if err := <-exited; !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("nixpush was to die of SIGKILL, got %v:\n%s", err, &out)
-	}
-	wxWaitForFile(t, got, "got-TERM\n", nil, &out)
+	p := startProc(t, "watch-exec", procEnv(t), r.watchExecArgs(nil, "sh", "-c", script)...)
+	p.waitFor(time.Minute, "the command to be ready", fileHolds(ready, "ready\n"))
+	p.kill()
+	pollUntil(t, time.Minute, "the command to get SIGTERM", fileHolds(got, "got-TERM\n"))
 }
 
 // TestWatchExecSIGINTDuringDrain: once the command has exited, the first
@@ -167,46 +143,36 @@ func TestWatchExecKilledTakesChildAlong(t *testing.T) {
 // with the command's code.
 func TestWatchExecSIGINTDuringDrain(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-int-drain")
-	wxFullCache(t, r.cache)
+	r := newEnv(t, "watch-exec-int-drain")
+	fullCache(t, r.cache)
 	built := filepath.Join(t.TempDir(), "built")
 	argv := append([]string{"sh", "-c", fmt.Sprintf(`"$@" || exit 1; echo built > %s; exit 0`, built), "sh"},
 		r.nixBuildArgv(wxExpr("wxintdrain", 1))...)
-	cmd := wxCommand(t, r.watchExecArgs([]string{"--drain-timeout", "1h", "--max-attempts", "100"}, argv...)...)
-	var stdout bytes.Buffer
-	var stderr wxBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	wxWaitForFile(t, built, "built\n", exited, &stderr)
+	p := startProc(t, "watch-exec", procEnv(t), r.watchExecArgs([]string{"--drain-timeout", "1h", "--max-attempts", "100"}, argv...)...)
+	p.waitFor(time.Minute, "the build to end", fileHolds(built, "built\n"))
 	// The drainer logs each pause of the outage, and pauses last a second
 	// or more: of two more pause logs after the command's last act, the
 	// second comes from the wait after the command, not from during it.
 	const pauseLog = "cache failing, pausing uploads"
-	n := strings.Count(stderr.String(), pauseLog)
-	stderr.waitFor(t, "two more outage pauses", func(s string) bool { return strings.Count(s, pauseLog) >= n+2 }, exited)
+	n := strings.Count(p.stderr.String(), pauseLog)
+	p.waitFor(time.Minute, "two more outage pauses", func() bool { return strings.Count(p.stderr.String(), pauseLog) >= n+2 })
 	signalled := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	code, err := wxExitCode(<-exited)
+	p.signal(syscall.SIGINT)
+	code := p.wait(time.Minute)
 	if took := time.Since(signalled); took > 15*time.Second {
 		t.Errorf("nixpush took %s to stop waiting after SIGINT", took)
 	}
-	if err != nil || code != 0 {
-		t.Fatalf("after SIGINT in the wait for uploads nixpush ended with %d, %v; want 0, the command's code:\n%s", code, err, &stderr)
+	if code != 0 {
+		t.Fatalf("after SIGINT in the wait for uploads nixpush ended with %d; want 0, the command's code", code)
 	}
-	paths := wxBuiltOutputs(t, r.store, strings.Fields(stdout.String()))
+	paths := wxBuiltOutputs(t, r.store, strings.Fields(p.stdout.String()))
 	if len(paths) != 1+2 { // fib 1 needs no fib 0
 		t.Fatalf("the build made %q, want fib-1, dep and top", paths)
 	}
-	if !strings.Contains(stderr.String(), "they stay queued in "+r.state) {
-		t.Errorf("stderr does not say the paths stay queued:\n%s", &stderr)
+	if !strings.Contains(p.stderr.String(), "they stay queued in "+r.stateDir) {
+		t.Errorf("stderr does not say the paths stay queued:\n%s", &p.stderr)
 	}
-	wantQueue(t, r.state, paths, "pending")
+	wantQueue(t, r.stateDir, paths, "pending")
 }
 
 // TestWatchExecSIGINTWhileUploadInFlight sends SIGINT right after the
@@ -217,7 +183,7 @@ func TestWatchExecSIGINTDuringDrain(t *testing.T) {
 // uploads are abandoned at once).
 func TestWatchExecSIGINTWhileUploadInFlight(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-int-inflight")
+	r := newEnv(t, "watch-exec-int-inflight")
 	dir := t.TempDir()
 	big := filepath.Join(dir, "wx-inflight")
 	writeFile(t, filepath.Join(big, "data"), randomBytes(rand.NewChaCha8([32]byte{7}), 4<<20), 0o644)
@@ -229,34 +195,31 @@ func TestWatchExecSIGINTWhileUploadInFlight(t *testing.T) {
 	script := fmt.Sprintf(`nix-store --store %s --add %s || exit 1; echo $$ > %s.tmp && mv %s.tmp %s; read x < %s`,
 		shQuote(r.store.Root), shQuote(big), marker, marker, marker, fifo)
 	flags := []string{"--compression", "xz", "--shutdown-timeout", "0", "--drain-timeout", "1m"}
-	cmd := wxCommand(t, r.watchExecArgs(flags, "sh", "-c", script)...)
-	var stdout bytes.Buffer
-	var stderr wxBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	pidText := wxWaitForContent(t, marker, exited, &stderr)
-	path := strings.TrimSpace(stdout.String())
-	wxWaitForNARWrite(t, r.cache, exited, &stderr)
+	p := startProc(t, "watch-exec", procEnv(t), r.watchExecArgs(flags, "sh", "-c", script)...)
+	var pid []byte // the command's, once it has added the path
+	p.waitFor(time.Minute, "the command to add the path", func() bool {
+		pid, _ = os.ReadFile(marker) // written by rename, so complete
+		return len(pid) > 0
+	})
+	path := strings.TrimSpace(p.stdout.String())
+	p.waitFor(time.Minute, "the NAR upload to start", func() bool { return p.narInProgress(r.cache) >= 0 })
 	if err := os.WriteFile(fifo, []byte("go\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wxWaitGone(t, strings.TrimSpace(pidText), exited, &stderr)
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
+	// No event tells a non-parent that a process was reaped: /proc does.
+	p.waitFor(30*time.Second, "the command to be reaped", func() bool {
+		_, err := os.Stat("/proc/" + strings.TrimSpace(string(pid)))
+		return errors.Is(err, os.ErrNotExist)
+	})
+	p.signal(syscall.SIGINT)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Fatalf("SIGINT while the last upload ran: nixpush ended with %d; want exit 0 (the command's), "+
+			"the upload abandoned and the path left queued", code)
 	}
-	code, err := wxExitCode(<-exited)
-	if err != nil || code != 0 {
-		t.Fatalf("SIGINT while the last upload ran: nixpush ended with %d, %v; want exit 0 (the command's), "+
-			"the upload abandoned and the path left queued:\n%s", code, err, &stderr)
+	if !strings.Contains(p.stderr.String(), "they stay queued in "+r.stateDir) {
+		t.Errorf("SIGINT did not stop the wait: stderr does not say %s stays queued:\n%s", path, &p.stderr)
 	}
-	if !strings.Contains(stderr.String(), "they stay queued in "+r.state) {
-		t.Errorf("SIGINT did not stop the wait: stderr does not say %s stays queued:\n%s", path, &stderr)
-	}
-	wantQueue(t, r.state, []string{path}, "pending")
+	wantQueue(t, r.stateDir, []string{path}, "pending")
 }
 
 // TestWatchExecStdioPassThrough runs the same command with and without
@@ -264,13 +227,13 @@ func TestWatchExecSIGINTWhileUploadInFlight(t *testing.T) {
 // and nixpush's own messages go to stderr only.
 func TestWatchExecStdioPassThrough(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-stdio")
+	r := newEnv(t, "watch-exec-stdio")
 	const stdin = "line from stdin\n"
 	script := `cat; seq 1 20000; printf '\000\001\377'; echo child-stderr >&2`
 
 	direct := exec.CommandContext(t.Context(), "sh", "-c", script)
-	direct.Env = wxEnv(t)
-	plain := wxRun(t, direct, stdin)
+	direct.Env = procEnv(t)
+	plain := runCmd(t, direct, stdin)
 	if plain.code != 0 || plain.stderr != "child-stderr\n" ||
 		!strings.HasPrefix(plain.stdout, stdin+"1\n2\n") || !strings.HasSuffix(plain.stdout, "20000\n\x00\x01\xff") {
 		t.Fatalf("the command on its own: %s", plain)
@@ -308,8 +271,8 @@ func firstDiff(a, b string) int {
 // queued, and push --drain pushes them once there is space again.
 func TestWatchExecCacheFull(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-full")
-	junk := wxFullCache(t, r.cache)
+	r := newEnv(t, "watch-exec-full")
+	junk := fullCache(t, r.cache)
 	// Enough attempts that the outage cannot fail a path within the test:
 	// what is checked is that it stays queued, not the give-up policy.
 	flags := []string{"--drain-timeout", "3s", "--max-attempts", "100"}
@@ -356,7 +319,7 @@ func TestWatchExecCacheFull(t *testing.T) {
 	if narinfos, _ := filepath.Glob(filepath.Join(r.cache, "*.narinfo")); len(narinfos) != 0 {
 		t.Fatalf("narinfos written to a full disk: %q", narinfos)
 	}
-	wantQueue(t, r.state, all, "pending")
+	wantQueue(t, r.stateDir, all, "pending")
 	st := r.status()
 	if st.Pending != len(all) || st.Uploading+st.Done+st.Failed+st.Skipped != 0 {
 		t.Errorf("status --json: %+v, want %d pending and nothing else", st, len(all))
@@ -376,12 +339,12 @@ func TestWatchExecCacheFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if res := r.drain(); res.code != 0 {
+	if res := r.push("", "--drain"); res.code != 0 {
 		t.Fatalf("push --drain: %s", res)
 	}
 	t.Logf("push --drain took %s (it waits out the retry delays)", time.Since(start))
 	r.wantPushed(all)
-	wantQueue(t, r.state, all, "done")
+	wantQueue(t, r.stateDir, all, "done")
 }
 
 // TestWatchExecFailOnPushErrorOwnPathsOnly: --fail-on-push-error is about
@@ -389,16 +352,15 @@ func TestWatchExecCacheFull(t *testing.T) {
 // unpushed, whatever other runs left failed in the cache's queue.
 func TestWatchExecFailOnPushErrorOwnPathsOnly(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "watch-exec-own-only")
+	r := newEnv(t, "watch-exec-own-only")
 	other := r.store.Build(t, nixtest.WithReference("wxother"))
-	wxFullCache(t, r.cache)
+	fullCache(t, r.cache)
 	// An earlier push fails on the full disk and gives up at once.
-	push := wxRun(t, wxCommand(t, "push", "--store", r.store.Root, "--state-dir", r.state, "--to", r.url,
-		"--signing-key", r.sec, "--max-attempts", "1", other[1]), "")
+	push := r.push("", "--max-attempts", "1", other[1])
 	if push.code != 1 {
 		t.Fatalf("push to a full disk: want exit 1, got %s", push)
 	}
-	wantQueue(t, r.state, other, "failed")
+	wantQueue(t, r.stateDir, other, "failed")
 
 	res := r.watchExec("", []string{"--fail-on-push-error", "--drain-timeout", "3s"}, "sh", "-c", "exit 0")
 	if res.code != 0 || !strings.Contains(res.stderr, "of 0 new paths; 0 not pushed") {
@@ -412,59 +374,13 @@ func TestWatchExecFailOnPushErrorOwnPathsOnly(t *testing.T) {
 	}
 }
 
-// wxFullCache mounts a small tmpfs on dir (unmounted at cleanup), writes
-// nix-cache-info, and fills the rest with a junk file, whose path it
-// returns: every upload then fails with ENOSPC, which is transient.
-func wxFullCache(t *testing.T, dir string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test mounts a tmpfs: it must run as root")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=512k,mode=0755"); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	writeFile(t, filepath.Join(dir, "nix-cache-info"), []byte("StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 40\n"), 0o644)
-	junk := filepath.Join(dir, "junk")
-	f, err := os.Create(junk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64<<10)
-	for err == nil {
-		_, err = f.Write(buf)
-	}
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("fill %s: %v, want ENOSPC", dir, err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	probe := filepath.Join(dir, "probe")
-	if err := os.WriteFile(probe, []byte("x"), 0o644); !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("write to the full cache: %v, want ENOSPC", err)
-	}
-	if err := os.Remove(probe); err != nil {
-		t.Fatal(err)
-	}
-	return junk
-}
-
 // TestEnqueuePostBuildHook runs nixpush enqueue as Nix's post-build-hook:
 // Nix 2.8 gives it an empty $OUT_PATHS, so it finds the outputs of
 // $DRV_PATH in the Nix DB. The outputs wait in the queue (nothing is
 // pushed by the hook) until push --drain pushes them.
 func TestEnqueuePostBuildHook(t *testing.T) {
 	t.Parallel()
-	r := newWXRig(t, "enqueue-hook")
+	r := newEnv(t, "enqueue-hook")
 	dir := t.TempDir()
 	hook, log := filepath.Join(dir, "hook.sh"), filepath.Join(dir, "hook.log")
 	// One line per run: DRV_PATH, [OUT_PATHS], enqueue's exit code, its time in ns.
@@ -474,12 +390,12 @@ start=$(date +%%s%%N)
 rc=$?
 echo "$DRV_PATH [$OUT_PATHS] $rc $(( $(date +%%s%%N) - start ))" >> %s
 exit $rc
-`, shQuote(nixpushBin), shQuote(r.store.Root), shQuote(r.state), shQuote(r.url), shQuote(log))), 0o755)
+`, shQuote(nixpushBin), shQuote(r.store.Root), shQuote(r.stateDir), shQuote(r.url), shQuote(log))), 0o755)
 
 	build := exec.CommandContext(t.Context(), "nix-build",
 		r.nixBuildArgv(wxExpr("wxhook", 3), "--option", "post-build-hook", hook)[1:]...)
-	build.Env = wxEnv(t)
-	res := wxRun(t, build, "")
+	build.Env = procEnv(t)
+	res := runCmd(t, build, "")
 	if res.code != 0 {
 		t.Fatalf("nix-build with the hook: %s", res)
 	}
@@ -512,15 +428,15 @@ exit $rc
 	}
 
 	// Queued, not pushed.
-	wantQueue(t, r.state, built, "pending")
+	wantQueue(t, r.stateDir, built, "pending")
 	if narinfos, _ := filepath.Glob(filepath.Join(r.cache, "*.narinfo")); len(narinfos) != 0 {
 		t.Errorf("enqueue pushed: %q", narinfos)
 	}
-	if res := r.drain(); res.code != 0 {
+	if res := r.push("", "--drain"); res.code != 0 {
 		t.Fatalf("push --drain: %s", res)
 	}
 	r.wantPushed(built)
-	wantQueue(t, r.state, built, "done")
+	wantQueue(t, r.stateDir, built, "done")
 }
 
 // shQuote quotes s for sh.
@@ -528,8 +444,8 @@ func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) 
 
 // TestEnqueueInput: enqueue records the paths it is given (arguments,
 // $OUT_PATHS) and, given none or a bad one, fails having written nothing.
+// Not parallel: $OUT_PATHS and $DRV_PATH are set in the test process.
 func TestEnqueueInput(t *testing.T) {
-	t.Parallel()
 	s := nixtest.NewStore(t)
 	// Paths are checked by form only, so they need not exist.
 	p1 := "/nix/store/0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a-wx-one"
@@ -558,9 +474,11 @@ func TestEnqueueInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "state")
-			cmd := wxCommand(t, append([]string{"enqueue", "--store", s.Root, "--state-dir", state}, tc.args...)...)
-			cmd.Env = append(cmd.Env, tc.env...)
-			res := wxRun(t, cmd, "")
+			for _, kv := range tc.env {
+				name, value, _ := strings.Cut(kv, "=")
+				t.Setenv(name, value)
+			}
+			res := runMain(t, "", append([]string{"enqueue", "--store", s.Root, "--state-dir", state}, tc.args...)...)
 			if tc.code == 0 {
 				if res.code != 0 || res.stdout != "" || res.stderr != "" {
 					t.Fatalf("enqueue: want exit 0 and no output, got %s", res)
@@ -576,5 +494,44 @@ func TestEnqueueInput(t *testing.T) {
 				t.Errorf("a failed enqueue wrote %q", files)
 			}
 		})
+	}
+}
+
+// wxExpr is an attrset { dep; fib; top; }: FibChain(prefix, n) and
+// WithReference(prefix), so a build yields independent outputs, build-time
+// only dependencies and a run-time reference. nix-build prints dep, fib-n, top.
+func wxExpr(prefix string, n int) string {
+	return fmt.Sprintf("let r = %s; in { fib = (%s); inherit (r) dep top; }",
+		nixtest.WithReference(prefix), nixtest.FibChain(prefix, n))
+}
+
+// wxBuiltOutputs returns every output (not .drv) in the build closures of
+// the derivations that produced printed, i.e. everything a nix-build of
+// them made valid: for wxExpr(p, n) the n+1 fib outputs, dep and top.
+func wxBuiltOutputs(t *testing.T, s *nixtest.Store, printed []string) []string {
+	t.Helper()
+	var drvs []string
+	for _, p := range printed {
+		drvs = append(drvs, deriver(t, s, p))
+	}
+	out, _, err := s.Run(t, "nix-store", append([]string{"-qR", "--include-outputs"}, drvs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs []string
+	for _, p := range strings.Fields(out) {
+		if !strings.HasSuffix(p, ".drv") {
+			outs = append(outs, p)
+		}
+	}
+	slices.Sort(outs)
+	return outs
+}
+
+// fileHolds is a condition for waitFor: file exists and holds want.
+func fileHolds(file, want string) func() bool {
+	return func() bool {
+		b, err := os.ReadFile(file)
+		return err == nil && string(b) == want
 	}
 }

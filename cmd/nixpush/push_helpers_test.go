@@ -1,8 +1,7 @@
 package main
 
-// Helpers for the CLI-level tests: they run the real nixpush binary, built
-// once in TestMain, against private stores made by real Nix
-// (internal/nixtest). push_cachecheck_test.go checks the caches it writes.
+// Helpers for the push tests: what push prints, what Nix substitutes, and
+// store paths to push. push_cachecheck_test.go checks the caches it writes.
 
 import (
 	"bufio"
@@ -12,10 +11,8 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,101 +20,6 @@ import (
 
 	"nixpush/internal/nixtest"
 )
-
-// nixpushBin is the binary under test, built by TestMain.
-var nixpushBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "nixpush-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "make temp dir:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	nixpushBin = filepath.Join(dir, "nixpush")
-	args := []string{"build", "-o", nixpushBin}
-	// A race-enabled test run tests a race-enabled binary: the uploader and
-	// drainer are where the concurrency is.
-	if testBuiltWithRace() {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "go build nixpush:", err)
-		return 1
-	}
-	return m.Run()
-}
-
-func testBuiltWithRace() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" && s.Value == "true" {
-			return true
-		}
-	}
-	return false
-}
-
-// cli runs nixpush for one test. Every push gets the test's own state dir:
-// push keeps a queue per cache there, and the default for root is
-// /var/lib/nixpush, which a test must never touch.
-type cli struct {
-	t        *testing.T
-	stateDir string
-}
-
-func newCLI(t *testing.T) *cli {
-	return &cli{t: t, stateDir: filepath.Join(t.TempDir(), "state")}
-}
-
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-}
-
-// pushCmd is the command line of "nixpush push ARGS" in dir.
-func (c *cli) pushCmd(dir string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(c.t.Context(), nixpushBin,
-		append([]string{"push", "--state-dir", c.stateDir}, args...)...)
-	cmd.Env = nixtest.Env(c.t)
-	cmd.Dir = dir
-	return cmd
-}
-
-// push runs "nixpush push ARGS" in dir with stdin, and returns what it did.
-func (c *cli) push(dir, stdin string, args ...string) result {
-	c.t.Helper()
-	cmd := c.pushCmd(dir, args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ee.Exited():
-		r.code = ee.ExitCode()
-	default:
-		c.t.Fatalf("run nixpush push %q: %v\n%s", args, err, r)
-	}
-	return r
-}
 
 // summary is the one line push prints on stderr when it is done.
 type summary struct {
@@ -314,4 +216,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// pushMain runs `nixpush push --state-dir stateDir ARGS` in-process.
+func pushMain(t *testing.T, stateDir, stdin string, args ...string) result {
+	t.Helper()
+	return runMain(t, stdin, append([]string{"push", "--state-dir", stateDir}, args...)...)
 }
