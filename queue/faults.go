@@ -33,10 +33,10 @@ var errBadValue = errors.New("value nixpush never writes")
 // scanFailed reports whether err is database/sql's failure to convert a
 // column into the destination its query was written for — a column of
 // the wrong type, which for our own fixed queries means a damaged row.
-// database/sql gives these errors no type of their own, only this prefix,
+// database/sql gives these errors no type of their own, only this text,
 // which it has kept since Go 1.
 func scanFailed(err error) bool {
-	return strings.HasPrefix(err.Error(), "sql: Scan error on column")
+	return strings.Contains(err.Error(), "sql: Scan error on column")
 }
 
 // classify makes SQLite's errors match this package's sentinels, so callers

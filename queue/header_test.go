@@ -15,7 +15,7 @@ func TestOpenRefusesBadSchemaVersion(t *testing.T) {
 		for name, open := range openers {
 			t.Run(name, func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "queue.db")
-				fillQueue(t, path)
+				closeWithFixture(t, path)
 				execRaw(t, path, "PRAGMA user_version = "+itoa(version))
 				before := readFile(t, path)
 

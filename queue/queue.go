@@ -94,9 +94,10 @@ var busyTimeout = 10 * time.Second
 // ErrNewerSchema. Both messages are one line naming the file, and the file
 // and any -wal beside it are left byte for byte as they were (at most an
 // empty -wal and a -shm appear). An empty (0-byte) file is initialised.
-// A write lock another process holds past the busy timeout wraps ErrBusy.
-// Other failures (permissions, a full disk) are returned wrapped with the
-// path.
+// A write lock another process holds past the busy timeout wraps ErrBusy;
+// a file or directory this process cannot write (read-only file system,
+// permissions) wraps ErrReadOnly. Other failures (a full disk) are
+// returned wrapped with the path.
 func Open(path string) (*Queue, error) { return open(path, true) }
 
 // OpenFast is Open without PRAGMA quick_check, whose cost grows with the
@@ -107,6 +108,16 @@ func Open(path string) (*Queue, error) { return open(path, true) }
 func OpenFast(path string) (*Queue, error) { return open(path, false) }
 
 func open(path string, checkPages bool) (*Queue, error) {
+	q, err := openWritable(path, checkPages)
+	if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNewerSchema) && !errors.Is(err, ErrBusy) {
+		if ro := notWritable(path); ro != nil {
+			return nil, ro
+		}
+	}
+	return q, err
+}
+
+func openWritable(path string, checkPages bool) (*Queue, error) {
 	ctx := context.Background()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create queue dir: %w", err)

@@ -6,12 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrReadOnly is returned by every write method of a Queue opened with
-// OpenReadOnly.
-var ErrReadOnly = errors.New("queue opened read-only")
+// OpenReadOnly, and by Open and OpenFast when the file or its directory
+// cannot be written; OpenReadOnly can still read such a file.
+var ErrReadOnly = errors.New("queue is read-only")
+
+// notWritable returns an error wrapping ErrReadOnly if this process may not
+// write path or its directory (where SQLite creates the -wal and -shm).
+// SQLite itself reports that only as "unable to open database file", or
+// "attempt to write a readonly database", about whichever file it tried.
+func notWritable(path string) error {
+	const wOK = 2 // access(2)'s W_OK
+	for _, p := range []string{filepath.Dir(path), path} {
+		err := syscall.Access(p, wOK)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("open queue %s: %w (%s: %w)", path, ErrReadOnly, p, err)
+		}
+	}
+	return nil
+}
 
 // ErrOldSchema means a queue file's schema predates this build's and lacks
 // what a read-only open needs; a nixpush that may write migrates it.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -226,4 +227,33 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Open on a queue nixpush cannot write says so (ErrReadOnly), rather than
+// SQLite's "unable to open database file: no such file or directory"
+// about the -shm it could not create; a full disk is not read-only.
+func TestOpenNotWritable(t *testing.T) {
+	ro := mountTmpfs(t, 1<<20)
+	closeWithFixture(t, filepath.Join(ro, "queue.db"))
+	remountReadOnly(t, ro)
+	full := mountTmpfs(t, 1<<20)
+	closeWithFixture(t, filepath.Join(full, "queue.db"))
+	fillFS(t, full)
+
+	for name, open := range openers {
+		for _, path := range []string{filepath.Join(ro, "queue.db"), filepath.Join(ro, "new.db")} {
+			_, err := open(path)
+			if !errors.Is(err, ErrReadOnly) || !errors.Is(err, syscall.EROFS) {
+				t.Errorf("%s %s on a read-only mount: %v, want ErrReadOnly and EROFS", name, filepath.Base(path), err)
+			}
+		}
+		q, err := open(filepath.Join(full, "queue.db"))
+		if err == nil {
+			q.Close()
+		} else if errors.Is(err, ErrReadOnly) {
+			t.Errorf("%s on a full disk: %v, want not ErrReadOnly", name, err)
+		}
+	}
+	_, err := Open(filepath.Join(ro, "queue.db"))
+	t.Log(err)
 }
