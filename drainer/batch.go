@@ -12,9 +12,13 @@ import (
 )
 
 // processBatch pushes the closures of claimed items and records every
-// item's outcome in one commit.
-func (d *Drainer) processBatch(ctx context.Context, items []queue.Item) {
+// item's outcome in one commit. Its error is an outcome that could not be
+// recorded by a run that must end (see settle).
+func (d *Drainer) processBatch(ctx context.Context, items []queue.Item, mustEnd bool) error {
 	start := time.Now()
+	d.busy.Add(1)
+	defer d.busy.Add(-1)
+	d.started.Store(start.UnixNano())
 	paths := make([]string, len(items))
 	for i, it := range items {
 		paths[i] = it.Path
@@ -26,10 +30,11 @@ func (d *Drainer) processBatch(ctx context.Context, items []queue.Item) {
 	for _, it := range items {
 		outcomes = append(outcomes, d.outcome(ctx, it, errs[it.Path], now))
 	}
-	// Recorded even when shutdown has cancelled ctx.
-	if _, err := d.Queue.Settle(context.WithoutCancel(ctx), outcomes, now); err != nil {
-		d.Log.Error("record outcomes", zap.Error(err))
+	giveUp := time.Duration(0) // the daemon retries until it lands or stops
+	if mustEnd {
+		giveUp = max(d.ShutdownTimeout, time.Second)
 	}
+	return d.settle(ctx, outcomes, now, giveUp)
 }
 
 // outcome classifies one item's result.

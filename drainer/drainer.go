@@ -10,6 +10,7 @@ package drainer
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -56,6 +57,15 @@ type Drainer struct {
 	wake    chan struct{}
 	outage  outage
 	initOne sync.Once
+	busy    atomic.Int32 // batches being pushed
+	started atomic.Int64 // unix ns when the last batch started
+}
+
+// Busy reports whether batches are being pushed, and since when the last
+// one started: with the uploader's byte progress, it tells a stalled
+// upload from an idle daemon.
+func (d *Drainer) Busy() (bool, time.Time) {
+	return d.busy.Load() > 0, time.Unix(0, d.started.Load())
 }
 
 // Wake tells a waiting drainer that new items may be due.
@@ -90,16 +100,23 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 	defer stop()
 
 	running := 0
-	done := make(chan struct{}, parallelBatches)
+	done := make(chan error, parallelBatches)
+	var failed error // a batch's outcomes could not be recorded
+	finish := func(err error) {
+		running--
+		if err != nil && failed == nil {
+			failed = err
+		}
+	}
 	defer func() {
 		for ; running > 0; running-- {
 			<-done
 		}
 	}()
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && failed == nil {
 		if running == parallelBatches || d.outage.paused(time.Now()) {
-			if d.sleep(ctx, done, d.outage.pausedUntil()) {
-				running--
+			if batchDone, err := d.sleep(ctx, done, d.outage.pausedUntil()); batchDone {
+				finish(err)
 			}
 			continue
 		}
@@ -108,25 +125,34 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		if only := d.only(); d.Only == nil || len(only) > 0 {
 			var err error
 			if items, err = d.Queue.Claim(ctx, batchSize, time.Now(), only); err != nil {
-				return stopped(ctx, err)
+				if err := d.queueTrouble(ctx, err, untilEmpty); err != nil {
+					return err
+				}
+				if batchDone, err := d.sleep(ctx, done, time.Now().Add(idleRecheck)); batchDone {
+					finish(err)
+				}
+				continue
 			}
 		}
 		if len(items) > 0 {
 			running++
-			go func() {
-				d.processBatch(work, items)
-				done <- struct{}{}
-			}()
+			go func() { done <- d.processBatch(work, items, untilEmpty) }()
 			continue
 		}
+		next, ok, err := time.Time{}, false, error(nil)
 		if untilEmpty && running == 0 {
-			if empty, err := d.empty(ctx); err != nil || empty {
-				return stopped(ctx, err)
+			var empty bool
+			if empty, err = d.empty(ctx); err == nil && empty {
+				return nil
 			}
 		}
-		next, ok, err := d.Queue.NextDue(ctx)
+		if err == nil {
+			next, ok, err = d.Queue.NextDue(ctx)
+		}
 		if err != nil {
-			return stopped(ctx, err)
+			if err := d.queueTrouble(ctx, err, untilEmpty); err != nil {
+				return err
+			}
 		}
 		if !ok || !next.After(time.Now()) || time.Until(next) > idleRecheck {
 			// Nothing due soon, or due rows held by another process. Other
@@ -135,11 +161,11 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 			// comes sooner.
 			next = time.Now().Add(idleRecheck)
 		}
-		if d.sleep(ctx, done, next) {
-			running--
+		if batchDone, err := d.sleep(ctx, done, next); batchDone {
+			finish(err)
 		}
 	}
-	return nil
+	return failed
 }
 
 // stopped drops an error caused by the shutdown itself (a query cut short
@@ -151,9 +177,9 @@ func stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// sleep waits until a batch finishes (it then reports true), new work is
-// signalled, until passes, or ctx ends.
-func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, until time.Time) (batchDone bool) {
+// sleep waits until a batch finishes (it then reports true, with the
+// batch's error), new work is signalled, until passes, or ctx ends.
+func (d *Drainer) sleep(ctx context.Context, done <-chan error, until time.Time) (batchDone bool, err error) {
 	if until.IsZero() || until.Sub(time.Now()) > time.Minute {
 		until = time.Now().Add(time.Minute)
 	}
@@ -161,12 +187,12 @@ func (d *Drainer) sleep(ctx context.Context, done <-chan struct{}, until time.Ti
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-done:
-		return true
+	case err := <-done:
+		return true, err
 	case <-d.wake:
 	case <-t.C:
 	}
-	return false
+	return false, nil
 }
 
 // only is the claim filter: nil for every item.

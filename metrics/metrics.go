@@ -30,7 +30,11 @@ type Metrics struct {
 	detection        prometheus.Histogram
 	upload           prometheus.Histogram
 	lastSuccess      prometheus.Gauge
+	queueDamaged     prometheus.Gauge
 	failingSinceNano atomic.Int64 // unix ns, 0 while the cache works (whole seconds would fail /healthz up to 1 s early)
+	queueFailingNano atomic.Int64 // unix ns, 0 while queue writes land
+	damaged          atomic.Pointer[string]
+	progress         atomic.Pointer[func() (busy bool, last time.Time)]
 }
 
 // New registers the collectors; queueStatus is read at every scrape.
@@ -57,8 +61,11 @@ func New(q *queue.Queue) *Metrics {
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixpush_last_success_timestamp_seconds", Help: "When a path was last pushed.",
 		}),
+		queueDamaged: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixpush_queue_damaged", Help: "1 when the queue file is damaged and nothing is pushed until it is replaced.",
+		}),
 	}
-	m.registry.MustRegister(m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess,
+	m.registry.MustRegister(m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
 		&queueCollector{q: q}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -106,9 +113,71 @@ func (m *Metrics) CacheFailing(since time.Time) {
 	}
 }
 
+// QueueFailing records whether writes to the queue fail (a full disk),
+// and since when.
+func (m *Metrics) QueueFailing(since time.Time) {
+	if m == nil {
+		return
+	}
+	if since.IsZero() {
+		m.queueFailingNano.Store(0)
+	} else {
+		m.queueFailingNano.CompareAndSwap(0, since.UnixNano())
+	}
+}
+
+// QueueDamaged records that the queue file is damaged: /healthz fails at
+// once with the reason, which says what to do.
+func (m *Metrics) QueueDamaged(reason string) {
+	if m == nil {
+		return
+	}
+	m.damaged.Store(&reason)
+	m.queueDamaged.Set(1)
+}
+
+// WatchProgress gives /healthz a probe of the uploads: whether any is
+// under way, and when bytes last moved. Uploads in flight that move no
+// byte for longer than unhealthyAfter make the daemon unhealthy, whatever
+// the errors say (a frozen server produces none).
+func (m *Metrics) WatchProgress(probe func() (busy bool, last time.Time)) {
+	if m != nil {
+		m.progress.Store(&probe)
+	}
+}
+
+// health is /healthz's answer: the reasons the daemon is unhealthy, if any.
+func (m *Metrics) health(now time.Time, unhealthyAfter time.Duration) (map[string]any, bool) {
+	status := map[string]any{}
+	healthy := true
+	if since := m.failingSinceNano.Load(); since != 0 {
+		failing := now.Sub(time.Unix(0, since))
+		status["cache_failing_for_seconds"] = int(failing.Seconds())
+		healthy = healthy && failing <= unhealthyAfter
+	}
+	if since := m.queueFailingNano.Load(); since != 0 {
+		failing := now.Sub(time.Unix(0, since))
+		status["queue_writes_failing_for_seconds"] = int(failing.Seconds())
+		healthy = healthy && failing <= unhealthyAfter
+	}
+	if p := m.progress.Load(); p != nil {
+		if busy, last := (*p)(); busy && !last.IsZero() && now.Sub(last) > unhealthyAfter {
+			status["uploads_stalled_for_seconds"] = int(now.Sub(last).Seconds())
+			healthy = false
+		}
+	}
+	if d := m.damaged.Load(); d != nil {
+		status["queue_damaged"] = *d
+		healthy = false
+	}
+	status["healthy"] = healthy
+	return status, healthy
+}
+
 // Serve serves /metrics and /healthz on addr ("PORT" alone means
-// 127.0.0.1:PORT) until ctx ends. /healthz answers 503 once the cache has
-// been failing for longer than unhealthyAfter.
+// 127.0.0.1:PORT) until ctx ends. /healthz answers 503 once the cache or
+// queue writes have been failing, or uploads in flight have moved no byte,
+// for longer than unhealthyAfter, and at once when the queue is damaged.
 func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Duration) error {
 	if !strings.Contains(addr, ":") {
 		addr = "127.0.0.1:" + addr
@@ -120,15 +189,10 @@ func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Du
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		status := map[string]any{"healthy": true}
+		status, healthy := m.health(time.Now(), unhealthyAfter)
 		code := http.StatusOK
-		if since := m.failingSinceNano.Load(); since != 0 {
-			failing := time.Since(time.Unix(0, since))
-			status["cache_failing_for_seconds"] = int(failing.Seconds())
-			if failing > unhealthyAfter {
-				status["healthy"] = false
-				code = http.StatusServiceUnavailable
-			}
+		if !healthy {
+			code = http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)

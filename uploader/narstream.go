@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -35,6 +37,7 @@ type narStream struct {
 	fileHash hash.Hash
 	fileSize uint64
 	listing  *bytes.Buffer // the .ls listing, when asked for; complete at EOF
+	moved    *atomic.Int64 // set to now at each read, when not nil
 }
 
 // openNARStream starts producing the NAR; with listing, the .ls listing
@@ -51,6 +54,9 @@ func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression
 
 func (s *narStream) Read(p []byte) (int, error) {
 	n, err := s.pr.Read(p)
+	if s.moved != nil && n > 0 {
+		s.moved.Store(time.Now().UnixNano())
+	}
 	s.fileHash.Write(p[:n])
 	s.fileSize += uint64(n)
 	return n, err

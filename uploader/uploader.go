@@ -47,6 +47,9 @@ type Stats struct {
 	Paths    atomic.Int64 // narinfos written
 	NARBytes atomic.Int64 // uncompressed NAR bytes of those paths
 	Bytes    atomic.Int64 // compressed bytes written
+	// Moved is when a NAR byte last went to the cache (unix ns): uploads
+	// in flight that stop moving bytes are stalled.
+	Moved atomic.Int64
 }
 
 // flight is one path's upload, shared by everyone who needs it.
@@ -204,6 +207,7 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
 	key := NARKey(info, u.Compression)
 	s := openNARStream(u.Store, info, u.Compression, u.Listing)
+	s.moved = &u.Stats.Moved
 	defer s.Close()
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
 	// backend does with ctx: failing the stream stops both the producer

@@ -64,6 +64,10 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		m = metrics.New(q)
 	}
 	p.drainer.Metrics = m
+	m.WatchProgress(func() (bool, time.Time) {
+		busy, started := p.drainer.Busy()
+		return busy, later(started, time.Unix(0, p.uploader.Stats.Moved.Load()))
+	})
 	mark, err := watcher.SavedMark(ctx, q, p.store.MaxID, c.backfill)
 	if err != nil {
 		return err
@@ -119,4 +123,11 @@ func housekeeping(ctx context.Context, q *queue.Queue, keepDone time.Duration, l
 		case <-tick.C:
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
