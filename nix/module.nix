@@ -65,7 +65,7 @@ in
         LoadCredential = [ "signing-key:${cfg.signingKeyFile}" ]
           ++ lib.optional (cfg.tokenFile != null) "token:${cfg.tokenFile}";
         Restart = "on-failure";
-        RestartPreventExitStatus = 2;
+        RestartPreventExitStatus = "2 78";
         RestartSec = "5s";
         WatchdogSec = "2min";
         TimeoutStopSec = "45s";

@@ -15,7 +15,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/spf13/cobra"
+
+	"nixpush/queue"
 )
 
 func main() {
@@ -60,10 +63,14 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
-// Exit codes other than a wrapped command's.
+// Exit codes other than a wrapped command's. The systemd unit restarts
+// the daemon on failure except after exitUsage and exitPermanent: a
+// restart cannot fix a wrong flag, a bad key, a damaged or newer queue, a
+// cache URL naming a file, refused credentials.
 const (
-	exitFailure = 1
-	exitUsage   = 2
+	exitFailure   = 1
+	exitUsage     = 2
+	exitPermanent = 78 // sysexits' EX_CONFIG
 )
 
 // exitCode prints err as one line and picks the exit status.
@@ -83,7 +90,19 @@ func exitCode(err error, w io.Writer) int {
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") {
 		return exitUsage
 	}
+	if isPermanent(err) {
+		return exitPermanent
+	}
 	return exitFailure
+}
+
+// isPermanent reports errors no retry or restart can fix: classified so
+// where they arose (backoff.Permanent), or a queue file nixpush must not
+// or cannot write.
+func isPermanent(err error) bool {
+	var p *backoff.PermanentError
+	return errors.As(err, &p) || errors.Is(err, queue.ErrCorrupt) ||
+		errors.Is(err, queue.ErrNewerSchema) || errors.Is(err, queue.ErrReadOnly)
 }
 
 // withSignals makes the first SIGINT or SIGTERM cancel the command's

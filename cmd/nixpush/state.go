@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -61,7 +62,12 @@ func openQueue(ctx context.Context, stateDir, identity string, checkPages bool) 
 	if checkPages {
 		open = queue.Open
 	}
+	// A write lock held by another process (a long `retry`, a backup) is
+	// waited out: each try already waits for the busy timeout.
 	q, err := open(queueFile(stateDir, identity))
+	for try := 1; errors.Is(err, queue.ErrBusy) && try < 6 && ctx.Err() == nil; try++ {
+		q, err = open(queueFile(stateDir, identity))
+	}
 	if err != nil {
 		return nil, err
 	}

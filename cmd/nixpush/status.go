@@ -28,6 +28,9 @@ type queueStatus struct {
 	BytesLastHour  int64         `json:"bytes_last_hour"`
 	RecentFailures []itemProblem `json:"recent_failures"`
 	Retrying       []itemProblem `json:"retrying"`
+	// Error is why this queue file could not be read (damaged, written by
+	// a newer nixpush, ...); the other queues are still reported.
+	Error string `json:"error,omitempty"`
 }
 
 type itemProblem struct {
@@ -66,10 +69,13 @@ func newStatusCommand() *cobra.Command {
 		}
 		now := time.Now()
 		report := statusReport{Queues: []queueStatus{}}
+		bad := 0
 		for _, f := range files {
 			qs, err := readQueueStatus(cmd.Context(), f, now)
 			if err != nil {
-				return err
+				// One unreadable file must not hide the others.
+				qs = queueStatus{File: f, Error: oneLine(err.Error()), RecentFailures: []itemProblem{}, Retrying: []itemProblem{}}
+				bad++
 			}
 			report.Pending += qs.Pending
 			report.Uploading += qs.Uploading
@@ -82,9 +88,15 @@ func newStatusCommand() *cobra.Command {
 		if asJSON {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
-			return enc.Encode(report)
+			if err := enc.Encode(report); err != nil {
+				return err
+			}
+		} else {
+			printStatus(out, report, stateDir, now)
 		}
-		printStatus(out, report, stateDir, now)
+		if bad > 0 {
+			return fmt.Errorf("%d of %d queue files could not be read (see above)", bad, len(files))
+		}
 		return nil
 	})
 	return cmd
@@ -106,8 +118,10 @@ func selectQueues(stateDir, to string) ([]string, error) {
 	return queueFiles(stateDir)
 }
 
+// readQueueStatus reads one queue file without writing anything, so status
+// works on a read-only or full state dir, beside a running daemon.
 func readQueueStatus(ctx context.Context, file string, now time.Time) (queueStatus, error) {
-	q, err := queue.OpenFast(file)
+	q, err := queue.OpenReadOnly(file)
 	if err != nil {
 		return queueStatus{}, err
 	}
@@ -152,6 +166,10 @@ func printStatus(w io.Writer, r statusReport, stateDir string, now time.Time) {
 		return
 	}
 	for _, q := range r.Queues {
+		if q.Error != "" {
+			fmt.Fprintf(w, "%s\n  UNREADABLE: %s\n", q.File, q.Error)
+			continue
+		}
 		fmt.Fprintf(w, "%s\n  %d pending, %d uploading, %d done, %d failed, %d skipped\n",
 			q.Cache, q.Pending, q.Uploading, q.Done, q.Failed, q.Skipped)
 		if q.OldestPending != nil {
