@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,10 +21,36 @@ import (
 	"nixpush/queue"
 )
 
-// Metrics holds nixpush's collectors. A nil *Metrics is valid and records
-// nothing, so components need no "metrics enabled?" checks.
+// Registry serves the metrics of every cache one process pushes to, each
+// cache's series labelled cache="<its identity>", and one /healthz for all.
+type Registry struct {
+	reg    *prometheus.Registry
+	mu     sync.Mutex
+	caches map[string]*Metrics
+}
+
+// NewRegistry returns a Registry with the Go and process collectors.
+func NewRegistry() *Registry {
+	r := &Registry{reg: prometheus.NewRegistry(), caches: map[string]*Metrics{}}
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// ForCache registers the collectors of one cache, whose queue is q.
+func (r *Registry) ForCache(cache string, q *queue.Queue) *Metrics {
+	m := newMetrics(r)
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"cache": cache}, r.reg)
+	reg.MustRegister(m.collectors(q)...)
+	r.mu.Lock()
+	r.caches[cache] = m
+	r.mu.Unlock()
+	return m
+}
+
+// Metrics holds the collectors of one cache. A nil *Metrics is valid and
+// records nothing, so components need no "metrics enabled?" checks.
 type Metrics struct {
-	registry         *prometheus.Registry
+	registry         *Registry
 	pushed           prometheus.Counter
 	bytes            prometheus.Counter
 	failures         *prometheus.CounterVec
@@ -37,10 +64,19 @@ type Metrics struct {
 	progress         atomic.Pointer[func() (busy bool, last time.Time)]
 }
 
-// New registers the collectors; queueStatus is read at every scrape.
+// New is the Metrics of a process with one cache, unlabelled; q is read
+// at every scrape.
 func New(q *queue.Queue) *Metrics {
-	m := &Metrics{
-		registry: prometheus.NewRegistry(),
+	r := NewRegistry()
+	m := newMetrics(r)
+	r.reg.MustRegister(m.collectors(q)...)
+	r.caches[""] = m
+	return m
+}
+
+func newMetrics(r *Registry) *Metrics {
+	return &Metrics{
+		registry: r,
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "nixpush_paths_pushed_total", Help: "Queued store paths pushed to the cache.",
 		}),
@@ -65,9 +101,11 @@ func New(q *queue.Queue) *Metrics {
 			Name: "nixpush_queue_damaged", Help: "1 when the queue file is damaged and nothing is pushed until it is replaced.",
 		}),
 	}
-	m.registry.MustRegister(m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
-		&queueCollector{q: q}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+}
+
+func (m *Metrics) collectors(q *queue.Queue) []prometheus.Collector {
+	return []prometheus.Collector{m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
+		&queueCollector{q: q}}
 }
 
 // Pushed records a path pushed with its compressed size.
@@ -179,6 +217,28 @@ func (m *Metrics) health(now time.Time, unhealthyAfter time.Duration) (map[strin
 // queue writes have been failing, or uploads in flight have moved no byte,
 // for longer than unhealthyAfter, and at once when the queue is damaged.
 func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Duration) error {
+	return m.registry.Serve(ctx, addr, unhealthyAfter)
+}
+
+// healthz is the status of every cache: healthy when all are. With one
+// cache its fields are at the top level; with several, under "caches".
+func (r *Registry) healthz(now time.Time, unhealthyAfter time.Duration) (map[string]any, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	all, healthy := map[string]any{}, true
+	for name, m := range r.caches {
+		st, ok := m.health(now, unhealthyAfter)
+		healthy = healthy && ok
+		if len(r.caches) == 1 {
+			return st, ok
+		}
+		all[name] = st
+	}
+	return map[string]any{"healthy": healthy, "caches": all}, healthy
+}
+
+// Serve serves /metrics and /healthz for every cache; see Metrics.Serve.
+func (r *Registry) Serve(ctx context.Context, addr string, unhealthyAfter time.Duration) error {
 	if !strings.Contains(addr, ":") {
 		addr = "127.0.0.1:" + addr
 	}
@@ -187,9 +247,9 @@ func (m *Metrics) Serve(ctx context.Context, addr string, unhealthyAfter time.Du
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		status, healthy := m.health(time.Now(), unhealthyAfter)
+		status, healthy := r.healthz(time.Now(), unhealthyAfter)
 		code := http.StatusOK
 		if !healthy {
 			code = http.StatusServiceUnavailable

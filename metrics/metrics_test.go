@@ -50,7 +50,7 @@ func openQueue(t *testing.T) *queue.Queue {
 // `name{label="value"}` or name.
 func gather(t *testing.T, m *Metrics) map[string]float64 {
 	t.Helper()
-	families, err := m.registry.Gather()
+	families, err := m.registry.reg.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}

@@ -97,3 +97,12 @@ func (c *child) exitCode() int {
 	}
 	return ws.ExitStatus()
 }
+
+// exitAs is the command's exit as nixpush's own: its code, nothing to say.
+func (c *child) exitAs() error {
+	<-c.done
+	if code := c.exitCode(); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/storepath"
 	"github.com/spf13/cobra"
 
+	"nixpush/cacheurl"
 	"nixpush/nixstore"
 )
 
@@ -17,7 +18,8 @@ import (
 // and must never claim success without having recorded the paths. A
 // watch-store daemon (or push --drain) uploads them.
 type enqueueCommand struct {
-	stateDir, to, storeRoot string
+	stateDir, storeRoot string
+	to                  []string
 }
 
 func newEnqueueCommand() *cobra.Command {
@@ -28,7 +30,7 @@ func newEnqueueCommand() *cobra.Command {
 		RunE:  withSignals(c.run),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&c.to, "to", "", "cache URL the paths are for (selects the queue)")
+	fs.StringArrayVar(&c.to, "to", nil, "cache URL the paths are for (selects the queue; repeatable)")
 	fs.StringVar(&c.storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
 	addStateDirFlag(fs, &c.stateDir)
 	return cmd
@@ -36,12 +38,16 @@ func newEnqueueCommand() *cobra.Command {
 
 func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
 	ctx := cmd.Context()
-	if c.to == "" {
+	if len(c.to) == 0 {
 		return usageError("--to is required: it selects the cache's queue")
 	}
-	u, err := cacheURLFlag(c.to)
-	if err != nil {
-		return err
+	var urls []*cacheurl.URL
+	for _, to := range c.to {
+		u, err := cacheURLFlag(to)
+		if err != nil {
+			return err
+		}
+		urls = append(urls, u)
 	}
 	paths := append(strings.Fields(os.Getenv("OUT_PATHS")), args...)
 	if drv := os.Getenv("DRV_PATH"); len(paths) == 0 && drv != "" {
@@ -60,15 +66,22 @@ func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
 			return fmt.Errorf("%s is not a store path", quoteInput(p))
 		}
 	}
-	q, err := openQueue(ctx, c.stateDir, u.Identity(), false)
+	for _, u := range urls {
+		if err := enqueueIn(ctx, c.stateDir, u.Identity(), paths); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func enqueueIn(ctx context.Context, stateDir, identity string, paths []string) error {
+	q, err := openQueue(ctx, stateDir, identity, false)
 	if err != nil {
 		return err
 	}
 	defer q.Close()
-	if _, err := q.Enqueue(ctx, paths); err != nil {
-		return err
-	}
-	return nil
+	_, err = q.Enqueue(ctx, paths)
+	return err
 }
 
 // derivationOutputs looks up a derivation's outputs in the Nix DB, for

@@ -19,7 +19,7 @@ import (
 // watch-store, watch-exec): where paths come from and go, how they are
 // packed and filtered, how the queue drains, and logging.
 type pipelineFlags struct {
-	to           string
+	to           []string
 	store        string
 	signingKeys  []string
 	compression  string
@@ -38,7 +38,7 @@ type pipelineFlags struct {
 }
 
 func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLevel string) {
-	fs.StringVar(&p.to, "to", "", "cache URL, as for nix copy --to (file:///dir?compression=zstd&secret-key=FILE)")
+	fs.StringArrayVar(&p.to, "to", nil, "cache URL, as for nix copy --to (file:///dir?compression=zstd&secret-key=FILE); repeat it to push to several caches")
 	fs.StringVar(&p.store, "store", "/", "root of the local Nix store, as Nix's --store ROOT")
 	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
 	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")

@@ -28,6 +28,8 @@ type pipeline struct {
 	queue    *queue.Queue
 	drainer  *drainer.Drainer
 	stateDir string
+	// progressOff: several pipelines share the terminal; bars would mix.
+	progressOff bool
 
 	closers []func() error // in opening order; Close runs them in reverse
 }
@@ -46,11 +48,18 @@ type openOptions struct {
 	only func() []string
 }
 
-// open validates every flag, then opens the store, the cache (writing its
-// nix-cache-info if missing), the queue and the drainer, in that order.
-// On error, whatever was opened is closed again.
-func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions) (_ *pipeline, err error) {
-	u, err := cacheURLFlag(f.to)
+// cacheSettings are the checked settings of one cache: its URL, and the
+// compression and keys its URL or the flags give.
+type cacheSettings struct {
+	url    *cacheurl.URL
+	comp   uploader.Compression
+	keys   []signature.SecretKey
+	filter uploader.Filter
+}
+
+// settings checks every flag for one cache URL, writing nothing.
+func (f *pipelineFlags) settings(to string) (*cacheSettings, error) {
+	u, err := cacheURLFlag(to)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +90,82 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 	if err != nil {
 		return nil, err
 	}
+	return &cacheSettings{url: u, comp: comp, keys: keys, filter: filter}, nil
+}
 
+// pipelines are the pipelines of every --to cache: each drains on its
+// own, so a cache that is down never holds back another.
+type pipelines []*pipeline
+
+// openAll checks the flags of every cache before opening any, so a bad
+// second URL leaves the first cache untouched; then opens each.
+func (f *pipelineFlags) openAll(ctx context.Context, log *zap.Logger, o openOptions) (_ pipelines, err error) {
+	if len(f.to) == 0 {
+		return nil, usageError("--to is required (e.g. --to file:///srv/cache)")
+	}
+	var all []*cacheSettings
+	seen := map[string]bool{}
+	for _, to := range f.to {
+		s, err := f.settings(to)
+		if err != nil {
+			return nil, err
+		}
+		if seen[s.url.Identity()] {
+			return nil, usageError("--to names the cache %s twice", s.url.Identity())
+		}
+		seen[s.url.Identity()] = true
+		all = append(all, s)
+	}
+	var ps pipelines
+	defer func() {
+		if err != nil {
+			ps.Close()
+		}
+	}()
+	for i, s := range all {
+		po := o
+		if i > 0 {
+			po.beforeWrite = nil // the arguments were checked once
+		}
+		plog := log
+		if len(all) > 1 {
+			plog = log.With(zap.String("cache", s.url.Identity()))
+		}
+		p, err := f.open(ctx, plog, s, po)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// one is the single pipeline of a command that takes one cache.
+func (f *pipelineFlags) one(ctx context.Context, log *zap.Logger, o openOptions) (*pipeline, error) {
+	if len(f.to) > 1 {
+		return nil, usageError("this command takes one cache (--to given %d times)", len(f.to))
+	}
+	ps, err := f.openAll(ctx, log, o)
+	if err != nil {
+		return nil, err
+	}
+	return ps[0], nil
+}
+
+// Close closes every pipeline.
+func (ps pipelines) Close() error {
+	var errs []error
+	for _, p := range ps {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// open opens, for checked settings, the store, the cache (writing its
+// nix-cache-info if missing), the queue and the drainer, in that order.
+// On error, whatever was opened is closed again.
+func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSettings, o openOptions) (_ *pipeline, err error) {
+	u, comp, keys, filter := s.url, s.comp, s.keys, s.filter
 	p := &pipeline{log: log, url: u, stateDir: f.drain.stateDir}
 	defer func() {
 		if err != nil {

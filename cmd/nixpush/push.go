@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"sync"
 	"io"
 	"os"
 	"strings"
@@ -58,7 +59,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	}
 
 	var closure []*nixstore.PathInfo
-	p, err := c.flags.open(ctx, log, openOptions{
+	ps, err := c.flags.openAll(ctx, log, openOptions{
 		beforeWrite: func(store *nixstore.Store) (err error) {
 			closure, err = resolveClosure(ctx, store, args)
 			return err
@@ -67,14 +68,34 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	// A .drv the user names is pushed with its closure (the derivations
-	// and sources it names), as nix copy does: the .drv filter is for
-	// paths found by watching, not for what a user asks for.
-	if namesDrv(args) {
-		p.uploader.Filter.IncludeDrv = true
+	defer ps.Close()
+	// Each cache is pushed on its own, at once: one that is down or slow
+	// does not hold back the others.
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		// A .drv the user names is pushed with its closure (the
+		// derivations and sources it names), as nix copy does: the .drv
+		// filter is for paths found by watching, not for what a user
+		// asks for.
+		if namesDrv(args) {
+			p.uploader.Filter.IncludeDrv = true
+		}
+		w := stderr
+		if len(ps) > 1 {
+			p.progressOff = true
+			w = &linePrefixer{w: stderr, prefix: p.url.Identity() + ": "}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = p.pushClosure(ctx, w, closure, c.drainAll); errs[i] != nil && len(ps) > 1 {
+				errs[i] = fmt.Errorf("%s: %w", p.url.Identity(), errs[i])
+			}
+		}()
 	}
-	return p.pushClosure(ctx, stderr, closure, c.drainAll)
+	wg.Wait()
+	return joinErrors(errs)
 }
 
 // pushClosure enqueues what the cache lacks of a closure, drains exactly
@@ -111,7 +132,10 @@ func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, closure []
 		explainFiltered(stderr, plan)
 		return nil
 	}
-	stop := startProgress(stderr, stats, total)
+	stop := func() {}
+	if !p.progressOff {
+		stop = startProgress(stderr, stats, total)
+	}
 	runErr := p.drainer.Run(ctx, true)
 	stop()
 	if runErr != nil {

@@ -10,7 +10,8 @@ import (
 )
 
 func newRetryCommand() *cobra.Command {
-	var stateDir, to string
+	var stateDir string
+	var to []string
 	var failed bool
 	cmd := &cobra.Command{
 		Use:   "retry --failed | PATH...",
@@ -18,7 +19,7 @@ func newRetryCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	addStateDirFlag(fs, &stateDir)
-	fs.StringVar(&to, "to", "", "only the queue of this cache")
+	fs.StringArrayVar(&to, "to", nil, "only the queue of this cache (repeatable)")
 	fs.BoolVar(&failed, "failed", false, "requeue every failed path")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, paths []string) error {
 		if failed == (len(paths) > 0) {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,10 +67,17 @@ func svcScrape(addr string) (map[string]float64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %q: %w", line, err)
 		}
+		// Series are labelled by cache (one daemon, several caches);
+		// tests of one cache name them without it.
+		name := cacheLabel.ReplaceAllString(line[:i], "")
+		name = strings.Replace(name, "{}", "", 1)
+		samples[name] = v
 		samples[line[:i]] = v
 	}
 	return samples, sc.Err()
 }
+
+var cacheLabel = regexp.MustCompile(`cache="[^"]*",?`)
 
 // svcHealth is /healthz: status code and decoded JSON body.
 type svcHealth struct {

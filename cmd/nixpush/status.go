@@ -51,7 +51,8 @@ type statusReport struct {
 }
 
 func newStatusCommand() *cobra.Command {
-	var stateDir, to string
+	var stateDir string
+	var to []string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status [--json] [--to CACHE-URL]",
@@ -60,7 +61,7 @@ func newStatusCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	addStateDirFlag(fs, &stateDir)
-	fs.StringVar(&to, "to", "", "only the queue of this cache")
+	fs.StringArrayVar(&to, "to", nil, "only the queue of this cache (repeatable)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON on stdout")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, _ []string) error {
 		files, err := selectQueues(stateDir, to)
@@ -103,9 +104,13 @@ func newStatusCommand() *cobra.Command {
 }
 
 // selectQueues finds the queue files to report on.
-func selectQueues(stateDir, to string) ([]string, error) {
-	if to != "" {
-		u, err := cacheURLFlag(to)
+func selectQueues(stateDir string, to []string) ([]string, error) {
+	if len(to) == 0 {
+		return queueFiles(stateDir)
+	}
+	var files []string
+	for _, t := range to {
+		u, err := cacheURLFlag(t)
 		if err != nil {
 			return nil, err
 		}
@@ -113,9 +118,9 @@ func selectQueues(stateDir, to string) ([]string, error) {
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("no queue for %s in %s", u.Identity(), stateDir)
 		}
-		return []string{f}, nil
+		files = append(files, f)
 	}
-	return queueFiles(stateDir)
+	return files, nil
 }
 
 // readQueueStatus reads one queue file without writing anything, so status

@@ -44,7 +44,10 @@ func newVerifyCommand() *cobra.Command {
 
 func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
-	u, err := cacheURLFlag(c.flags.to)
+	if len(c.flags.to) != 1 {
+		return usageError("verify takes one cache: --to URL, once")
+	}
+	u, err := cacheURLFlag(c.flags.to[0])
 	if err != nil {
 		return err
 	}
@@ -103,7 +106,7 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 	if err != nil {
 		return err
 	}
-	p, err := c.flags.open(ctx, log, openOptions{})
+	p, err := c.flags.one(ctx, log, openOptions{})
 	if err != nil {
 		return err
 	}

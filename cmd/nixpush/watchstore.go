@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,42 +48,31 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
-	p, err := c.flags.open(ctx, log, openOptions{daemon: true})
+	ps, err := c.flags.openAll(ctx, log, openOptions{daemon: true})
 	if err != nil {
 		return err
 	}
-	defer p.Close()
-	q := p.queue
-	// Rows a crashed run left uploading go back to pending.
-	if n, err := q.RecoverOrphans(ctx); err != nil {
-		return err
-	} else if n > 0 {
-		log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
-	}
-	var m *metrics.Metrics
+	defer ps.Close()
+	var reg *metrics.Registry
 	if c.metricsAddr != "" {
-		m = metrics.New(q)
-	}
-	p.drainer.Metrics = m
-	m.WatchProgress(func() (bool, time.Time) {
-		busy, started := p.drainer.Busy()
-		return busy, later(started, time.Unix(0, p.uploader.Stats.Moved.Load()))
-	})
-	mark, err := watcher.SavedMark(ctx, q, p.store.MaxID, c.backfill)
-	if err != nil {
-		return err
+		reg = metrics.NewRegistry()
 	}
 	sd := notifier{log: log}
-	w := p.watcher(watcher.SavingMark(q), mark)
-	w.Metrics, w.Ready, w.Poll = m, sd.ready, c.poll
-	log.Info("watching", zap.String("store", p.store.RealStoreDir()), zap.String("cache", p.url.Identity()),
-		zap.String("queue", queueFile(p.stateDir, p.url.Identity())))
-
 	shutdown := c.flags.drain.shutdownTimeout
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error { return p.drainer.Run(gctx, false) })
-	g.Go(func() error { return housekeeping(gctx, q, c.keepDone, log) })
+	// Ready once every cache's watcher is in place.
+	var ready sync.WaitGroup
+	ready.Add(len(ps))
+	g.Go(func() error { ready.Wait(); sd.ready(); return nil })
+	for _, p := range ps {
+		w, err := c.start(ctx, p, reg, ready.Done)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return w.Run(gctx) })
+		g.Go(func() error { return p.drainer.Run(gctx, false) })
+		g.Go(func() error { return housekeeping(gctx, p.queue, c.keepDone, p.log) })
+	}
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -90,9 +80,9 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		sd.stopping(shutdown)
 		return nil
 	})
-	if m != nil {
+	if reg != nil {
 		g.Go(func() error {
-			if err := m.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
+			if err := reg.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
 				return fmt.Errorf("serve metrics on %s: %w", c.metricsAddr, err)
 			}
 			return nil
@@ -101,6 +91,37 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// start readies one cache's half of the daemon: orphans requeued, metrics
+// labelled by the cache, and a watcher resuming from the mark saved in
+// the cache's queue.
+func (c *watchStoreCommand) start(ctx context.Context, p *pipeline, reg *metrics.Registry, ready func()) (*watcher.Watcher, error) {
+	q := p.queue
+	// Rows a crashed run left uploading go back to pending.
+	if n, err := q.RecoverOrphans(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		p.log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
+	}
+	var m *metrics.Metrics
+	if reg != nil {
+		m = reg.ForCache(p.url.Identity(), q)
+	}
+	p.drainer.Metrics = m
+	m.WatchProgress(func() (bool, time.Time) {
+		busy, started := p.drainer.Busy()
+		return busy, later(started, time.Unix(0, p.uploader.Stats.Moved.Load()))
+	})
+	mark, err := watcher.SavedMark(ctx, q, p.store.MaxID, c.backfill)
+	if err != nil {
+		return nil, err
+	}
+	w := p.watcher(watcher.SavingMark(q), mark)
+	w.Metrics, w.Ready, w.Poll = m, ready, c.poll
+	p.log.Info("watching", zap.String("store", p.store.RealStoreDir()), zap.String("cache", p.url.Identity()),
+		zap.String("queue", queueFile(p.stateDir, p.url.Identity())))
+	return w, nil
 }
 
 // housekeeping prunes old rows and requeues rows of processes that died,
