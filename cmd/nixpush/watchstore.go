@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"nixpush/metrics"
+	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/watcher"
 )
@@ -48,6 +49,17 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
+	if !nixstore.DBExists(c.flags.store) {
+		// A store that does not exist yet (a machine being set up): wait
+		// for Nix to create it; everything registered in it is new.
+		log.Info("waiting for the Nix DB to be created", zap.String("store", c.flags.store))
+		store, err := nixstore.WaitOpen(ctx, c.flags.store, time.Second)
+		if err != nil {
+			return nil
+		}
+		store.Close()
+		c.backfill = true
+	}
 	ps, err := c.flags.openAll(ctx, log, openOptions{daemon: true})
 	if err != nil {
 		return err
