@@ -49,6 +49,11 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
+	for _, to := range c.flags.to { // bad flags fail now, not once the store exists
+		if _, err := c.flags.settings(to); err != nil {
+			return err
+		}
+	}
 	if !nixstore.DBExists(c.flags.store) {
 		// A store that does not exist yet (a machine being set up): wait
 		// for Nix to create it; everything registered in it is new.
