@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nix-community/go-nix/pkg/storepath"
 )
@@ -18,6 +20,11 @@ const maxSymlinks = 40
 // store's root, so ./result pointing at /nix/store/... works for a chroot
 // store whose files are not at /nix/store. Validity is not checked here.
 func (s *Store) Resolve(arg string) (string, error) {
+	// A NUL or a control byte (a script gone wrong) is never a path, and
+	// echoed raw it would garble the terminal or the log.
+	if strings.ContainsFunc(arg, func(r rune) bool { return r == utf8.RuneError || !unicode.IsPrint(r) }) {
+		return "", fmt.Errorf("%q is not a path: it holds control or non-UTF-8 bytes", arg)
+	}
 	p, err := filepath.Abs(arg)
 	if err != nil {
 		return "", fmt.Errorf("resolve %s: %w", arg, err)

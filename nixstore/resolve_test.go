@@ -138,3 +138,22 @@ func TestResolve(t *testing.T) {
 		}
 	})
 }
+
+// TestResolveQuotesBinaryInput: a NUL or control byte in an argument is
+// refused with the argument quoted, never echoed raw.
+func TestResolveQuotesBinaryInput(t *testing.T) {
+	s, err := nixstore.Open(nixtest.NewStore(t).Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, arg := range []string{"/nix/store/\x00abc", "./result\x1b[2J", "\xff\xfe"} {
+		_, err := s.Resolve(arg)
+		if err == nil {
+			t.Fatalf("Resolve(%q) succeeded", arg)
+		}
+		if strings.ContainsAny(err.Error(), "\x00\x1b\xff") {
+			t.Errorf("Resolve(%q) echoes raw bytes: %q", arg, err)
+		}
+	}
+}
