@@ -48,7 +48,7 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	defer log.Sync() //nolint:errcheck // stderr
+	defer log.Sync()                //nolint:errcheck // stderr
 	for _, to := range c.flags.to { // bad flags fail now, not once the store exists
 		if _, err := c.flags.settings(to); err != nil {
 			return err
