@@ -58,6 +58,9 @@ type Metrics struct {
 	upload           prometheus.Histogram
 	lastSuccess      prometheus.Gauge
 	queueDamaged     prometheus.Gauge
+	gcPaths          prometheus.Counter
+	gcBytes          prometheus.Counter
+	gcLastRun        prometheus.Gauge
 	failingSinceNano atomic.Int64 // unix ns, 0 while the cache works (whole seconds would fail /healthz up to 1 s early)
 	queueFailingNano atomic.Int64 // unix ns, 0 while queue writes land
 	damaged          atomic.Pointer[string]
@@ -100,11 +103,31 @@ func newMetrics(r *Registry) *Metrics {
 		queueDamaged: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "nixpush_queue_damaged", Help: "1 when the queue file is damaged and nothing is pushed until it is replaced.",
 		}),
+		gcPaths: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixpush_gc_collected_paths_total", Help: "Store paths whose narinfos the scheduled gc deleted.",
+		}),
+		gcBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nixpush_gc_collected_bytes_total", Help: "Bytes of every object the scheduled gc deleted.",
+		}),
+		gcLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nixpush_gc_last_run_timestamp_seconds", Help: "When the scheduled gc last completed.",
+		}),
 	}
+}
+
+// Collected records a completed gc run.
+func (m *Metrics) Collected(paths int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.gcPaths.Add(float64(paths))
+	m.gcBytes.Add(float64(bytes))
+	m.gcLastRun.SetToCurrentTime()
 }
 
 func (m *Metrics) collectors(q *queue.Queue) []prometheus.Collector {
 	return []prometheus.Collector{m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
+		m.gcPaths, m.gcBytes, m.gcLastRun,
 		&queueCollector{q: q}}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"nixpush/cachegc"
 )
@@ -18,16 +19,48 @@ import (
 // rest, safely beside running pushers (see package cachegc). Dry run
 // unless --delete.
 type gcCommand struct {
-	to       string
-	network  networkFlags
-	store    string
+	to      string
+	network networkFlags
+	store   string
+	gc      gcFlags
+	delete  bool
+	asJSON  bool
+}
+
+// gcFlags say what gc keeps; `gc` and `watch-store --gc-every` share them.
+type gcFlags struct {
 	keepDays int
 	keep     []string
 	keepFrom string
 	maxSize  int64
 	grace    time.Duration
-	delete   bool
-	asJSON   bool
+}
+
+func (g *gcFlags) add(fs *pflag.FlagSet) {
+	fs.IntVar(&g.keepDays, "keep-days", 30, "keep the closures of narinfos written within this many days")
+	fs.StringArrayVar(&g.keep, "keep", nil, "keep the closure of this store path (repeatable)")
+	fs.StringVar(&g.keepFrom, "keep-from", "", "keep the closures of the store paths listed in this file (e.g. a release's closure)")
+	fs.Int64Var(&g.maxSize, "max-size", 0, "keep only the newest kept-by-age closures that fit in this many bytes (0: no limit)")
+	fs.DurationVar(&g.grace, "grace", time.Hour, "never delete anything written this recently (pushers at work)")
+}
+
+// options resolves the kept paths (./result links too) through the store.
+func (g *gcFlags) options(storeRoot string, del bool) (cachegc.Options, error) {
+	keep := g.keep
+	if g.keepFrom != "" {
+		listed, err := readPathsFile(g.keepFrom)
+		if err != nil {
+			return cachegc.Options{}, err
+		}
+		keep = append(keep, listed...)
+	}
+	if len(keep) > 0 {
+		var err error
+		if keep, err = resolvePaths(storeRoot, keep); err != nil {
+			return cachegc.Options{}, err
+		}
+	}
+	return cachegc.Options{KeepDays: g.keepDays, Keep: keep, MaxSize: g.maxSize, Grace: g.grace, Delete: del}, nil
 }
 
 func newGCCommand() *cobra.Command {
@@ -41,11 +74,7 @@ func newGCCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&c.to, "to", "", "cache URL")
 	fs.StringVar(&c.store, "store", "/", "root of the local Nix store (to resolve --keep ./result)")
-	fs.IntVar(&c.keepDays, "keep-days", 30, "keep the closures of narinfos written within this many days")
-	fs.StringArrayVar(&c.keep, "keep", nil, "keep the closure of this store path (repeatable)")
-	fs.StringVar(&c.keepFrom, "keep-from", "", "keep the closures of the store paths listed in this file (e.g. a release's closure)")
-	fs.Int64Var(&c.maxSize, "max-size", 0, "keep only the newest kept-by-age closures that fit in this many bytes (0: no limit)")
-	fs.DurationVar(&c.grace, "grace", time.Hour, "never delete anything written this recently (pushers at work)")
+	c.gc.add(fs)
 	fs.BoolVar(&c.delete, "delete", false, "delete; without it, only print what would go")
 	fs.BoolVar(&c.asJSON, "json", false, "print the result as JSON on stdout")
 	c.network.add(fs)
@@ -58,18 +87,9 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	keep := c.keep
-	if c.keepFrom != "" {
-		listed, err := readPathsFile(c.keepFrom)
-		if err != nil {
-			return err
-		}
-		keep = append(keep, listed...)
-	}
-	if len(keep) > 0 {
-		if keep, err = resolvePaths(c.store, keep); err != nil {
-			return err
-		}
+	opts, err := c.gc.options(c.store, c.delete)
+	if err != nil {
+		return err
 	}
 	cache, err := u.Open(ctx, c.network.options())
 	if err != nil {
@@ -78,9 +98,7 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	if cl, ok := cache.(io.Closer); ok {
 		defer cl.Close()
 	}
-	res, err := cachegc.Collect(ctx, cache, cachegc.Options{
-		KeepDays: c.keepDays, Keep: keep, MaxSize: c.maxSize, Grace: c.grace, Delete: c.delete,
-	})
+	res, err := cachegc.Collect(ctx, cache, opts)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/cachegc"
 	"nixpush/metrics"
 	"nixpush/nixstore"
 	"nixpush/queue"
@@ -22,6 +23,8 @@ type watchStoreCommand struct {
 	backfill                       bool
 	poll, keepDone, unhealthyAfter time.Duration
 	metricsAddr                    string
+	gcEvery                        time.Duration
+	gc                             gcFlags
 }
 
 func newWatchStoreCommand() *cobra.Command {
@@ -39,6 +42,8 @@ func newWatchStoreCommand() *cobra.Command {
 	fs.DurationVar(&c.keepDone, "keep-done", 72*time.Hour, "how long done and skipped rows stay in the queue")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (PORT alone means 127.0.0.1:PORT); off when empty")
 	fs.DurationVar(&c.unhealthyAfter, "unhealthy-after", 10*time.Minute, "/healthz fails once the cache has been failing this long")
+	fs.DurationVar(&c.gcEvery, "gc-every", 0, "collect garbage in each cache this often, as nixpush gc --delete with the gc flags below (0: never)")
+	c.gc.add(fs)
 	return cmd
 }
 
@@ -89,6 +94,9 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		g.Go(func() error { return w.Run(gctx) })
 		g.Go(func() error { return p.drainer.Run(gctx, false) })
 		g.Go(func() error { return housekeeping(gctx, p.queue, c.keepDone, p.log) })
+		if c.gcEvery > 0 {
+			g.Go(func() error { return c.collectEvery(gctx, p, p.drainer.Metrics) })
+		}
 	}
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
@@ -168,4 +176,36 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// collectEvery runs gc --delete on the pipeline's cache every --gc-every,
+// first after one interval. A failed run is logged and tried again at the
+// next one: gc is housekeeping, never a reason to stop pushing.
+func (c *watchStoreCommand) collectEvery(ctx context.Context, p *pipeline, m *metrics.Metrics) error {
+	opts, err := c.gc.options(c.flags.store, true)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(c.gcEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		res, err := cachegc.Collect(ctx, p.cache, opts)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error("scheduled gc failed", zap.Error(err))
+			}
+			continue
+		}
+		m.Collected(len(res.Paths), res.Bytes)
+		p.log.Info("scheduled gc", zap.Int("paths", len(res.Paths)), zap.Int("nars", len(res.NARs)),
+			zap.Int64("bytes", res.Bytes), zap.Int("kept_paths", res.KeptPaths))
+		if len(res.Damaged) > 0 {
+			p.log.Error("paths pushed during gc lost their NAR: run nixpush verify --repair", zap.Strings("paths", res.Damaged))
+		}
+	}
 }
