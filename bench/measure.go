@@ -34,7 +34,7 @@ type Sample struct {
 }
 
 // runTimeout bounds one timed run; the slowest expected is a few seconds.
-const runTimeout = 10 * time.Minute
+const runTimeout = 30 * time.Minute
 
 // measure runs a command to completion and returns its time, CPU and
 // memory, and its stdout. It flushes dirty pages first (untimed), so writeback left by the
