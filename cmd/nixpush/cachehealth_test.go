@@ -123,3 +123,32 @@ func TestVerifyRepairGC(t *testing.T) {
 		})
 	}
 }
+
+// TestDaemonScheduledGC: watch-store --gc-every collects what is past
+// --keep-days in its cache while it runs, and counts it in its metrics.
+func TestDaemonScheduledGC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "gc-every-1")
+	old := fibOutputs(t, e.store, "gcevery", 2)
+	if r := e.push("", old...); r.code != 0 {
+		t.Fatalf("push:\n%s", r)
+	}
+	past := time.Now().Add(-60 * 24 * time.Hour)
+	_ = filepath.Walk(e.cache, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			_ = os.Chtimes(p, past, past)
+		}
+		return nil
+	})
+	addr := svcFreeAddr(t)
+	d := e.startDaemon("daemon", "--gc-every", "200ms", "--keep-days", "30", "--metrics-addr", addr)
+	d.waitFor(30*time.Second, "the scheduled gc to collect the old paths", func() bool {
+		m, err := svcScrape(addr)
+		return err == nil && m["nixpush_gc_collected_paths_total"] == float64(len(old))
+	})
+	for _, p := range old {
+		if e.hasNarInfo(p) {
+			t.Errorf("%s still in the cache after the scheduled gc", p)
+		}
+	}
+}
