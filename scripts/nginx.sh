@@ -36,6 +36,9 @@ write_conf() {
 # Everything nginx writes stays under $dir.
 daemon on;
 worker_processes 2;
+# WebDAV PROPFIND (listing, for nixpush verify and gc): Debian's
+# libnginx-mod-http-dav-ext, installed by scripts/deps.sh.
+load_module /usr/lib/nginx/modules/ngx_http_dav_ext_module.so;
 $user
 pid $dir/nginx.pid;
 error_log $dir/error.log info;
@@ -55,7 +58,8 @@ http {
         autoindex off;
         client_max_body_size 0;
         location / {
-            dav_methods PUT;
+            dav_methods PUT DELETE;
+            dav_ext_methods PROPFIND OPTIONS;
             create_full_put_path on;
             dav_access user:rw group:r all:r;
         }
