@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"io"
@@ -22,9 +23,18 @@ type tool interface {
 
 // nixpushTool is `nixpush push` to a file:// cache, zstd as nix copy
 // uses it, with a fresh --state-dir (queue) and cache every run.
-type nixpushTool struct{ bin string }
+// extra flags make a variant (Name says which).
+type nixpushTool struct {
+	bin   string
+	extra []string
+}
 
-func (nixpushTool) Name() string { return "nixpush push" }
+func (t nixpushTool) Name() string {
+	if len(t.extra) > 0 {
+		return "nixpush push " + strings.Join(t.extra, " ")
+	}
+	return "nixpush push"
+}
 
 func (t nixpushTool) Run(ctx context.Context, w *workspace, in *Input) (Sample, error) {
 	scratch, err := w.newScratch("nixpush")
@@ -38,7 +48,7 @@ func (t nixpushTool) Run(ctx context.Context, w *workspace, in *Input) (Sample, 
 		"--to", "file://" + cache + "?compression=zstd",
 		"--signing-key", w.SecKey,
 		"--state-dir", filepath.Join(scratch, "state"),
-	}, in.Paths...)
+	}, append(slices.Clone(t.extra), in.Paths...)...)
 	s, _, err := measure(ctx, t.bin, args, cleanEnv(filepath.Join(scratch, "home")))
 	if err != nil {
 		return Sample{}, err
