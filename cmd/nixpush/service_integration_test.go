@@ -198,6 +198,8 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		"Type": "notify", "NotifyAccess": "main", "Restart": "on-failure",
 		"StateDirectory": "nixpush", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
 		"PrivateTmp": "yes", "ProtectHome": "yes", "CapabilityBoundingSet": "",
+		// Usage errors and errors no restart can fix (exitUsage, exitPermanent).
+		"RestartPreventExitStatus": fmt.Sprintf("%d %d", exitUsage, exitPermanent),
 	}
 	for key, v := range want {
 		got := unitValues(lines, "Service", key)
