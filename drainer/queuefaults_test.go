@@ -98,3 +98,25 @@ func TestBusyQueueIsNotFatal(t *testing.T) {
 		t.Fatalf("push: %v", err)
 	}
 }
+
+// A damaged queue stops a push with the error, and keeps a daemon up (not
+// pushing) until it is stopped.
+func TestDamagedQueue(t *testing.T) {
+	d := &Drainer{Log: zapNop()}
+	damaged := errors.Join(errors.New("claim items"), queue.ErrCorrupt)
+	if err := d.queueTrouble(context.Background(), damaged, true); !errors.Is(err, queue.ErrCorrupt) {
+		t.Fatalf("push: %v, want the damage", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	returned := make(chan error, 1)
+	go func() { returned <- d.queueTrouble(ctx, damaged, false) }()
+	select {
+	case err := <-returned:
+		t.Fatalf("the daemon's drainer returned %v at once", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	if err := <-returned; err != nil {
+		t.Fatalf("daemon stopped with %v", err)
+	}
+}
