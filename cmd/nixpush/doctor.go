@@ -68,10 +68,3 @@ func (c *doctorCommand) run(cmd *cobra.Command, args []string) error {
 	}
 	return nil
 }
-
-func exactlyOneURLThenPaths(cmd *cobra.Command, args []string) error {
-	if len(args) < 1 {
-		return usageError("nixpush %s needs the cache URL", cmd.Name())
-	}
-	return nil
-}

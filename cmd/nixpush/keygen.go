@@ -32,11 +32,3 @@ func newKeygenCommand() *cobra.Command {
 		},
 	}
 }
-
-// noArgs refuses arguments as a usage error.
-func noArgs(cmd *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usageError("nixpush %s takes no arguments (got %q)", cmd.Name(), args[0])
-	}
-	return nil
-}

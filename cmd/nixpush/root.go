@@ -79,3 +79,29 @@ func vocabulary(root *cobra.Command) map[string]map[string]bool {
 	}
 	return known
 }
+
+// Argument checks shared by commands: mistakes are usage errors (exit 2).
+
+// noArgs refuses arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("nixpush %s takes no arguments (got %q)", cmd.Name(), args[0])
+	}
+	return nil
+}
+
+// exactlyOneURL takes one cache URL argument.
+func exactlyOneURL(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usageError("nixpush %s takes one cache URL", cmd.Name())
+	}
+	return nil
+}
+
+// exactlyOneURLThenPaths takes a cache URL and any paths after it.
+func exactlyOneURLThenPaths(cmd *cobra.Command, args []string) error {
+	if len(args) < 1 {
+		return usageError("nixpush %s needs the cache URL", cmd.Name())
+	}
+	return nil
+}

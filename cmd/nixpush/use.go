@@ -68,11 +68,3 @@ func (c *useCommand) run(cmd *cobra.Command, args []string) error {
 	ch.Write(cmd.ErrOrStderr())
 	return nil
 }
-
-// exactlyOneURL takes one cache URL argument.
-func exactlyOneURL(cmd *cobra.Command, args []string) error {
-	if len(args) != 1 {
-		return usageError("nixpush %s takes one cache URL", cmd.Name())
-	}
-	return nil
-}
