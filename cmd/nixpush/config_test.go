@@ -294,8 +294,9 @@ func TestConfigCheck(t *testing.T) {
 				t.Errorf("config check does not name the file it read:\n%s", out)
 			}
 			s := parseCheck(t, out)
-			if s["to"][0] != tc.want {
-				t.Errorf("to = %s, want %s", s["to"][0], tc.want)
+			// --to is repeatable: shown as a list.
+			if want := "[" + tc.want + "]"; s["to"][0] != want {
+				t.Errorf("to = %s, want %s", s["to"][0], want)
 			}
 			if s["to"][1] == "" || s["jobs"] != [2]string{"2", "  # from the config file"} ||
 				s["metrics-addr"] != [2]string{`"9464"`, "  # from the config file"} {
