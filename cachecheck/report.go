@@ -34,6 +34,11 @@ const (
 	// OrphanNAR: a NAR no narinfo points to. Garbage (gc collects it), not
 	// damage: Report.Whole ignores it.
 	OrphanNAR Kind = "orphan-nar"
+	// BadRealisation: a realisation (realisations/<id>.doi) that does not
+	// parse, names an output whose narinfo is missing, or carries
+	// signatures none of which verifies with a trusted key. (Unsigned
+	// realisations are not an error: nix copy writes them so.)
+	BadRealisation Kind = "bad-realisation"
 )
 
 // Problem is one inconsistency found.

@@ -117,9 +117,11 @@ func (v *verifier) all(ctx context.Context) error {
 	v.listed = true
 	v.narinfos = map[string]struct{}{}
 	v.narSizes = map[string]int64{}
-	var keys []string
+	var keys, realisations []string
 	err := v.cache.List(ctx, "", func(o uploader.Object) error {
 		switch {
+		case strings.HasPrefix(o.Key, "realisations/") && strings.HasSuffix(o.Key, ".doi"):
+			realisations = append(realisations, o.Key)
 		case strings.HasSuffix(o.Key, ".narinfo") && !strings.Contains(o.Key, "/"):
 			v.narinfos[o.Key] = struct{}{}
 			keys = append(keys, o.Key)
@@ -155,6 +157,9 @@ func (v *verifier) all(ctx context.Context) error {
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := v.checkRealisations(ctx, realisations); err != nil {
 		return err
 	}
 	for key, size := range v.narSizes {

@@ -16,16 +16,10 @@ import (
 
 // caChain is two content-addressed derivations, b built from a and
 // referring to it at run time.
-const caChain = `let mk = name: script: derivation {
-    inherit name; system = builtins.currentSystem; builder = "/bin/sh";
-    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
-    __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256";
-  };
-  a = mk "ca-a" "echo a > $out/a";
-  b = mk "ca-b" "echo ${a} > $out/b; ln -s ${a}/a $out/link";
-in { inherit a b; }`
-
-const caFeatures = "nix-command ca-derivations"
+const (
+	caChain    = nixtest.CAChain
+	caFeatures = nixtest.CAFeatures
+)
 
 // buildCAChain builds caChain in s, signed by Nix with secFile unless it is
 // empty, and returns the outputs [a, b].

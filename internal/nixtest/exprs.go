@@ -55,3 +55,18 @@ func nixString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `${`, `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
 	return `"` + r.Replace(s) + `"`
 }
+
+// CAChain is two content-addressed derivations, b referring to a: built
+// with CAFeatures, their outputs have realisations. Builds an attrset
+// { a; b; }.
+const CAChain = `let mk = name: script: derivation {
+    inherit name; system = builtins.currentSystem; builder = "/bin/sh";
+    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
+    __contentAddressed = true; outputHashMode = "recursive"; outputHashAlgo = "sha256";
+  };
+  a = mk "ca-a" "echo a > $out/a";
+  b = mk "ca-b" "echo ${a} > $out/b; ln -s ${a}/a $out/link";
+in { inherit a b; }`
+
+// CAFeatures are the experimental features CAChain needs.
+const CAFeatures = "nix-command ca-derivations"

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"nixpush/internal/nixtest"
+)
+
+// TestPushCAChain: push uploads the realisations of content-addressed
+// outputs, so a fresh store with ca-derivations building the same
+// expression substitutes instead of building; verify checks realisations
+// (their output's narinfo, their signatures).
+func TestPushCAChain(t *testing.T) {
+	e := newEnv(t, "ca-push-1")
+	out, _, err := e.store.Run(t, "nix-build", "--no-out-link", "--option", "experimental-features", nixtest.CAFeatures,
+		"-E", "("+nixtest.CAChain+").b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := strings.TrimSpace(out)
+	if r := e.push("", b); r.code != 0 {
+		t.Fatalf("push:\n%s", r)
+	}
+	docs, _ := filepath.Glob(filepath.Join(e.cache, "realisations", "*.doi"))
+	if len(docs) < 2 {
+		t.Fatalf("realisations in the cache: %q, want a and b's", docs)
+	}
+	fresh := &nixtest.Store{Root: filepath.Join(t.TempDir(), "fresh")}
+	_, stderr, err := fresh.Run(t, "nix-build", "--no-out-link", "--option", "experimental-features", nixtest.CAFeatures,
+		"--option", "substituters", e.url, "--option", "trusted-public-keys", e.pub, "-E", "("+nixtest.CAChain+").b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr, "building '") || !strings.Contains(stderr, "copying path '"+b+"' from") {
+		t.Fatalf("the fresh store did not substitute %s:\n%s", b, stderr)
+	}
+
+	verify := func(key string) result {
+		return runMain(t, "", "verify", "--to", e.url, "--trusted-key", key)
+	}
+	if r := verify(e.pub); r.code != 0 {
+		t.Fatalf("verify of a pushed CA chain:\n%s", r)
+	}
+	_, _, other := nixtest.Keygen(t, "someone-else-1")
+	if r := verify(other); r.code != 1 || !strings.Contains(r.stdout, "bad-realisation") {
+		t.Errorf("verify trusting another key should report the realisations:\n%s", r)
+	}
+	// A realisation naming an output the cache lacks.
+	text, err := os.ReadFile(docs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(text), `"outPath":"`, `"outPath":"00000000000000000000000000000000-`, 1)
+	if err := os.WriteFile(docs[0], []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := verify(e.pub); r.code != 1 || !strings.Contains(r.stdout, "output's narinfo is missing") {
+		t.Errorf("verify of a realisation naming a missing output:\n%s", r)
+	}
+}
