@@ -61,3 +61,44 @@ func TestPushCAChain(t *testing.T) {
 		t.Errorf("verify of a realisation naming a missing output:\n%s", r)
 	}
 }
+
+// TestPushLogsAndListings: a push of built outputs uploads their build
+// logs as nix store copy-log does, and with --nar-listing the .ls listing
+// Nix writes with write-nar-listing=1, byte for byte.
+func TestPushLogsAndListings(t *testing.T) {
+	e := newEnv(t, "extras-1")
+	outs := fibOutputs(t, e.store, "extras", 3)
+	if r := e.push("", append([]string{"--nar-listing"}, outs...)...); r.code != 0 {
+		t.Fatalf("push:\n%s", r)
+	}
+	ref := t.TempDir()
+	if _, _, err := e.store.Run(t, "nix", "copy", "--to", "file://"+ref+"?write-nar-listing=1&compression=none", outs[len(outs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.store.Run(t, "nix", "store", "copy-log", "--to", "file://"+ref, outs[len(outs)-1]); err != nil {
+		t.Fatal(err)
+	}
+	top := outs[len(outs)-1]
+	for _, obj := range []string{hashPart(top) + ".ls", "log/" + filepath.Base(deriver(t, e.store, top))} {
+		want, err := os.ReadFile(filepath.Join(ref, obj))
+		if err != nil {
+			t.Fatalf("Nix wrote no %s: %v", obj, err)
+		}
+		got, err := os.ReadFile(filepath.Join(e.cache, obj))
+		if err != nil {
+			t.Fatalf("nixpush wrote no %s: %v", obj, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs from Nix's:\nnixpush %q\nNix     %q", obj, got, want)
+		}
+	}
+	// --no-logs: none.
+	other := t.TempDir()
+	if r := runMain(t, "", "push", "--store", e.store.Root, "--state-dir", t.TempDir(), "--to", "file://"+other,
+		"--signing-key", e.sec, "--no-logs", top); r.code != 0 {
+		t.Fatalf("push --no-logs:\n%s", r)
+	}
+	if logs, _ := filepath.Glob(filepath.Join(other, "log", "*")); len(logs) != 0 {
+		t.Errorf("push --no-logs uploaded %q", logs)
+	}
+}
