@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,9 @@ type verifyRun struct {
 	sample Sample
 	exit   int
 	stdout string
+	// serverCPU is versitygw's user+sys during the run: with verify on
+	// the same cores, it is what the wall time was shared with.
+	serverCPU time.Duration
 }
 
 // verifyRow is every run of one case: the whole cache at one round trip,
@@ -75,8 +79,23 @@ func (s *verifySetup) verify(ctx context.Context, endpoint string) (verifyRun, e
 		return verifyRun{}, err
 	}
 	defer removeAll(home)
-	args := []string{"verify", "--to", s.url(endpoint), "--trusted-key", s.pub, "--json"}
-	return measureExit(ctx, s.b.bin, args, s.vgw.env(home))
+	return s.timed(ctx, []string{"verify", "--to", s.url(endpoint), "--trusted-key", s.pub, "--json"}, home)
+}
+
+// timed runs nixpush with args and a home, measuring the server's CPU
+// around it.
+func (s *verifySetup) timed(ctx context.Context, args []string, home string) (verifyRun, error) {
+	cpu0, err := s.vgw.CPU()
+	if err != nil {
+		return verifyRun{}, err
+	}
+	run, err := measureExit(ctx, s.b.bin, args, s.vgw.env(home))
+	if err != nil {
+		return verifyRun{}, err
+	}
+	cpu1, err := s.vgw.CPU()
+	run.serverCPU = cpu1 - cpu0
+	return run, err
 }
 
 // measureExit is measure for a command whose exit code is a result: it
@@ -90,9 +109,11 @@ func measureExit(ctx context.Context, name string, args []string, env []string) 
 	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	busy0 := machineBusy()
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
+	busy1 := machineBusy()
 	var exitErr *exec.ExitError
 	if err != nil && (!errors.As(err, &exitErr) || exitErr.ExitCode() < 0) {
 		return verifyRun{}, fmt.Errorf("%s: %w\n%s", commandLine(name, args), err, tail(errb.String(), 2000))
@@ -101,12 +122,16 @@ func measureExit(ctx context.Context, name string, args []string, env []string) 
 	if !ok {
 		return verifyRun{}, fmt.Errorf("%s: no rusage", name)
 	}
-	return verifyRun{exit: cmd.ProcessState.ExitCode(), stdout: out.String(), sample: Sample{
+	sample := Sample{
 		Wall:   wall,
 		CPU:    time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)),
 		Sys:    time.Duration(syscall.TimevalToNsec(ru.Stime)),
 		MaxRSS: ru.Maxrss * 1024,
-	}}, nil
+	}
+	if busy0 >= 0 && busy1 >= 0 {
+		sample.Others = max(0, (busy1-busy0-sample.CPU).Seconds()/wall.Seconds())
+	}
+	return verifyRun{exit: cmd.ProcessState.ExitCode(), stdout: out.String(), sample: sample}, nil
 }
 
 // verifyJSON is the part of verify --json's report the suite checks.
@@ -142,7 +167,7 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 		return nil, err
 	}
 	defer removeAll(scratch)
-	vgw, err := startVersitygw(filepath.Join(scratch, "versitygw"), "nixpush-verify")
+	vgw, err := startKeepAliveVersitygw(filepath.Join(scratch, "versitygw"), "nixpush-verify")
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +238,39 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 	return verifyReport(b, s, written, loopback, rows, broken), nil
 }
 
+// startKeepAliveVersitygw is startVersitygw with HTTP keep-alive on.
+// versitygw answers every request with "Connection: close" unless told
+// otherwise (--keep-alive, default false), so each of verify's 10,000
+// GETs would open a new connection; S3 keeps connections open, and this
+// suite measures verify, not versitygw's default. s3test.Command passes
+// the bench's environment on, so the setting goes there for the start.
+func startKeepAliveVersitygw(dir, bucket string) (*versitygw, error) {
+	old, had := os.LookupEnv("VGW_KEEP_ALIVE")
+	os.Setenv("VGW_KEEP_ALIVE", "true")
+	defer func() {
+		if had {
+			os.Setenv("VGW_KEEP_ALIVE", old)
+		} else {
+			os.Unsetenv("VGW_KEEP_ALIVE")
+		}
+	}()
+	v, err := startVersitygw(dir, bucket)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.Get("http://" + v.Endpoint + "/health")
+	if err != nil {
+		v.Stop()
+		return nil, fmt.Errorf("ask versitygw: %w", err)
+	}
+	resp.Body.Close()
+	if resp.Close {
+		v.Stop()
+		return nil, errors.New("versitygw still closes every connection with VGW_KEEP_ALIVE=true")
+	}
+	return v, nil
+}
+
 // brokenRun is the run on the cache with one NAR deleted.
 type brokenRun struct {
 	rtt     time.Duration
@@ -241,8 +299,7 @@ func (s *verifySetup) runBroken(ctx context.Context, rtt time.Duration) (*broken
 		return nil, err
 	}
 	defer removeAll(home)
-	args := []string{"verify", "--to", s.url(s.proxy.Addr), "--trusted-key", s.pub}
-	run, err := measureExit(ctx, s.b.bin, args, s.vgw.env(home))
+	run, err := s.timed(ctx, []string{"verify", "--to", s.url(s.proxy.Addr), "--trusted-key", s.pub}, home)
 	if err != nil {
 		return nil, err
 	}
