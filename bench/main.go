@@ -36,6 +36,7 @@ var suites = []suite{
 	{"watchexec", "watch-exec -- nix-build vs nix-build alone vs nix-build then nix copy", runWatchExecSuite},
 	{"remote", "push to nginx over HTTP (nixpush vs nix copy) and to versitygw over S3: the 1,000 small paths and the large tree", runRemoteSuite},
 	{"wan", "push through toxiproxy (round trip -rtt, 100 Mbit/s for big inputs) to nginx and versitygw: nixpush vs nix copy", runWanSuite},
+	{"verify", "nixpush verify of a 10,000-path cache on versitygw through toxiproxy (round trip -rtt), and with one NAR deleted", runVerifySuite},
 }
 
 // bench is what every suite gets: the options and the shared setup.
@@ -57,7 +58,7 @@ func main() {
 	suiteList := flag.String("suite", "copy", "comma-separated suites to run, or all:\n"+suiteHelp())
 	idleSeconds := flag.Int("idle-seconds", 60, "idle suite: how long to watch the idle daemon")
 	prebuilt := flag.String("nixpush", "", "measure this nixpush binary instead of building ./cmd/nixpush")
-	rttList := flag.String("rtt", "50", "wan suite: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~8 minutes at 50 ms, more at 100)")
+	rttList := flag.String("rtt", "50", "wan and verify suites: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~8 minutes at 50 ms, more at 100)")
 	wanList := flag.String("wan-workloads", strings.Join(wanDefaultWorkloads, ","), "wan suite: comma-separated workloads among "+strings.Join(wanWorkloads, ", "))
 	wanRuns := flag.Int("wan-runs", 1, "wan suite: timed runs per tool and workload (nix copy of 1,000 paths takes minutes)")
 	flag.Parse()
