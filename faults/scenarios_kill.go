@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// fileCache is a file:// cache in the scenario's scratch.
+func (r *run) fileCache(query string) (dir, url string, err error) {
+	dir = filepath.Join(r.dir, "cache")
+	url = "file://" + dir
+	if query != "" {
+		url += "?" + query
+	}
+	return dir, url, os.MkdirAll(dir, 0o755)
+}
+
+// sigkillPush SIGKILLs push at random points, three times, then lets a
+// fourth push finish: rows a killed push claimed must be taken over.
+func sigkillPush(ctx context.Context, r *run) error {
+	cache, url, err := r.fileCache("")
+	if err != nil {
+		return err
+	}
+	top, err := r.chain(ctx, r.sc.name, 30, 64)
+	if err != nil {
+		return err
+	}
+	big, err := r.addLarge(ctx, "big", 4, 1)
+	if err != nil {
+		return err
+	}
+	closure, err := r.closure(ctx, top, big)
+	if err != nil {
+		return err
+	}
+	r.watch(cache)
+	sd := filepath.Join(r.dir, "state")
+	var killedAt []string
+	for i := range 3 {
+		p, err := r.nixpush(fmt.Sprintf("push-%d", i), nil, r.pushArgs(url, sd, []string{"--jobs", "4"}, top, big)...)
+		if err != nil {
+			return err
+		}
+		after := time.Duration(100+rand.IntN(900)) * time.Millisecond
+		select {
+		case <-p.done:
+		case <-time.After(after):
+		}
+		p.kill()
+		killedAt = append(killedAt, fmt.Sprintf("%d ms (%d narinfos)", after.Milliseconds(), countNarinfos(cache)))
+	}
+	r.note("killed at %v", killedAt)
+	code, err := r.nixpushWait("push", 60*time.Second, nil, r.pushArgs(url, sd, nil, top, big)...)
+	if err != nil {
+		return err
+	}
+	r.expectCode("push", code, 0)
+	r.checked("3 SIGKILLs, then push exit 0")
+	return r.settle(ctx, cache, url, nil, closure, sd)
+}
+
+// sigkillWatchStore SIGKILLs the daemon three times while paths keep
+// being registered, restarting it each time: paths registered while it
+// was dead and rows it held must all be pushed.
+func sigkillWatchStore(ctx context.Context, r *run) error {
+	cache, url, err := r.fileCache("")
+	if err != nil {
+		return err
+	}
+	r.watch(cache)
+	sd := filepath.Join(r.dir, "state")
+	d, err := r.watchStore("watch-store-0", url, sd, nil)
+	if err != nil {
+		return err
+	}
+	var closure []string
+	for i := range 8 {
+		top, err := r.chain(ctx, r.sc.name, 5, 128)
+		if err != nil {
+			return err
+		}
+		c, err := r.closure(ctx, top)
+		if err != nil {
+			return err
+		}
+		closure = append(closure, c...)
+		if i%3 == 1 { // kill at a random point after this batch lands in the DB
+			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+			d.kill()
+			if d, err = r.watchStore(fmt.Sprintf("watch-store-%d", i), url, sd, nil); err != nil {
+				return err
+			}
+		}
+	}
+	r.note("3 SIGKILLs of watch-store while 8 batches of 5 paths were registered")
+	if r.inCache(ctx, cache, closure, 40*time.Second) {
+		r.checked("every registered path pushed by the restarted daemons")
+	} else {
+		r.fail("not every path pushed within 40 s of the last registration")
+	}
+	r.stopDaemon(d, 15*time.Second)
+	return r.settle(ctx, cache, url, nil, closure, sd)
+}
+
+// gcMidUpload deletes (nix-store --delete) an unreferenced 16 MiB path
+// while it is uploaded to nginx at 1 MB/s: the push must end, the cache
+// must not describe a NAR it does not hold, and the path must be in the
+// cache or skipped with a reason.
+func gcMidUpload(ctx context.Context, r *run) error {
+	ng, err := r.nginx()
+	if err != nil {
+		return err
+	}
+	px, err := r.proxy(ng.Addr)
+	if err != nil {
+		return err
+	}
+	big, err := r.addLarge(ctx, "gc-victim", 16, 1)
+	if err != nil {
+		return err
+	}
+	top, err := r.chain(ctx, r.sc.name, 5, 64)
+	if err != nil {
+		return err
+	}
+	closure, err := r.closure(ctx, top, big)
+	if err != nil {
+		return err
+	}
+	r.watch(ng.CacheDir)
+	if err := px.Bandwidth(1 << 20); err != nil {
+		return err
+	}
+	url, sd := "http://"+px.Addr, filepath.Join(r.dir, "state")
+	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, []string{"--http-timeout", "5s"}, big, top)...)
+	if err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := r.nix(ctx, "nix-store", "--store", r.Store, "--delete", big); err != nil {
+		return fmt.Errorf("delete %s: %w", big, err)
+	}
+	r.note("%s deleted 2 s into its upload", filepath.Base(big))
+	code, err := p.wait(60 * time.Second)
+	if err != nil {
+		return err
+	}
+	r.checked(fmt.Sprintf("push ended (exit %d)", code))
+	if code != 0 && code != 1 {
+		r.fail("push exited %d: %s", code, tail(p.output(), 500))
+	}
+	if err := px.Heal(); err != nil {
+		return err
+	}
+	return r.settle(ctx, ng.CacheDir, url, nil, closure, sd)
+}
