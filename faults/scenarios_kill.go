@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -107,20 +108,17 @@ func sigkillWatchStore(ctx context.Context, r *run) error {
 	return r.settle(ctx, cache, url, nil, closure, sd)
 }
 
-// gcMidUpload deletes (nix-store --delete) an unreferenced 16 MiB path
-// while it is uploaded to nginx at 1 MB/s: the push must end, the cache
-// must not describe a NAR it does not hold, and the path must be in the
-// cache or skipped with a reason.
+// gcMidUpload deletes (nix-store --delete) an unreferenced path of 16
+// files while nixpush reads it: as soon as one of its files is open in
+// the push process (xz keeps the dump slow enough to land in it). The
+// push must end, the cache must not describe a NAR it does not hold, and
+// the path must be in the cache or skipped with a reason.
 func gcMidUpload(ctx context.Context, r *run) error {
 	ng, err := r.nginx()
 	if err != nil {
 		return err
 	}
-	px, err := r.proxy(ng.Addr)
-	if err != nil {
-		return err
-	}
-	big, err := r.addLarge(ctx, "gc-victim", 16, 1)
+	victim, err := r.addLarge(ctx, "gc-victim", 16, 1)
 	if err != nil {
 		return err
 	}
@@ -128,24 +126,27 @@ func gcMidUpload(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	closure, err := r.closure(ctx, top, big)
+	closure, err := r.closure(ctx, top, victim)
 	if err != nil {
 		return err
 	}
 	r.watch(ng.CacheDir)
-	if err := px.Bandwidth(1 << 20); err != nil {
-		return err
-	}
-	url, sd := "http://"+px.Addr, filepath.Join(r.dir, "state")
-	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, []string{"--http-timeout", "5s"}, big, top)...)
+	url, sd := "http://"+ng.Addr, filepath.Join(r.dir, "state")
+	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, []string{"--compression", "xz", "--compression-level", "1"}, victim, top)...)
 	if err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second)
-	if _, err := r.nix(ctx, "nix-store", "--store", r.Store, "--delete", big); err != nil {
-		return fmt.Errorf("delete %s: %w", big, err)
+	real := filepath.Join(r.Store, victim)
+	var open string
+	waitFor(ctx, 30*time.Second, func() bool { open = openUnder(p, real); return open != "" || p.exited() })
+	if open == "" {
+		r.fail("push never opened a file of %s: nothing was deleted mid-upload", filepath.Base(victim))
+	} else {
+		if _, err := r.nix(ctx, "nix-store", "--store", r.Store, "--delete", victim); err != nil {
+			return fmt.Errorf("delete %s: %w", victim, err)
+		}
+		r.note("%s deleted while push had %s open", filepath.Base(victim), filepath.Base(open))
 	}
-	r.note("%s deleted 2 s into its upload", filepath.Base(big))
 	code, err := p.wait(60 * time.Second)
 	if err != nil {
 		return err
@@ -154,8 +155,17 @@ func gcMidUpload(ctx context.Context, r *run) error {
 	if code != 0 && code != 1 {
 		r.fail("push exited %d: %s", code, tail(p.output(), 500))
 	}
-	if err := px.Heal(); err != nil {
-		return err
-	}
 	return r.settle(ctx, ng.CacheDir, url, nil, closure, sd)
+}
+
+// openUnder returns a file under dir that p has open, or "".
+func openUnder(p *proc, dir string) string {
+	fds := fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)
+	entries, _ := os.ReadDir(fds)
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && strings.HasPrefix(target, dir+"/") {
+			return target
+		}
+	}
+	return ""
 }

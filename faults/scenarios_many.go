@@ -85,7 +85,7 @@ func scenarios() []scenario {
 		{"queue-locked", "sqlite3 holds the queue's write lock (BEGIN IMMEDIATE) for 15 s under watch-store and a push", queueLocked},
 		{"sigkill-push", "push SIGKILLed 3 times at random points (0.1–1 s), then run to the end", sigkillPush},
 		{"sigkill-watch-store", "watch-store SIGKILLed 3 times at random points while paths are registered, restarted each time", sigkillWatchStore},
-		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path 2 s into its upload (1 MB/s)", gcMidUpload},
+		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path (16 files) as soon as push has one of its files open (xz -1 keeps the dump slow)", gcMidUpload},
 		{"four-pushers-file", "4 machines (own state dirs; zstd 1, zstd 9, xz 1, none) push the same closure to one file:// dir at once", fourPushersFile},
 		{"four-pushers-s3", "the same 4 machines push to one versitygw bucket at once", fourPushersS3},
 	}
