@@ -62,6 +62,7 @@ func (w *world) runScenario(ctx context.Context, sc scenario) outcome {
 	for _, p := range r.procs {
 		p.kill()
 	}
+	r.noteRetries()
 	for i := len(r.cleanups) - 1; i >= 0; i-- {
 		r.cleanups[i]()
 	}
@@ -92,6 +93,20 @@ func (r *run) note(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 func (r *run) checked(s string) { r.checks = append(r.checks, s) }
+
+// noteRetries notes how often the nixpush processes paused for a failing
+// cache: evidence that the fault reached them.
+func (r *run) noteRetries() {
+	pauses := 0
+	for _, p := range r.procs {
+		if p.name != "verify" && p.name != "status" {
+			pauses += strings.Count(p.output(), "cache failing, pausing uploads")
+		}
+	}
+	if pauses > 0 {
+		r.note("nixpush logged %d pauses for a failing cache (transient errors, retried)", pauses)
+	}
+}
 
 // watch polls the cache in dir until the scenario ends.
 func (r *run) watch(dir string) {

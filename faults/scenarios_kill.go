@@ -23,10 +23,19 @@ func (r *run) fileCache(query string) (dir, url string, err error) {
 // sigkillPush SIGKILLs push at random points, three times, then lets a
 // fourth push finish: rows a killed push claimed must be taken over.
 func sigkillPush(ctx context.Context, r *run) error {
-	cache, url, err := r.fileCache("")
+	ng, err := r.nginx()
 	if err != nil {
 		return err
 	}
+	px, err := r.proxy(ng.Addr)
+	if err != nil {
+		return err
+	}
+	// A round trip slows the push to seconds, so kills land anywhere in it.
+	if err := px.Latency(200 * time.Millisecond); err != nil {
+		return err
+	}
+	cache, url := ng.CacheDir, "http://"+px.Addr
 	top, err := r.chain(ctx, r.sc.name, 30, 64)
 	if err != nil {
 		return err
@@ -47,7 +56,7 @@ func sigkillPush(ctx context.Context, r *run) error {
 		if err != nil {
 			return err
 		}
-		after := time.Duration(100+rand.IntN(900)) * time.Millisecond
+		after := time.Duration(100+rand.IntN(2900)) * time.Millisecond
 		select {
 		case <-p.done:
 		case <-time.After(after):
@@ -55,13 +64,13 @@ func sigkillPush(ctx context.Context, r *run) error {
 		p.kill()
 		killedAt = append(killedAt, fmt.Sprintf("%d ms (%d narinfos)", after.Milliseconds(), countNarinfos(cache)))
 	}
-	r.note("killed at %v", killedAt)
+	r.note("killed at %s", strings.Join(killedAt, ", "))
 	code, err := r.nixpushWait("push", 60*time.Second, nil, r.pushArgs(url, sd, nil, top, big)...)
 	if err != nil {
 		return err
 	}
 	r.expectCode("push", code, 0)
-	r.checked("3 SIGKILLs, then push exit 0")
+	r.checked("3 SIGKILLs, then push exits 0")
 	return r.settle(ctx, cache, url, nil, closure, sd)
 }
 

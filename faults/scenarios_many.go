@@ -75,15 +75,15 @@ func fourPushersS3(ctx context.Context, r *run) error {
 // scenarios is the suite, in the order it runs.
 func scenarios() []scenario {
 	return []scenario{
-		{"latency-spikes", "nginx through toxiproxy: 1.5 s round trip on and off every second", latencySpikes},
-		{"bandwidth-collapse", "nginx through toxiproxy: every connection throttled to 1 KB/s for 3 s, on and off; --http-timeout 3s", bandwidthCollapse},
+		{"latency-spikes", "nginx through toxiproxy: round trip 100 ms, raised to 3 s (above --http-timeout 2s) for 3 s in every 6 s from the first narinfo on", latencySpikes},
+		{"bandwidth-collapse", "nginx through toxiproxy: every connection throttled to 1 KB/s for 6 s in every 12 s, twice, while 24 MiB of NARs go up; --http-timeout 3s", bandwidthCollapse},
 		{"connection-resets", "nginx through toxiproxy: uploads cut after 64 KB and connections reset after 200 ms, on and off every 1.5 s from the first narinfo on", connectionResets},
 		{"resets-at-start", "nginx through toxiproxy: the first second of a push reset as in connection-resets, then a healthy network", resetsAtStart},
 		{"frozen-server", "versitygw SIGSTOPped under a watch-store (--http-timeout 2s, --unhealthy-after 4s), thawed; frozen again and SIGTERM (--shutdown-timeout 4s)", frozenServer},
 		{"s3-restart-multipart", "versitygw restarted while a 24 MiB NAR goes up in 5 MiB parts at 1 MB/s per connection", s3RestartMultipart},
 		{"state-dir-full", "4 MiB tmpfs state dir of a watch-store pushing to nginx at 300 KB/s filled to ENOSPC for 4 s with uploads in flight, new paths registered and a push started", stateDirFull},
 		{"queue-locked", "sqlite3 holds the queue's write lock (BEGIN IMMEDIATE) for 15 s under watch-store and a push", queueLocked},
-		{"sigkill-push", "push SIGKILLed 3 times at random points (0.1–1 s), then run to the end", sigkillPush},
+		{"sigkill-push", "push to nginx at 200 ms round trip SIGKILLed 3 times at random points (0.1–3 s in), then run to the end", sigkillPush},
 		{"sigkill-watch-store", "watch-store SIGKILLed 3 times at random points while paths are registered, restarted each time", sigkillWatchStore},
 		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path (16 files) as soon as push has one of its files open (xz -1 keeps the dump slow)", gcMidUpload},
 		{"four-pushers-file", "4 machines (own state dirs; zstd 1, zstd 9, xz 1, none) push the same closure to one file:// dir at once", fourPushersFile},

@@ -40,11 +40,23 @@ func toggle(stop <-chan struct{}, rounds int, period time.Duration, on, off func
 	return nil
 }
 
+// netFault is a fault pushThroughFault injects.
+type netFault struct {
+	paths, kib int           // the chain pushed
+	big        int           // and this many unreferenced 8 MiB paths
+	rounds     int           // times the fault comes and goes
+	period     time.Duration // how long it stays, and stays away
+	midway     bool          // from the first narinfo on, not from the start
+	args       []string      // extra push flags
+	on, off    func(*toxitest.Proxy) error
+}
+
 // pushThroughFault pushes a fresh chain through a proxy to nginx while
-// fault comes and goes (rounds times, from the first narinfo on when
-// midway, else from the start), and expects push to succeed.
-func pushThroughFault(ctx context.Context, r *run, n, kib int, rounds int, midway bool, period time.Duration, extra []string,
-	on func(*toxitest.Proxy) error) error {
+// the fault comes and goes, and expects push to succeed.
+func pushThroughFault(ctx context.Context, r *run, f netFault) error {
+	if f.off == nil {
+		f.off = (*toxitest.Proxy).Heal
+	}
 	ng, err := r.nginx()
 	if err != nil {
 		return err
@@ -53,27 +65,35 @@ func pushThroughFault(ctx context.Context, r *run, n, kib int, rounds int, midwa
 	if err != nil {
 		return err
 	}
-	top, err := r.chain(ctx, r.sc.name, n, kib)
+	top, err := r.chain(ctx, r.sc.name, f.paths, f.kib)
 	if err != nil {
 		return err
 	}
-	closure, err := r.closure(ctx, top)
+	roots := []string{top}
+	for range f.big {
+		p, err := r.addLarge(ctx, "big", 1, 8)
+		if err != nil {
+			return err
+		}
+		roots = append(roots, p)
+	}
+	closure, err := r.closure(ctx, roots...)
 	if err != nil {
 		return err
 	}
 	r.watch(ng.CacheDir)
 	url, sd := "http://"+px.Addr, filepath.Join(r.dir, "state")
-	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, extra, top)...)
+	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, f.args, roots...)...)
 	if err != nil {
 		return err
 	}
 	stop := make(chan struct{})
 	faults := make(chan error, 1)
 	go func() {
-		if midway {
+		if f.midway {
 			waitFor(ctx, 20*time.Second, func() bool { return countNarinfos(ng.CacheDir) > 0 || p.exited() })
 		}
-		faults <- toggle(stop, rounds, period, func() error { return on(px) }, px.Heal)
+		faults <- toggle(stop, f.rounds, f.period, func() error { return f.on(px) }, func() error { return f.off(px) })
 	}()
 	code, werr := p.wait(90 * time.Second)
 	close(stop)
@@ -84,20 +104,29 @@ func pushThroughFault(ctx context.Context, r *run, n, kib int, rounds int, midwa
 		return werr
 	}
 	r.expectCode("push", code, 0)
-	r.checked("push exit 0")
+	r.checked("push exits 0")
 	return r.settle(ctx, ng.CacheDir, url, nil, closure, sd)
 }
 
+// latencySpikes raises the round trip from 100 ms to 3 s, above
+// --http-timeout 2s, for 3 s at a time: requests caught in a spike time
+// out and are retried. (Data held by a latency toxic is let go when the
+// toxic changes, so a spike shorter than the timeout would fail nothing.)
 func latencySpikes(ctx context.Context, r *run) error {
-	return pushThroughFault(ctx, r, 20, 32, 6, false, time.Second, []string{"--jobs", "4", "--http-timeout", "5s"},
-		func(px *toxitest.Proxy) error { return px.Latency(1500 * time.Millisecond) })
+	return pushThroughFault(ctx, r, netFault{paths: 30, kib: 32, rounds: 3, period: 3 * time.Second, midway: true,
+		args: []string{"--http-timeout", "2s", "--max-attempts", "10"},
+		on:   func(px *toxitest.Proxy) error { return px.Latency(3 * time.Second) },
+		off:  func(px *toxitest.Proxy) error { return px.Latency(100 * time.Millisecond) }})
 }
 
-// bandwidthCollapse throttles every connection to 1 KB/s, slower than
-// any NAR could go but never quite a stall.
+// bandwidthCollapse throttles every connection to 1 KB/s for 6 s, twice,
+// once uploads are under way. 24 MiB of NARs are more than the socket
+// buffers between nixpush and the throttle hold (loopback buffers grow to
+// MBs), so writes block: past --http-timeout 3s a write is a stall.
 func bandwidthCollapse(ctx context.Context, r *run) error {
-	return pushThroughFault(ctx, r, 10, 256, 6, false, 3*time.Second, []string{"--http-timeout", "3s", "--max-attempts", "6"},
-		func(px *toxitest.Proxy) error { return px.Bandwidth(1000) })
+	return pushThroughFault(ctx, r, netFault{paths: 10, kib: 64, big: 3, rounds: 2, period: 6 * time.Second, midway: true,
+		args: []string{"--http-timeout", "3s", "--max-attempts", "6"},
+		on:   func(px *toxitest.Proxy) error { return px.Bandwidth(1000) }})
 }
 
 // resetsAndCuts resets every connection 200 ms after it opens and cuts
@@ -112,14 +141,14 @@ func resetsAndCuts(px *toxitest.Proxy) error {
 // connectionResets injects resetsAndCuts on and off once uploads are
 // under way.
 func connectionResets(ctx context.Context, r *run) error {
-	return pushThroughFault(ctx, r, 12, 128, 4, true, 1500*time.Millisecond,
-		[]string{"--http-timeout", "3s", "--max-attempts", "10"}, resetsAndCuts)
+	return pushThroughFault(ctx, r, netFault{paths: 12, kib: 128, rounds: 4, period: 1500 * time.Millisecond, midway: true,
+		args: []string{"--http-timeout", "3s", "--max-attempts", "10"}, on: resetsAndCuts})
 }
 
 // resetsAtStart injects resetsAndCuts for the first second of a push,
 // when it reads the cache's nix-cache-info: one glitch, then a healthy
 // network, as a CI job meets it.
 func resetsAtStart(ctx context.Context, r *run) error {
-	return pushThroughFault(ctx, r, 4, 32, 1, false, time.Second,
-		[]string{"--http-timeout", "3s", "--max-attempts", "10"}, resetsAndCuts)
+	return pushThroughFault(ctx, r, netFault{paths: 4, kib: 32, rounds: 1, period: time.Second,
+		args: []string{"--http-timeout", "3s", "--max-attempts", "10"}, on: resetsAndCuts})
 }

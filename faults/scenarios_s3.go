@@ -182,19 +182,30 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 	if err := px.Heal(); err != nil {
 		return err
 	}
-	r.noteMultipartLeftovers(s3)
+	r.checkMultipartLeftovers(s3)
 	return r.settle(ctx, s3.BucketDir, url, env, []string{big}, sd)
 }
 
-// noteMultipartLeftovers notes multipart uploads left open on the server
-// (their parts take space until aborted; not an inconsistency).
-func (r *run) noteMultipartLeftovers(s3 *s3Cache) {
-	var n int
-	_ = filepath.WalkDir(filepath.Join(s3.BucketDir, ".sgwtmp"), func(p string, e os.DirEntry, err error) error {
-		if err == nil && !e.IsDir() {
-			n++
+// checkMultipartLeftovers fails the scenario when multipart uploads are
+// left open on the server once push has ended: their parts take space
+// until someone aborts them (versitygw keeps each upload as a directory
+// of parts under BUCKET/.sgwtmp/multipart/KEYHASH/UPLOADID).
+func (r *run) checkMultipartLeftovers(s3 *s3Cache) {
+	uploads, _ := filepath.Glob(filepath.Join(s3.BucketDir, ".sgwtmp", "multipart", "*", "*"))
+	var parts int
+	var bytes int64
+	for _, u := range uploads {
+		entries, _ := os.ReadDir(u)
+		for _, e := range entries {
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+				parts++
+				bytes += fi.Size()
+			}
 		}
-		return nil
-	})
-	r.note("%d files left in versitygw's multipart temp dir", n)
+	}
+	r.checked("no multipart upload left open on the server")
+	if len(uploads) > 0 {
+		r.fail("%d multipart upload(s) left open on the server with %d parts (%.1f MiB): the abort after the failed part ran while the server was down and was not tried again",
+			len(uploads), parts, float64(bytes)/(1<<20))
+	}
 }
