@@ -57,8 +57,8 @@ func main() {
 	suiteList := flag.String("suite", "copy", "comma-separated suites to run, or all:\n"+suiteHelp())
 	idleSeconds := flag.Int("idle-seconds", 60, "idle suite: how long to watch the idle daemon")
 	prebuilt := flag.String("nixpush", "", "measure this nixpush binary instead of building ./cmd/nixpush")
-	rttList := flag.String("rtt", "50", "wan suite: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~15 minutes)")
-	wanList := flag.String("wan-workloads", strings.Join(wanWorkloads, ","), "wan suite: comma-separated workloads among "+strings.Join(wanWorkloads, ", "))
+	rttList := flag.String("rtt", "50", "wan suite: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~8 minutes at 50 ms, more at 100)")
+	wanList := flag.String("wan-workloads", strings.Join(wanDefaultWorkloads, ","), "wan suite: comma-separated workloads among "+strings.Join(wanWorkloads, ", "))
 	wanRuns := flag.Int("wan-runs", 1, "wan suite: timed runs per tool and workload (nix copy of 1,000 paths takes minutes)")
 	flag.Parse()
 	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 || *wanRuns < 1 {

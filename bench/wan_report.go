@@ -64,8 +64,10 @@ func wanReport(b *bench, s *wanSuite, ins *wanInputSet, notes []string) *report 
 	}
 	r.Targets = append(r.Targets, wanRSSTarget(s.groups))
 	r.Notes = append(append(notes, wanCaveats...),
-		"At the default -rtt 50 and -wan-runs 1 the suite takes about 15 minutes, most of it nix copy "+
-			"(each path costs it several round trips in turn).")
+		"Time: at -rtt 50 with -wan-runs 1 the timed runs of the default workloads (300, closure, tree) take about "+
+			"8 minutes, most of it nix copy (each path costs it several round trips in turn); -wan-workloads 1000 adds "+
+			"about 6 more. The first run also builds the closure (1,050 derivations, kept in -work): 20 minutes on "+
+			"this shared 2-core machine under load.")
 	return r
 }
 
