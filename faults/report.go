@@ -38,6 +38,18 @@ func report(outcomes []outcome, total time.Duration, only string) string {
 	p("- **no hang**: every process has a deadline; one still running then gets SIGQUIT (its")
 	p("  goroutine dump says where it was stuck) and fails the scenario.")
 	p("")
+	p("Limits of the method, which matter for reading the table:")
+	p("")
+	p("- toxiproxy and the loopback socket buffers between nixpush and a throttle hold MBs: a")
+	p("  client's writes return long before the bytes reach the server. A bandwidth cap only blocks")
+	p("  writes once more than that is in flight (bandwidth-collapse pushes 24 MiB for this reason),")
+	p("  and an S3 part can look stalled to `--http-timeout` while its bytes still drain through the")
+	p("  proxy (s3-restart-multipart uses `--http-timeout 15s` for this reason).")
+	p("- A latency toxic lets go of the data it holds when it is removed or replaced, so a spike")
+	p("  shorter than `--http-timeout` delays requests without failing any (latency-spikes holds each")
+	p("  spike 3 s against a 2 s timeout).")
+	p("- Kill points and the GC moment are random or raced: a run covers some interleavings, not all.")
+	p("")
 	p("Run: `%s` on %s, %d CPUs, %s: %d of %d scenarios passed in %v.",
 		cmd, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.Version(),
 		passed, len(outcomes), total.Round(time.Second))

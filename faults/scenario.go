@@ -141,7 +141,11 @@ func (r *run) nixpushWait(name string, deadline time.Duration, env []string, arg
 // expectCode fails the scenario unless code is want, quoting the output.
 func (r *run) expectCode(name string, code, want int) {
 	if code != want {
-		r.fail("%s exited %d, want %d: %s", name, code, want, tail(readLog(r.dir, name), 600))
+		out := readLog(r.dir, name)
+		r.fail("%s exited %d, want %d: %s", name, code, want, tail(out, 600))
+		if strings.Contains(out, "read nix-cache-info") {
+			r.note("nix-cache-info is read once as the pipeline is built (uploader.EnsureCacheInfo, called from cmd/nixpush/pipeline.go) and a transient error there is not retried")
+		}
 	}
 }
 
@@ -209,7 +213,8 @@ func (r *run) finalStates(ctx context.Context, stateDirs []string) (map[string]s
 			continue
 		}
 		if st.Pending+st.Uploading > 0 {
-			r.note("queue in %s still holds %d pending, %d uploading", filepath.Base(sd), st.Pending, st.Uploading)
+			r.note("after every nixpush process ended, status --json of %s still shows %d pending and %d uploading rows (their owners are dead; only watch-store's orphan recovery takes such rows back, push does not)",
+				filepath.Base(sd), st.Pending, st.Uploading)
 		}
 		files, _ := filepath.Glob(filepath.Join(sd, "*.queue.db"))
 		for _, f := range files {

@@ -56,15 +56,16 @@ func sigkillPush(ctx context.Context, r *run) error {
 		if err != nil {
 			return err
 		}
-		after := time.Duration(100+rand.IntN(2900)) * time.Millisecond
-		select {
-		case <-p.done:
-		case <-time.After(after):
-		}
+		// Round i kills after a random 1–10 narinfos more than round
+		// i-1 allowed, then up to 200 ms later: at startup, mid-NAR or
+		// between a NAR and its narinfo, at a different point each run.
+		target := 1 + 10*i + rand.IntN(10)
+		waitFor(ctx, 20*time.Second, func() bool { return countNarinfos(cache) >= target || p.exited() })
+		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 		p.kill()
-		killedAt = append(killedAt, fmt.Sprintf("%d ms (%d narinfos)", after.Milliseconds(), countNarinfos(cache)))
+		killedAt = append(killedAt, fmt.Sprintf("at %d narinfos", countNarinfos(cache)))
 	}
-	r.note("killed at %s", strings.Join(killedAt, ", "))
+	r.note("killed %s", strings.Join(killedAt, ", "))
 	code, err := r.nixpushWait("push", 60*time.Second, nil, r.pushArgs(url, sd, nil, top, big)...)
 	if err != nil {
 		return err
