@@ -93,6 +93,9 @@ func runSuite(ctx context.Context, write bool, only string, keep bool) error {
 		}
 		logf("wrote %s", name)
 	}
+	if failed > 0 && !keep {
+		logf("the processes' logs are removed; go run ./faults -keep -run NAME keeps them")
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d scenarios failed", failed, len(outcomes))
 	}

@@ -79,10 +79,19 @@ func sigkillPush(ctx context.Context, r *run) error {
 // being registered, restarting it each time: paths registered while it
 // was dead and rows it held must all be pushed.
 func sigkillWatchStore(ctx context.Context, r *run) error {
-	cache, url, err := r.fileCache("")
+	ng, err := r.nginx()
 	if err != nil {
 		return err
 	}
+	px, err := r.proxy(ng.Addr)
+	if err != nil {
+		return err
+	}
+	// A round trip keeps uploads in flight when the kills come.
+	if err := px.Latency(100 * time.Millisecond); err != nil {
+		return err
+	}
+	cache, url := ng.CacheDir, "http://"+px.Addr
 	r.watch(cache)
 	sd := filepath.Join(r.dir, "state")
 	d, err := r.watchStore("watch-store-0", url, sd, nil)
@@ -108,7 +117,7 @@ func sigkillWatchStore(ctx context.Context, r *run) error {
 			}
 		}
 	}
-	r.note("3 SIGKILLs of watch-store while 8 batches of 5 paths were registered")
+	r.note("3 SIGKILLs of watch-store while 8 batches of 5 paths were registered; %d narinfos when the last daemon started", countNarinfos(cache))
 	if r.inCache(ctx, cache, closure, 40*time.Second) {
 		r.checked("every registered path pushed by the restarted daemons")
 	} else {

@@ -84,7 +84,7 @@ func scenarios() []scenario {
 		{"state-dir-full", "4 MiB tmpfs state dir of a watch-store pushing to nginx at 300 KB/s filled to ENOSPC for 4 s with uploads in flight, new paths registered and a push started", stateDirFull},
 		{"queue-locked", "sqlite3 holds the queue's write lock (BEGIN IMMEDIATE) for 15 s under watch-store and a push", queueLocked},
 		{"sigkill-push", "push to nginx at 200 ms round trip SIGKILLed 3 times at random points (after a random 1–10 more narinfos, plus 0–200 ms), then run to the end", sigkillPush},
-		{"sigkill-watch-store", "watch-store SIGKILLed 3 times at random points while paths are registered, restarted each time", sigkillWatchStore},
+		{"sigkill-watch-store", "watch-store pushing to nginx at 100 ms round trip SIGKILLed 3 times at random points while paths are registered, restarted each time", sigkillWatchStore},
 		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path (16 files) as soon as push has one of its files open (xz -1 keeps the dump slow)", gcMidUpload},
 		{"four-pushers-file", "4 machines (own state dirs; zstd 1, zstd 9, xz 1, none) push the same closure to one file:// dir at once", fourPushersFile},
 		{"four-pushers-s3", "the same 4 machines push to one versitygw bucket at once", fourPushersS3},

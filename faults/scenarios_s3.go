@@ -178,7 +178,7 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 		return err
 	}
 	r.expectCode("push", code, 0)
-	r.checked("push exit 0")
+	r.checked("push exits 0")
 	if err := px.Heal(); err != nil {
 		return err
 	}
