@@ -2,7 +2,7 @@
 # installs it (and the other tools) on a fresh Debian machine.
 GO ?= go
 
-.PHONY: build test demo bench deps fmt-check
+.PHONY: build test demo bench faults deps fmt-check
 
 build:
 	$(GO) build -o bin/nixpush ./cmd/nixpush
@@ -26,3 +26,8 @@ demo: deps
 
 bench: deps
 	$(GO) run ./bench -write
+
+# Fault injection against real caches (needs root: a tmpfs state dir);
+# about 4 minutes; writes docs/reliability.md.
+faults: deps
+	$(GO) run ./faults -write
