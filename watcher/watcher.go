@@ -70,14 +70,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 	poll := time.NewTicker(w.Poll)
 	defer poll.Stop()
 	ready := w.Ready
+	var failing scanFailures
 	for {
 		if err := w.Scan(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// The DB may be briefly locked or mid-migration: the next
-			// wake-up or poll tries again.
-			w.Log.Warn("scan nix db", zap.Error(err))
+			// The DB may be briefly locked or mid-migration, the queue's
+			// disk full: the next wake-up or poll tries again. Every file
+			// event wakes the watcher, so the log says it once per
+			// interval, not once per event.
+			failing.failed(time.Now(), err, w.Log)
+		} else {
+			failing.succeeded(w.Log)
 		}
 		if ready != nil {
 			ready()
@@ -158,4 +163,32 @@ func (w *Watcher) Scan(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// scanLogInterval is how often a scan that keeps failing is logged.
+const scanLogInterval = 30 * time.Second
+
+// scanFailures rate-limits the log of failing scans.
+type scanFailures struct {
+	since, logged time.Time
+	count         int
+}
+
+func (f *scanFailures) failed(now time.Time, err error, log *zap.Logger) {
+	f.count++
+	if f.since.IsZero() {
+		f.since = now
+	}
+	if now.Sub(f.logged) >= scanLogInterval {
+		log.Warn("scan nix db failed, retrying at the next change", zap.Error(err),
+			zap.Int("failures", f.count), zap.Duration("failing_for", now.Sub(f.since)))
+		f.logged = now
+	}
+}
+
+func (f *scanFailures) succeeded(log *zap.Logger) {
+	if f.count > 0 {
+		log.Info("scan nix db recovered", zap.Int("failures", f.count), zap.Duration("after", time.Since(f.since)))
+	}
+	*f = scanFailures{}
 }

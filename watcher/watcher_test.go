@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"nixpush/nixstore"
 )
@@ -179,5 +180,25 @@ func TestRunWakesOnLockRemoval(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v after cancel", err)
+	}
+}
+
+// TestScanFailuresLoggedOncePerInterval: a scan failing at every file
+// event (a full disk under a busy store) is logged once per interval.
+func TestScanFailuresLoggedOncePerInterval(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	log := zap.New(core)
+	var f scanFailures
+	now := time.Now()
+	for i := range 100 {
+		f.failed(now.Add(time.Duration(i)*100*time.Millisecond), errors.New("database or disk is full"), log)
+	}
+	if n := logs.Len(); n != 1 {
+		t.Fatalf("100 failures in 10 s logged %d lines, want 1", n)
+	}
+	f.failed(now.Add(scanLogInterval+time.Second), errors.New("still full"), log)
+	f.succeeded(log)
+	if n := logs.Len(); n != 3 {
+		t.Fatalf("after an interval and a recovery: %d lines, want 3", n)
 	}
 }

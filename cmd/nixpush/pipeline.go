@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
@@ -191,7 +194,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 	if s := u.Setting("priority"); s != "" {
 		priority = atoiOr(s, priority) // checked by cacheurl.Parse
 	}
-	if err := uploader.EnsureCacheInfo(ctx, p.cache, priority); err != nil {
+	if err := ensureCacheInfo(ctx, p.cache, priority); err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
@@ -243,3 +246,20 @@ func (p *pipeline) Close() error {
 
 // isTrue reads a boolean Nix store setting as Nix does ("1" or "true").
 func isTrue(v string) bool { return v == "1" || v == "true" }
+
+// ensureCacheInfo writes the cache's nix-cache-info if it is missing. The
+// first request of a run may meet a reset or a server restarting: a
+// transient error is retried for up to a minute, as an upload would be; a
+// permanent one (another StoreDir, refused credentials) fails at once.
+func ensureCacheInfo(ctx context.Context, cache uploader.Cache, priority int) error {
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(time.Minute))
+	var last error // as returned, so a permanent error keeps its class (exit 78)
+	err := backoff.Retry(func() error {
+		last = uploader.EnsureCacheInfo(ctx, cache, priority)
+		return last
+	}, backoff.WithContext(b, ctx))
+	if err != nil && last != nil {
+		return last
+	}
+	return err
+}

@@ -113,6 +113,11 @@ func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, closure []
 	for _, info := range plan.Upload {
 		only = append(only, info.Path)
 	}
+	// Rows that a killed push left uploading go back to pending, so the
+	// whole queue (push --drain, status) sees them.
+	if _, err := p.queue.RecoverOrphans(ctx); err != nil {
+		return err
+	}
 	if _, err := p.queue.Requeue(ctx, only); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,7 +72,66 @@ func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause e
 			return cause
 		}
 	}
+	c.leftovers.add(key, uploadID)
 	return abortFailed(cause, c.reword(err))
+}
+
+// leftovers are multipart uploads whose abort failed (the server was down
+// when the upload failed): their parts would stay on the server, billed,
+// until a lifecycle rule removes them. They are aborted again before the
+// next Put and at Close, once the server answers again.
+type leftovers struct {
+	mu      sync.Mutex
+	uploads []leftover
+}
+
+type leftover struct {
+	key string
+	id  *string
+}
+
+func (l *leftovers) add(key string, id *string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.uploads = append(l.uploads, leftover{key, id})
+}
+
+func (l *leftovers) take() []leftover {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.uploads
+	l.uploads = nil
+	return u
+}
+
+// abortLeftovers tries once more to abort each leftover upload, within
+// Timeout; those still there are kept for the next try.
+func (c *Cache) abortLeftovers(ctx context.Context) {
+	for _, u := range c.leftovers.take() {
+		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		_, err := c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(c.bucket), Key: aws.String(c.key(u.key)), UploadId: u.id,
+		})
+		gone := err == nil || errorCode(err) == "NoSuchUpload"
+		if gone {
+			gone, _ = c.uploadGone(actx, u.key, u.id)
+		}
+		cancel()
+		if !gone {
+			c.leftovers.add(u.key, u.id)
+		}
+	}
+}
+
+// Close aborts leftover multipart uploads one last time.
+func (c *Cache) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	c.abortLeftovers(ctx)
+	if n := len(c.leftovers.take()); n > 0 {
+		return fmt.Errorf("%d failed multipart uploads could not be aborted: their parts stay until a lifecycle rule removes them", n)
+	}
+	return nil
 }
 
 func abortFailed(cause, err error) error {

@@ -29,6 +29,7 @@ const headSize = 256 << 10
 // completes, so readers see all of it or none; a failed multipart upload
 // is aborted, leaving neither object nor parts behind.
 func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
+	c.abortLeftovers(ctx)
 	head := c.heads.Get().(*[]byte)
 	defer c.heads.Put(head)
 	n, eof, err := readPart(r, *head)

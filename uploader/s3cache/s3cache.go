@@ -78,6 +78,8 @@ type Cache struct {
 
 	parts sync.Pool // *[]byte of cfg.PartSize
 	heads sync.Pool // *[]byte of headSize
+
+	leftovers leftovers // failed multipart uploads whose abort failed
 }
 
 // URLParams are the query parameters of an s3:// URL that New reads.
