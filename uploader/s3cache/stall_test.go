@@ -129,27 +129,3 @@ func TestShutdownBoundsAbort(t *testing.T) {
 		t.Errorf("cancelled Put = %v; want a transient context.Canceled", err)
 	}
 }
-
-// TestLeftoverUploadAbortedLater: an upload that failed while the server
-// was frozen could not be aborted then; once the server is back, the next
-// Put (or Close) aborts it, so no parts stay on the server.
-func TestLeftoverUploadAbortedLater(t *testing.T) {
-	s := s3test.NewServer(t)
-	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2, Timeout: time.Second})
-	_ = within(t, "Put", time.Minute, func() error {
-		return c.Put(t.Context(), "nar/left.nar", &stopAfter{n: 40 << 20, stop: func() { s.Freeze(t) }}, uploader.TypeNAR)
-	})
-	s.Thaw()
-	if p := pendingUploads(t, s); len(p) == 0 {
-		t.Fatal("no upload was left on the server: the test does not exercise anything")
-	}
-	if err := c.Put(t.Context(), "small", strings.NewReader("x"), uploader.TypeNarInfo); err != nil {
-		t.Fatal(err)
-	}
-	if p := pendingUploads(t, s); len(p) != 0 {
-		t.Errorf("uploads still in progress after the next Put: %q", p)
-	}
-	if err := c.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-}
