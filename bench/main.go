@@ -35,6 +35,7 @@ var suites = []suite{
 	{"idle", "watch-store with nothing to do: CPU share and memory over -idle-seconds", runIdleSuite},
 	{"watchexec", "watch-exec -- nix-build vs nix-build alone vs nix-build then nix copy", runWatchExecSuite},
 	{"remote", "push to nginx over HTTP (nixpush vs nix copy) and to versitygw over S3: the 1,000 small paths and the large tree", runRemoteSuite},
+	{"wan", "push through toxiproxy (round trip -rtt, 100 Mbit/s for big inputs) to nginx and versitygw: nixpush vs nix copy", runWanSuite},
 }
 
 // bench is what every suite gets: the options and the shared setup.
@@ -43,6 +44,10 @@ type bench struct {
 	idleSeconds int
 	work        *workspace
 	bin         string // the nixpush binary built for this run
+	// wan suite
+	rtts         []time.Duration
+	wanWorkloads []string
+	wanRuns      int
 }
 
 func main() {
@@ -52,8 +57,11 @@ func main() {
 	suiteList := flag.String("suite", "copy", "comma-separated suites to run, or all:\n"+suiteHelp())
 	idleSeconds := flag.Int("idle-seconds", 60, "idle suite: how long to watch the idle daemon")
 	prebuilt := flag.String("nixpush", "", "measure this nixpush binary instead of building ./cmd/nixpush")
+	rttList := flag.String("rtt", "50", "wan suite: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~15 minutes)")
+	wanList := flag.String("wan-workloads", strings.Join(wanWorkloads, ","), "wan suite: comma-separated workloads among "+strings.Join(wanWorkloads, ", "))
+	wanRuns := flag.Int("wan-runs", 1, "wan suite: timed runs per tool and workload (nix copy of 1,000 paths takes minutes)")
 	flag.Parse()
-	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 {
+	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 || *wanRuns < 1 {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -62,9 +70,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	b := &bench{runs: *runs, idleSeconds: *idleSeconds, bin: *prebuilt, wanRuns: *wanRuns}
+	if b.rtts, err = parseRTTs(*rttList); err == nil {
+		b.wanWorkloads, err = parseWorkloads(*wanList)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, selected, &bench{runs: *runs, idleSeconds: *idleSeconds, bin: *prebuilt}, *workDir, *write); err != nil {
+	if err := run(ctx, selected, b, *workDir, *write); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: error:", err)
 		os.Exit(1)
 	}

@@ -84,6 +84,12 @@ deps_versitygw() {
 	go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 }
 
+# toxiproxy, the latency/bandwidth/fault-injecting TCP proxy of the wan bench
+# suite and internal/toxitest: go install too, see scripts/toxiproxy.sh.
+deps_toxiproxy() {
+	bash "$(dirname "$0")/toxiproxy.sh"
+}
+
 # ---------------------------------------------------------------------------
 
 deps_nix
@@ -91,3 +97,4 @@ deps_tools
 deps_nginx
 apt_install_all
 deps_versitygw # go install, not apt: runs after the apt packages are in
+deps_toxiproxy
