@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
@@ -13,6 +14,7 @@ import (
 	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/uploader"
+	"nixpush/uploader/memo"
 	"nixpush/watcher"
 )
 
@@ -121,6 +123,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 		return nil, err
 	}
 	p.closers = append(p.closers, p.queue.Close)
+	p.openMemo(f, u.Identity())
 	p.drainer = &drainer.Drainer{
 		Queue:           p.queue,
 		Uploader:        p.uploader,
@@ -131,6 +134,24 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 		ShutdownTimeout: f.drain.shutdownTimeout,
 	}
 	return p, nil
+}
+
+// openMemo gives the uploader the cache's memo of present paths, beside
+// its queue; without one (--memo-ttl 0, or a file that cannot be opened)
+// every run asks the cache about every path, as before.
+func (p *pipeline) openMemo(f *pipelineFlags, identity string) {
+	p.uploader.Recheck = f.recheck
+	if f.memoTTL <= 0 {
+		return
+	}
+	file := strings.TrimSuffix(queueFile(f.drain.stateDir, identity), queueFileSuffix) + memo.FileSuffix
+	m, err := memo.Open(file, f.memoTTL)
+	if err != nil {
+		p.log.Warn("cache memo unavailable: asking the cache about every path", zap.Error(err))
+		return
+	}
+	p.uploader.Memo = m
+	p.closers = append(p.closers, m.Close)
 }
 
 // keep is the watcher's name filter: paths the uploader would refuse by
