@@ -185,9 +185,16 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 }
 
 func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps []dependency, release func()) (uint64, error) {
+	// The build log needs nothing but must be in before the narinfo: it
+	// goes up beside the NAR, off the narinfo's critical path.
+	logDone := make(chan error, 1)
+	go func() { logDone <- u.putLog(ctx, info) }()
 	nar, err := u.putNAR(ctx, info)
 	release()
 	if err != nil {
+		return 0, err
+	}
+	if err := <-logDone; err != nil {
 		return 0, err
 	}
 	// Wait for references being uploaded by this or another push.
@@ -247,23 +254,28 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	return s.result(key, u.Compression), nil
 }
 
-// putExtras writes what Nix reads beside a narinfo, before it: the .ls
-// listing and the build log of the path's derivation. A missing log is
-// no error; a damaged one is logged and skipped, never failing the path.
+// putExtras writes the .ls listing, which Nix reads beside a narinfo,
+// before it.
 func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
 	if u.Listing {
-		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
-			return err
-		}
+		return PutListing(ctx, u.Cache, info.Path, nar.Listing)
 	}
-	if u.Logs && info.Deriver != "" {
-		if _, err := PutBuildLog(ctx, u.Cache, u.Store, info.Deriver); err != nil {
-			if errors.Is(err, nixstore.ErrCorruptBuildLog) {
-				u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
-				return nil
-			}
-			return err
+	return nil
+}
+
+// putLog uploads the build log of the path's derivation. A missing log
+// is no error; a damaged one is logged and skipped, never failing the
+// path.
+func (u *Uploader) putLog(ctx context.Context, info *nixstore.PathInfo) error {
+	if !u.Logs || info.Deriver == "" {
+		return nil
+	}
+	if _, err := PutBuildLog(ctx, u.Cache, u.Store, info.Deriver); err != nil {
+		if errors.Is(err, nixstore.ErrCorruptBuildLog) {
+			u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
+			return nil
 		}
+		return err
 	}
 	return nil
 }
