@@ -174,8 +174,10 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 	} else {
 		f.err = err
 	}
-	if f.err != nil {
-		// Whatever the memo said, the path may well be missing now.
+	if f.err != nil && ctx.Err() == nil {
+		// Whatever the memo said, the path may well be missing now. (A
+		// cancelled push found nothing out: the plan already forgot
+		// what it found missing.)
 		u.forget(info.Path)
 	}
 	u.mu.Lock()
