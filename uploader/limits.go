@@ -18,42 +18,53 @@ import (
 // hold, not by a count alone:
 //
 //   - narSlots NARs in flight at most, whatever their size;
-//   - narBudget bytes of estimated memory in flight (narWeight);
-//   - jobs (--jobs) NARs of bigNAR bytes or more at once: each one's
-//     encoder already uses every core, so more would only oversubscribe
-//     them;
+//   - jobs (--jobs, default 1) NARs of bigNAR bytes or more at once: each
+//     one's encoder already uses every core, so more would only
+//     oversubscribe them on a small machine;
+//   - a budget of estimated memory (narWeight): room for jobs large NARs
+//     plus smallBudget for the others, so that many small NARs, a few
+//     mid-sized ones, or one large one with small ones beside it are in
+//     flight;
 //   - narinfoSlots narinfo writes (and what goes with them) in flight, and
 //     checkSlots existence checks, each sized for a 100 ms round trip.
 //
-// Together with the backends' connection pools (sized to match) this keeps
-// peak RSS under 150 MiB whatever the mix of sizes.
+// With the backends' connection pools sized to match, this keeps peak RSS
+// near 100 MiB at the default --jobs whatever the mix of sizes (measured
+// by the bench's wan suite).
 const (
 	narSlots     = 64
-	narBudget    = 64 << 20
+	smallBudget  = 24 << 20
 	bigNAR       = smallNAR
 	narinfoSlots = 64
 	checkSlots   = 64
 )
 
-// Parts of narWeight: what a backend may buffer for one body (S3 keeps
-// a body that does not fit its 256 KiB head in an 8 MiB part, and at most
-// 32 MiB of parts of a large one), and the per-upload stage buffers and
-// pooled encoder state.
+// Parts of narWeight: what a backend may buffer for one body (S3 keeps a
+// body that does not fit its 256 KiB head in an 8 MiB part, and up to
+// 32 MiB of parts of a large one), what the parallel encoder of a large
+// NAR holds, and the per-upload stage buffers and pooled encoder state.
 const (
-	backendHead    = 256 << 10
-	backendPart    = 8 << 20
-	backendMaxHeld = 32 << 20
-	uploadOverhead = 512 << 10
+	backendHead     = 256 << 10
+	backendPart     = 8 << 20
+	backendMaxHeld  = 32 << 20
+	parallelEncoder = 8 << 20
+	uploadOverhead  = 512 << 10
 )
 
+// bigWeight is what one large NAR in flight is counted for.
+const bigWeight = backendMaxHeld + parallelEncoder + 2*bufSize
+
 // narWeight estimates the memory held while a NAR of narSize bytes is
-// uploaded; it never exceeds narBudget, so any NAR can start.
+// uploaded; it never exceeds the budget, so any NAR can start.
 func narWeight(narSize uint64) int64 {
-	held := int64(min(narSize, backendMaxHeld))
-	if narSize > backendHead {
-		held = max(held, backendPart)
+	buffers := 2*int64(bufFor(narSize)) + uploadOverhead
+	switch {
+	case narSize >= bigNAR:
+		return bigWeight
+	case narSize > backendHead:
+		return backendPart + buffers
 	}
-	return held + 2*int64(bufFor(narSize)) + uploadOverhead
+	return int64(narSize) + buffers
 }
 
 // limits are the semaphores of one Uploader.
@@ -66,10 +77,11 @@ type limits struct {
 }
 
 func newLimits(jobs int) limits {
+	jobs = max(jobs, 1)
 	return limits{
 		slots:    semaphore.NewWeighted(narSlots),
-		bytes:    semaphore.NewWeighted(narBudget),
-		big:      semaphore.NewWeighted(int64(max(jobs, 1))),
+		bytes:    semaphore.NewWeighted(int64(jobs)*bigWeight + smallBudget),
+		big:      semaphore.NewWeighted(int64(jobs)),
 		narinfos: semaphore.NewWeighted(narinfoSlots),
 		checks:   semaphore.NewWeighted(checkSlots),
 	}

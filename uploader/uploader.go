@@ -67,10 +67,10 @@ type flight struct {
 	err   error
 }
 
-// New returns an Uploader that compresses at most jobs NARs of 4 MiB or
-// more at a time (each on every core), and streams many smaller ones at
-// once within a memory budget (see limits.go); set Filter and Memo before
-// the first push.
+// New returns an Uploader that uploads at most jobs NARs of 4 MiB or more
+// at a time (each compressed on every core, each holding up to ~42 MiB),
+// and up to 64 smaller ones beside them within a memory budget (see
+// limits.go); set Filter and Memo before the first push.
 func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
 	return &Uploader{
 		Store: store, Cache: cache, Compression: c, Keys: keys, Log: log.Named("uploader"),

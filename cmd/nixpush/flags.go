@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"runtime"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -45,7 +44,7 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
 	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")
 	fs.StringVar(&p.level, "compression-level", "", "compression level (zstd 1-22, xz 0-9)")
-	fs.IntVarP(&p.jobs, "jobs", "j", runtime.NumCPU(), "NARs of 4 MiB or more compressed at once, each on every core (smaller ones go up to 64 at once within a memory budget)")
+	fs.IntVarP(&p.jobs, "jobs", "j", 1, "NARs of 4 MiB or more uploaded at once, each compressed on every core and holding up to ~42 MiB (smaller ones go up to 64 at once beside them)")
 	fs.BoolVar(&p.includeDrv, "include-drv", false, "push .drv files too")
 	fs.StringArrayVar(&p.exclude, "exclude", nil, "skip paths whose name (after the hash) matches REGEX (repeatable)")
 	fs.StringArrayVar(&p.upstreamKeys, "upstream-key", []string{"cache.nixos.org-1"}, "skip paths signed by this key: an upstream cache has them (repeatable)")
