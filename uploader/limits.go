@@ -37,6 +37,7 @@ const (
 	bigNAR       = smallNAR
 	narinfoSlots = 64
 	checkSlots   = 64
+	logSlots     = 4 // build logs read at once: 3.6 MiB each (putBuildLog)
 )
 
 // Parts of narWeight: what a backend may buffer for one body (S3 keeps a
@@ -74,6 +75,7 @@ type limits struct {
 	big      *semaphore.Weighted // NARs of bigNAR or more in flight (--jobs)
 	narinfos *semaphore.Weighted // narinfo stages in flight
 	checks   *semaphore.Weighted // existence checks of references after a write
+	logs     *semaphore.Weighted // build logs being read (see putBuildLog)
 }
 
 func newLimits(jobs int) limits {
@@ -84,6 +86,7 @@ func newLimits(jobs int) limits {
 		big:      semaphore.NewWeighted(int64(jobs)),
 		narinfos: semaphore.NewWeighted(narinfoSlots),
 		checks:   semaphore.NewWeighted(checkSlots),
+		logs:     semaphore.NewWeighted(logSlots),
 	}
 }
 

@@ -272,7 +272,7 @@ func (u *Uploader) putLog(ctx context.Context, info *nixstore.PathInfo) error {
 	if !u.Logs || info.Deriver == "" {
 		return nil
 	}
-	if _, err := PutBuildLog(ctx, u.Cache, u.Store, info.Deriver); err != nil {
+	if _, err := putBuildLog(ctx, u.Cache, u.Store, info.Deriver, u.limits.logs); err != nil {
 		if errors.Is(err, nixstore.ErrCorruptBuildLog) {
 			u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
 			return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
@@ -115,6 +117,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 	if len(keys) == 0 {
 		log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
+	limitHeap()
 	p.uploader = uploader.New(p.store, p.cache, comp, keys, f.jobs, log)
 	p.uploader.Filter = filter
 	p.uploader.Listing = f.narListing || isTrue(u.Setting("write-nar-listing"))
@@ -152,6 +155,21 @@ func (p *pipeline) openMemo(f *pipelineFlags, identity string) {
 	}
 	p.uploader.Memo = m
 	p.closers = append(p.closers, m.Close)
+}
+
+// heapLimit is the soft memory limit of a pushing process. The uploader
+// bounds what it holds (limits.go: about 70 MiB at the default --jobs),
+// but between collections Go lets the heap grow to twice what is live,
+// and a push makes much short-lived garbage (Go's bzip2 reader allocates
+// 3.6 MiB per build log): without a limit, peak RSS is twice the bound.
+// Soft: above it the collector only works harder.
+const heapLimit = 100 << 20
+
+// limitHeap sets heapLimit, unless GOMEMLIMIT says otherwise.
+func limitHeap() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(heapLimit)
+	}
 }
 
 // keep is the watcher's name filter: paths the uploader would refuse by
