@@ -92,7 +92,8 @@ func newLimits(jobs int) limits {
 
 // acquireNAR waits until a NAR of narSize may start; release undoes it.
 // Every caller takes the semaphores in the same order (big, slots,
-// bytes), so none waits while holding what another needs first.
+// bytes), and a NAR that holds them waits for nothing else, so every
+// waiter gets its turn.
 func (l limits) acquireNAR(ctx context.Context, narSize uint64) (release func(), err error) {
 	big, w := narSize >= bigNAR, narWeight(narSize)
 	if big {

@@ -153,16 +153,27 @@ func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flig
 		}
 	}
 	u.mu.Unlock()
-	// One launcher takes the upload slots in order, largest NAR first;
-	// each NAR then goes up on its own and only its narinfo waits for the
-	// narinfos of its references.
-	largestFirst(plan, fresh)
-	go func() {
-		for _, i := range fresh {
-			release, err := u.limits.acquireNAR(ctx, plan[i].NarSize)
-			go u.run(ctx, plan[i], flights[i], deps[i], release, err)
+	// Launchers take the upload slots in order, largest NAR first; each
+	// NAR then goes up on its own and only its narinfo waits for the
+	// narinfos of its references. Large NARs have a launcher of their
+	// own: waiting for a --jobs slot, they hold up no small one.
+	var large, small []int
+	for _, i := range fresh {
+		if plan[i].NarSize >= bigNAR {
+			large = append(large, i)
+		} else {
+			small = append(small, i)
 		}
-	}()
+	}
+	for _, idx := range [][]int{large, small} {
+		largestFirst(plan, idx)
+		go func() {
+			for _, i := range idx {
+				release, err := u.limits.acquireNAR(ctx, plan[i].NarSize)
+				go u.run(ctx, plan[i], flights[i], deps[i], release, err)
+			}
+		}()
+	}
 	return flights
 }
 
