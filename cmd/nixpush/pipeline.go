@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"runtime/debug"
-	"strings"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
@@ -16,7 +13,6 @@ import (
 	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/uploader"
-	"nixpush/uploader/memo"
 	"nixpush/watcher"
 )
 
@@ -137,39 +133,6 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, o openOptions
 		ShutdownTimeout: f.drain.shutdownTimeout,
 	}
 	return p, nil
-}
-
-// openMemo gives the uploader the cache's memo of present paths, beside
-// its queue; without one (--memo-ttl 0, or a file that cannot be opened)
-// every run asks the cache about every path, as before.
-func (p *pipeline) openMemo(f *pipelineFlags, identity string) {
-	p.uploader.Recheck = f.recheck
-	if f.memoTTL <= 0 {
-		return
-	}
-	file := strings.TrimSuffix(queueFile(f.drain.stateDir, identity), queueFileSuffix) + memo.FileSuffix
-	m, err := memo.Open(file, f.memoTTL)
-	if err != nil {
-		p.log.Warn("cache memo unavailable: asking the cache about every path", zap.Error(err))
-		return
-	}
-	p.uploader.Memo = m
-	p.closers = append(p.closers, m.Close)
-}
-
-// heapLimit is the soft memory limit of a pushing process. The uploader
-// bounds what it holds (limits.go: about 70 MiB at the default --jobs),
-// but between collections Go lets the heap grow to twice what is live,
-// and a push makes much short-lived garbage (Go's bzip2 reader allocates
-// 3.6 MiB per build log): without a limit, peak RSS is twice the bound.
-// Soft: above it the collector only works harder.
-const heapLimit = 100 << 20
-
-// limitHeap sets heapLimit, unless GOMEMLIMIT says otherwise.
-func limitHeap() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(heapLimit)
-	}
 }
 
 // keep is the watcher's name filter: paths the uploader would refuse by
