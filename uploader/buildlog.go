@@ -1,12 +1,16 @@
 package uploader
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path"
+	"sync"
 
 	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/sync/semaphore"
 
 	"nixpush/nixstore"
 )
@@ -26,6 +30,28 @@ func BuildLogKey(drvPath string) string {
 // no log for it (substituted, built elsewhere, or the log was deleted):
 // that is normal. A damaged bzip2 log is a permanent error.
 func PutBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath string) (bool, error) {
+	return putBuildLog(ctx, c, store, drvPath, nil)
+}
+
+// heldLog is the size up to which a build log is read whole before it is
+// uploaded: most logs are a few KiB, and reading them first lets their
+// reader go before the upload's round trip.
+const heldLog = 1 << 20
+
+// putBuildLog is PutBuildLog holding slot while a log is being read. Go's
+// bzip2 reader allocates 3.6 MiB whatever the log's size, so a push with
+// 64 uploads in flight must not read 64 logs at once; a log that fits in
+// heldLog is read whole and uploaded after the slot is given back.
+func putBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath string, slot *semaphore.Weighted) (bool, error) {
+	release := func() {}
+	if slot != nil {
+		if err := slot.Acquire(ctx, 1); err != nil {
+			return false, err
+		}
+		var once sync.Once
+		release = func() { once.Do(func() { slot.Release(1) }) }
+	}
+	defer release()
 	r, err := store.OpenBuildLog(drvPath)
 	if errors.Is(err, nixstore.ErrNoBuildLog) {
 		return false, nil
@@ -34,12 +60,27 @@ func PutBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath st
 		return false, backoff.Permanent(err)
 	}
 	defer r.Close()
-	if err := c.Put(ctx, BuildLogKey(drvPath), r, TypeBuildLog); err != nil {
-		err = fmt.Errorf("upload build log of %s: %w", drvPath, err)
-		if errors.Is(err, nixstore.ErrCorruptBuildLog) {
-			err = backoff.Permanent(err)
-		}
-		return false, err
+	head, err := io.ReadAll(io.LimitReader(r, heldLog+1))
+	if err != nil {
+		return false, logError(drvPath, err)
+	}
+	var body io.Reader = bytes.NewReader(head)
+	if len(head) <= heldLog {
+		r.Close()
+		release()
+	} else {
+		body = io.MultiReader(body, r)
+	}
+	if err := c.Put(ctx, BuildLogKey(drvPath), body, TypeBuildLog); err != nil {
+		return false, logError(drvPath, err)
 	}
 	return true, nil
+}
+
+func logError(drvPath string, err error) error {
+	err = fmt.Errorf("upload build log of %s: %w", drvPath, err)
+	if errors.Is(err, nixstore.ErrCorruptBuildLog) {
+		err = backoff.Permanent(err)
+	}
+	return err
 }

@@ -75,39 +75,20 @@ type Plan struct {
 	Upstream int                  // available from an upstream cache
 }
 
-// existsParallelism bounds concurrent existence checks: enough to hide an
-// HTTP round trip, few enough not to hammer a server.
-const existsParallelism = 16
+// existsParallelism bounds concurrent existence checks of one plan: a
+// 100 ms link needs about this many in flight to check a thousand paths
+// in a second and a half; the backends keep as many connections alive.
+const existsParallelism = 64
 
 // MakePlan filters a closure (in dependency order) and checks, once per
 // path and many at a time, which narinfos the cache already has.
 func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
-	var p Plan
-	var candidates []*nixstore.PathInfo
-	for _, info := range closure {
-		switch f.Check(info) {
-		case Keep:
-			candidates = append(candidates, info)
-		case Upstream:
-			p.Upstream++
-		default:
-			p.Filtered++
-		}
-	}
-	present := make([]bool, len(candidates))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(existsParallelism)
-	for i, info := range candidates {
-		g.Go(func() error {
-			ok, err := cache.Exists(gctx, NarInfoKey(info.Path))
-			present[i] = ok
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	p, kept := filterClosure(closure, f)
+	present, err := checkPresent(ctx, cache, kept)
+	if err != nil {
 		return p, err
 	}
-	for i, info := range candidates {
+	for i, info := range kept {
 		if present[i] {
 			p.Present++
 		} else {
@@ -117,54 +98,163 @@ func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f 
 	return p, nil
 }
 
-// knownLimit bounds the memory of paths known to be in the cache, and
-// knownTTL how long that knowledge is trusted (a cache may be pruned behind
-// our back); past either the set starts afresh, which only costs checks.
-const (
-	knownLimit = 200_000
-	knownTTL   = time.Hour
-)
-
-// Plan is MakePlan that skips the existence check for paths this Uploader
-// has already seen in the cache or written there: a daemon pushing many
-// paths with shared dependencies checks each dependency once.
-func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
-	f := u.Filter
-	var unknown []*nixstore.PathInfo
-	known := 0
-	u.mu.Lock()
+// filterClosure counts what the filter leaves out and returns the rest.
+func filterClosure(closure []*nixstore.PathInfo, f Filter) (Plan, []*nixstore.PathInfo) {
+	var p Plan
+	var kept []*nixstore.PathInfo
 	for _, info := range closure {
-		if u.known[info.Path] && f.Check(info) == Keep {
-			known++
-		} else {
-			unknown = append(unknown, info)
+		switch f.Check(info) {
+		case Keep:
+			kept = append(kept, info)
+		case Upstream:
+			p.Upstream++
+		default:
+			p.Filtered++
+		}
+	}
+	return p, kept
+}
+
+// checkPresent asks the cache for the narinfo of each path.
+func checkPresent(ctx context.Context, cache Cache, infos []*nixstore.PathInfo) ([]bool, error) {
+	present := make([]bool, len(infos))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(existsParallelism)
+	for i, info := range infos {
+		g.Go(func() error {
+			ok, err := cache.Exists(gctx, NarInfoKey(info.Path))
+			present[i] = ok
+			return err
+		})
+	}
+	return present, g.Wait()
+}
+
+// missingTTL is how long a path this Uploader found missing is taken as
+// missing without asking again: push plans, queues what is missing, and
+// its drainer plans the same paths again moments later. Taking a path as
+// missing is always safe: at worst it is uploaded twice.
+const missingTTL = time.Minute
+
+// Plan is PlanRoots with the closure's top paths (those no other path of
+// it references) as its roots.
+func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
+	return u.PlanRoots(ctx, closure, tops(closure))
+}
+
+// PlanRoots is MakePlan that asks the cache only about what it does not
+// know. What it trusts without asking:
+//
+//   - Roots (the paths a user or the queue names) are always asked for,
+//     whatever the memo says: "push X" must put X back if X was deleted.
+//     The one exception is a root this Uploader found missing less than
+//     missingTTL ago: it is uploaded without asking again.
+//   - Any other path the memo knows (unless expired, or older than the
+//     Uploader under Recheck) is taken as present.
+//   - Nothing is inferred top-down: a root found present does not vouch
+//     for its closure. A cache pruned by age (an S3 lifecycle rule, a
+//     cron job) deletes old dependencies of recent narinfos, and a push
+//     must repair that; the memo's TTL bounds how long our own
+//     observations are trusted instead.
+//
+// What it learns is remembered (present) or forgotten (missing) at once.
+func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, roots []string) (Plan, error) {
+	p, kept := filterClosure(closure, u.Filter)
+	isRoot := make(map[string]bool, len(roots))
+	for _, r := range roots {
+		isRoot[r] = true
+	}
+	var others []string
+	for _, info := range kept {
+		if !isRoot[info.Path] {
+			others = append(others, info.Path)
+		}
+	}
+	known := u.memoPresent(ctx, others)
+	const (
+		ask = iota
+		present
+		missing
+	)
+	state := make([]int, len(kept))
+	var asked []*nixstore.PathInfo
+	now := time.Now()
+	u.mu.Lock()
+	for i, info := range kept {
+		switch {
+		case known[info.Path]:
+			state[i] = present
+		case now.Sub(u.missing[info.Path]) < missingTTL:
+			state[i] = missing
+		default:
+			asked = append(asked, info)
 		}
 	}
 	u.mu.Unlock()
-	p, err := MakePlan(ctx, u.Cache, unknown, f)
+	found, err := checkPresent(ctx, u.Cache, asked)
 	if err != nil {
 		return p, err
 	}
-	p.Present += known
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	missing := map[string]bool{}
-	for _, info := range p.Upload {
-		missing[info.Path] = true
+	var seen, gone []string
+	for i, info := range asked {
+		if found[i] {
+			seen = append(seen, info.Path)
+		} else {
+			gone = append(gone, info.Path)
+		}
 	}
-	for _, info := range unknown {
-		if !missing[info.Path] && f.Check(info) == Keep {
-			u.remember(info.Path)
+	u.remember(seen...)
+	u.forget(gone...)
+	u.noteMissing(gone, now)
+	u.flushMemo(ctx)
+	j := 0
+	for i, info := range kept {
+		if state[i] == ask {
+			if found[j] {
+				state[i] = present
+			} else {
+				state[i] = missing
+			}
+			j++
+		}
+		if state[i] == present {
+			p.Present++
+		} else {
+			p.Upload = append(p.Upload, info)
 		}
 	}
 	return p, nil
 }
 
-// remember records a path as present in the cache; u.mu must be held.
-func (u *Uploader) remember(path string) {
-	if len(u.known) >= knownLimit || time.Since(u.knownSince) > knownTTL {
-		u.known = map[string]bool{}
-		u.knownSince = time.Now()
+// noteMissing records paths found missing at now, dropping old records.
+func (u *Uploader) noteMissing(paths []string, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for p, t := range u.missing {
+		if now.Sub(t) >= missingTTL {
+			delete(u.missing, p)
+		}
 	}
-	u.known[path] = true
+	for _, p := range paths {
+		u.missing[p] = now
+	}
+}
+
+// tops returns the paths of a closure that no other path of it references.
+func tops(closure []*nixstore.PathInfo) []string {
+	referenced := map[string]bool{}
+	for _, info := range closure {
+		for _, ref := range info.References {
+			if ref != info.Path {
+				referenced[ref] = true
+			}
+		}
+	}
+	var out []string
+	for _, info := range closure {
+		if !referenced[info.Path] {
+			out = append(out, info.Path)
+		}
+	}
+	return out
 }

@@ -57,7 +57,7 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 	if err != nil {
 		return fail(err)
 	}
-	plan, err := u.Plan(ctx, closure)
+	plan, err := u.PlanRoots(ctx, closure, kept)
 	if err != nil {
 		return fail(err)
 	}

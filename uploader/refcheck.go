@@ -39,10 +39,14 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 		return nil
 	}
 	missing := make([]bool, len(check))
+	// The checks of every narinfo being written share one bound.
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(existsParallelism)
 	for i, ref := range check {
+		if err := u.limits.checks.Acquire(gctx, 1); err != nil {
+			break // g.Wait returns why
+		}
 		g.Go(func() error {
+			defer u.limits.checks.Release(1)
 			ok, err := u.Cache.Exists(gctx, NarInfoKey(ref))
 			missing[i] = !ok
 			return err
@@ -51,6 +55,9 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("check references: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for i, ref := range check {
 		if missing[i] {
 			u.forget(ref)
@@ -58,11 +65,4 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 		}
 	}
 	return nil
-}
-
-// forget drops a path from the memory of what the cache holds.
-func (u *Uploader) forget(path string) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	delete(u.known, path)
 }

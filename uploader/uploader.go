@@ -15,7 +15,6 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
-	"golang.org/x/sync/semaphore"
 
 	"nixpush/nixstore"
 )
@@ -32,12 +31,21 @@ type Uploader struct {
 	Listing     bool   // write <hash>.ls listings (Nix's write-nar-listing)
 	Logs        bool   // upload build logs of pushed outputs (log/<drv>)
 	Log         *zap.Logger
+	// Memo remembers which paths the cache holds, so a plan asks the
+	// cache only about the others (see Plan). New sets one that lives as
+	// long as the Uploader; the commands give a persistent one.
+	Memo Memo
+	// Recheck ignores what Memo knew before this Uploader was made: every
+	// path is asked for once (what it finds is remembered again).
+	Recheck bool
 
-	jobs       *semaphore.Weighted
-	mu         sync.Mutex
-	inflight   map[string]*flight
-	known      map[string]bool // paths seen in the cache; see Plan
-	knownSince time.Time
+	limits   limits
+	created  time.Time
+	mu       sync.Mutex
+	inflight map[string]*flight
+	missing  map[string]time.Time // paths found missing lately; see Plan
+	// memoBroken: Memo failed to forget a path and is not trusted since.
+	memoBroken bool
 	Stats      Stats
 }
 
@@ -59,17 +67,18 @@ type flight struct {
 	err   error
 }
 
-// New returns an Uploader streaming at most jobs NARs at a time; set
-// Filter before the first push.
+// New returns an Uploader that uploads at most jobs NARs of 4 MiB or more
+// at a time (each compressed on every core, each holding up to ~42 MiB),
+// and up to 64 smaller ones beside them within a memory budget (see
+// limits.go); set Filter and Memo before the first push.
 func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
-	if jobs < 1 {
-		jobs = 1
-	}
 	return &Uploader{
 		Store: store, Cache: cache, Compression: c, Keys: keys, Log: log.Named("uploader"),
-		jobs:     semaphore.NewWeighted(int64(jobs)),
+		Memo:     NewMemoryMemo(DefaultMemoTTL),
+		limits:   newLimits(jobs),
+		created:  time.Now(),
 		inflight: map[string]*flight{},
-		known:    map[string]bool{},
+		missing:  map[string]time.Time{},
 	}
 }
 
@@ -103,6 +112,7 @@ func (u *Uploader) Upload(ctx context.Context, plan []*nixstore.PathInfo) map[st
 		}
 		results[plan[i].Path] = r
 	}
+	u.flushMemo(ctx)
 	return results
 }
 
@@ -121,7 +131,6 @@ type dependency struct {
 // referrer's narinfo out).
 func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flight {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	flights := make([]*flight, len(plan))
 	var fresh []int
 	for i, info := range plan {
@@ -133,36 +142,72 @@ func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flig
 		}
 		flights[i] = f
 	}
+	deps := make(map[int][]dependency, len(fresh))
 	for _, i := range fresh {
-		info, f := plan[i], flights[i]
 		// References not in flight were in the cache already or are
 		// filtered out.
-		var deps []dependency
-		for _, ref := range info.References {
-			if d := u.inflight[ref]; d != nil && ref != info.Path {
-				deps = append(deps, dependency{ref, d})
+		for _, ref := range plan[i].References {
+			if d := u.inflight[ref]; d != nil && ref != plan[i].Path {
+				deps[i] = append(deps[i], dependency{ref, d})
 			}
 		}
-		// The semaphore is FIFO, so uploads start roughly in the plan's
-		// order: references first, and a referrer rarely waits long for them.
+	}
+	u.mu.Unlock()
+	// Launchers take the upload slots in order, largest NAR first; each
+	// NAR then goes up on its own and only its narinfo waits for the
+	// narinfos of its references. Large NARs have a launcher of their
+	// own: waiting for a --jobs slot, they hold up no small one.
+	var large, small []int
+	for _, i := range fresh {
+		if plan[i].NarSize >= bigNAR {
+			large = append(large, i)
+		} else {
+			small = append(small, i)
+		}
+	}
+	for _, idx := range [][]int{large, small} {
+		largestFirst(plan, idx)
 		go func() {
-			f.bytes, f.err = u.uploadPath(ctx, info, deps)
-			u.mu.Lock()
-			delete(u.inflight, info.Path)
-			u.mu.Unlock()
-			close(f.done)
+			for _, i := range idx {
+				release, err := u.limits.acquireNAR(ctx, plan[i].NarSize)
+				go u.run(ctx, plan[i], flights[i], deps[i], release, err)
+			}
 		}()
 	}
 	return flights
 }
 
-func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps []dependency) (uint64, error) {
-	if err := u.jobs.Acquire(ctx, 1); err != nil {
+// run uploads one path holding its NAR slot (or fails with the error of
+// waiting for one) and settles its flight.
+func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, deps []dependency, release func(), err error) {
+	if err == nil {
+		f.bytes, f.err = u.uploadPath(ctx, info, deps, release)
+	} else {
+		f.err = err
+	}
+	if f.err != nil && ctx.Err() == nil {
+		// Whatever the memo said, the path may well be missing now. (A
+		// cancelled push found nothing out: the plan already forgot
+		// what it found missing.)
+		u.forget(info.Path)
+	}
+	u.mu.Lock()
+	delete(u.inflight, info.Path)
+	u.mu.Unlock()
+	close(f.done)
+}
+
+func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps []dependency, release func()) (uint64, error) {
+	// The build log needs nothing but must be in before the narinfo: it
+	// goes up beside the NAR, off the narinfo's critical path.
+	logDone := make(chan error, 1)
+	go func() { logDone <- u.putLog(ctx, info) }()
+	nar, err := u.putNAR(ctx, info)
+	release()
+	if err != nil {
 		return 0, err
 	}
-	nar, err := u.putNAR(ctx, info)
-	u.jobs.Release(1)
-	if err != nil {
+	if err := <-logDone; err != nil {
 		return 0, err
 	}
 	// Wait for references being uploaded by this or another push.
@@ -176,6 +221,10 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 			return 0, fmt.Errorf("reference %s failed: %w", d.path, d.f.err)
 		}
 	}
+	if err := u.limits.narinfos.Acquire(ctx, 1); err != nil {
+		return 0, err
+	}
+	defer u.limits.narinfos.Release(1)
 	if err := u.putExtras(ctx, info, nar); err != nil {
 		return 0, err
 	}
@@ -193,9 +242,7 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	if _, err := PutRealisations(ctx, u.Cache, u.Store, info.Path, u.Keys); err != nil {
 		return 0, err
 	}
-	u.mu.Lock()
 	u.remember(info.Path)
-	u.mu.Unlock()
 	u.Stats.Paths.Add(1)
 	u.Stats.NARBytes.Add(int64(info.NarSize))
 	u.Stats.Bytes.Add(int64(nar.FileSize))
@@ -220,23 +267,28 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	return s.result(key, u.Compression), nil
 }
 
-// putExtras writes what Nix reads beside a narinfo, before it: the .ls
-// listing and the build log of the path's derivation. A missing log is
-// no error; a damaged one is logged and skipped, never failing the path.
+// putExtras writes the .ls listing, which Nix reads beside a narinfo,
+// before it.
 func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
 	if u.Listing {
-		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
-			return err
-		}
+		return PutListing(ctx, u.Cache, info.Path, nar.Listing)
 	}
-	if u.Logs && info.Deriver != "" {
-		if _, err := PutBuildLog(ctx, u.Cache, u.Store, info.Deriver); err != nil {
-			if errors.Is(err, nixstore.ErrCorruptBuildLog) {
-				u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
-				return nil
-			}
-			return err
+	return nil
+}
+
+// putLog uploads the build log of the path's derivation. A missing log
+// is no error; a damaged one is logged and skipped, never failing the
+// path.
+func (u *Uploader) putLog(ctx context.Context, info *nixstore.PathInfo) error {
+	if !u.Logs || info.Deriver == "" {
+		return nil
+	}
+	if _, err := putBuildLog(ctx, u.Cache, u.Store, info.Deriver, u.limits.logs); err != nil {
+		if errors.Is(err, nixstore.ErrCorruptBuildLog) {
+			u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
+			return nil
 		}
+		return err
 	}
 	return nil
 }

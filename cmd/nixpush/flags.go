@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"runtime"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -32,6 +31,8 @@ type pipelineFlags struct {
 	priority     int
 	narListing   bool
 	noLogs       bool
+	memoTTL      time.Duration
+	recheck      bool
 	network      networkFlags
 	drain        drainFlags
 	log          logFlags
@@ -43,7 +44,7 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
 	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")
 	fs.StringVar(&p.level, "compression-level", "", "compression level (zstd 1-22, xz 0-9)")
-	fs.IntVarP(&p.jobs, "jobs", "j", runtime.NumCPU(), "NARs uploaded at once")
+	fs.IntVarP(&p.jobs, "jobs", "j", 1, "NARs of 4 MiB or more uploaded at once, each compressed on every core and holding up to ~42 MiB (smaller ones go up to 64 at once beside them)")
 	fs.BoolVar(&p.includeDrv, "include-drv", false, "push .drv files too")
 	fs.StringArrayVar(&p.exclude, "exclude", nil, "skip paths whose name (after the hash) matches REGEX (repeatable)")
 	fs.StringArrayVar(&p.upstreamKeys, "upstream-key", []string{"cache.nixos.org-1"}, "skip paths signed by this key: an upstream cache has them (repeatable)")
@@ -51,6 +52,8 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.IntVar(&p.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
 	fs.BoolVar(&p.narListing, "nar-listing", false, "write <hash>.ls file listings, as Nix's write-nar-listing=1 (also in the URL)")
 	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
+	fs.DurationVar(&p.memoTTL, "memo-ttl", uploader.DefaultMemoTTL, "trust for this long that a path seen in the cache is still there, and ask the cache only about the others (0: ask about every path every time); the paths given to push are always asked about")
+	fs.BoolVar(&p.recheck, "recheck", false, "ask the cache about every path of the closure, ignoring what earlier runs saw there")
 	p.network.add(fs)
 	p.drain.add(fs, defaultAttempts)
 	p.log.add(fs, defaultLogLevel)

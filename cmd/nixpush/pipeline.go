@@ -200,6 +200,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 	if len(keys) == 0 {
 		log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
+	limitHeap()
 	p.uploader = uploader.New(p.store, p.cache, comp, keys, f.jobs, log)
 	p.uploader.Filter = filter
 	p.uploader.Listing = f.narListing || isTrue(u.Setting("write-nar-listing"))
@@ -208,6 +209,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 		return nil, err
 	}
 	p.closers = append(p.closers, p.queue.Close)
+	p.openMemo(f, u.Identity())
 	p.drainer = &drainer.Drainer{
 		Queue:           p.queue,
 		Uploader:        p.uploader,

@@ -175,15 +175,23 @@ func (cfg Config) transport() (*http.Transport, error) {
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true, // as Nix does; lost by default with a custom dialer
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16, // uploads run --jobs at a time; keep their connections
-		IdleConnTimeout:       90 * time.Second,
+		// The uploader has up to 64 NARs, 64 narinfos and 64 + 64
+		// existence checks in flight (uploader/limits.go): keep a
+		// connection for each, or a slow link pays a new handshake
+		// for most requests. Over HTTP/2 they share a few connections.
+		MaxIdleConns:        IdleConns,
+		MaxIdleConnsPerHost: IdleConns,
+		IdleConnTimeout:     90 * time.Second,
 		// Larger than the 4 KiB default: fewer syscalls and chunk headers
 		// per streamed NAR, at 128 KiB per connection.
 		WriteBufferSize: 64 << 10,
 		ReadBufferSize:  64 << 10,
 	}, nil
 }
+
+// IdleConns is how many idle connections to a cache are kept alive: as
+// many as the uploader has requests in flight.
+const IdleConns = 256
 
 // stallConn fails a write that makes no progress for timeout: a server
 // that stops reading a body would otherwise hang an upload forever, and

@@ -47,6 +47,10 @@ const (
 // backend's, so one setting (--http-timeout) serves both.
 const DefaultTimeout = 60 * time.Second
 
+// idleConns is how many idle connections to the S3 endpoint are kept
+// alive: as many as the uploader has requests in flight.
+const idleConns = 256
+
 // Config tunes uploads.
 type Config struct {
 	// PartSize is the size of each part of a multipart upload, and the
@@ -139,7 +143,13 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	// server never holds a worker in a hidden retry loop.
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		config.WithHTTPClient(awshttp.NewBuildableClient()),
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			// The SDK keeps 10 idle connections per host; the uploader
+			// has up to 256 requests in flight (uploader/limits.go) and
+			// a slow link would pay a handshake for most of them.
+			t.MaxIdleConns, t.MaxIdleConnsPerHost = idleConns, idleConns
+			t.ForceAttemptHTTP2 = true
+		})),
 	}
 	if r := q.Get("region"); r != "" {
 		opts = append(opts, config.WithRegion(r))
