@@ -38,7 +38,7 @@ in
     settings = lib.mkOption {
       type = settingsFormat.type;
       default = { };
-      example = { jobs = 4; exclude = [ "-source$" ]; "watch-store" = { metrics-addr = "9464"; }; };
+      example = { exclude = [ "-source$" ]; "watch-store" = { metrics-addr = "9464"; }; };
       description = "Extra settings: any nixpush flag name as key (see `nixpush config check`).";
     };
   };

@@ -132,7 +132,7 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 	// What the user asks to repair is pushed whatever the filters say.
 	p.uploader.Filter.IncludeDrv = true
 	log.Info("repairing", zap.Int("paths", len(push)))
-	return p.pushClosure(ctx, stderr, closure, false)
+	return p.pushClosure(ctx, stderr, push, closure, false)
 }
 
 // printReport prints problems one per line, then the counts.
