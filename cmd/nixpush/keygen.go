@@ -8,6 +8,8 @@ import (
 	"nixpush/uploader"
 )
 
+// newKeygenCommand is `nixpush keygen NAME`: a signing key pair in Nix's
+// format, as nix-store --generate-binary-cache-key writes it.
 func newKeygenCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "keygen NAME [SECRET-FILE PUBLIC-FILE]",
