@@ -24,8 +24,10 @@ test: deps
 demo: deps
 	bash scripts/demo.sh
 
+# make bench SUITE=wan (or remote, verify, daemon, ..., all; see go run ./bench -h)
+SUITE ?= copy
 bench: deps
-	$(GO) run ./bench -write
+	$(GO) run ./bench -suite $(SUITE) -write
 
 # Fault injection against real caches (needs root: a tmpfs state dir);
 # about 4 minutes; writes docs/reliability.md.
