@@ -17,23 +17,11 @@ func (q *Queue) EnqueueWithMeta(ctx context.Context, paths []string, key, value 
 	if err := checkPaths(paths); err != nil {
 		return 0, fmt.Errorf("enqueue paths: %w", err)
 	}
-	now := nanos(time.Now())
-	var added int64
+	var added int
 	err := q.write(ctx, func(tx *sql.Tx) error {
-		added = 0
-		stmt, err := tx.PrepareContext(ctx,
-			`INSERT INTO items (path, enqueued_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`)
-		if err != nil {
+		var err error
+		if added, err = insertPending(ctx, tx, paths, nanos(time.Now())); err != nil {
 			return err
-		}
-		defer stmt.Close()
-		for _, p := range paths {
-			res, err := stmt.ExecContext(ctx, p, now)
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			added += n
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
@@ -42,5 +30,5 @@ func (q *Queue) EnqueueWithMeta(ctx context.Context, paths []string, key, value 
 	if err != nil {
 		return 0, fmt.Errorf("enqueue paths: %w", err)
 	}
-	return int(added), nil
+	return added, nil
 }

@@ -90,28 +90,34 @@ func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
 	if len(paths) == 0 {
 		return 0, nil
 	}
-	now := nanos(time.Now())
-	var added int64
-	err := q.write(ctx, func(tx *sql.Tx) error {
-		added = 0
-		stmt, err := tx.PrepareContext(ctx,
-			`INSERT INTO items (path, enqueued_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, p := range paths {
-			res, err := stmt.ExecContext(ctx, p, now)
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			added += n
-		}
-		return nil
+	var added int
+	err := q.write(ctx, func(tx *sql.Tx) (err error) {
+		added, err = insertPending(ctx, tx, paths, nanos(time.Now()))
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("enqueue paths: %w", err)
+	}
+	return added, nil
+}
+
+// insertPending adds a pending row for each path that has none, in tx,
+// and returns how many it added.
+func insertPending(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int, error) {
+	stmt, err := tx.PrepareContext(ctx,
+		`INSERT INTO items (path, enqueued_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`)
+	if err != nil {
+		return 0, err
+	}
+	defer stmt.Close()
+	var added int64
+	for _, p := range paths {
+		res, err := stmt.ExecContext(ctx, p, now)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := res.RowsAffected()
+		added += n
 	}
 	return int(added), nil
 }
