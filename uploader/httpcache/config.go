@@ -139,12 +139,17 @@ func (a credentials) redact(s string) string {
 	return s
 }
 
+// stallTimeout is Timeout, or DefaultTimeout when unset.
+func (cfg Config) stallTimeout() time.Duration {
+	if cfg.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return cfg.Timeout
+}
+
 // transport is one connection pool for all requests of a cache.
 func (cfg Config) transport() (*http.Transport, error) {
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := cfg.stallTimeout()
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.CACert != "" {
 		pem, err := os.ReadFile(cfg.CACert)

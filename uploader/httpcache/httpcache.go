@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"nixpush/uploader"
 )
@@ -26,10 +27,11 @@ var _ uploader.Cache = (*Cache)(nil)
 // Cache is a binary cache at an HTTP(S) URL. It is safe for concurrent
 // use; all requests share one pool of connections.
 type Cache struct {
-	base   *url.URL // scheme, host and path; no user info, query or trailing slash
-	name   string   // base as a string, for messages
-	client *http.Client
-	auth   credentials
+	base    *url.URL // scheme, host and path; no user info, query or trailing slash
+	name    string   // base as a string, for messages
+	client  *http.Client
+	auth    credentials
+	timeout time.Duration // a body read that makes no progress this long fails
 }
 
 // New returns the cache at u (http or https). Credentials come from cfg
@@ -57,10 +59,11 @@ func New(u *url.URL, cfg Config) (*Cache, error) {
 		return nil, permanent(err)
 	}
 	return &Cache{
-		base:   base,
-		name:   base.String(),
-		client: &http.Client{Transport: tr, CheckRedirect: checkRedirect},
-		auth:   auth,
+		base:    base,
+		name:    base.String(),
+		client:  &http.Client{Transport: tr, CheckRedirect: checkRedirect},
+		auth:    auth,
+		timeout: cfg.stallTimeout(),
 	}, nil
 }
 
@@ -136,24 +139,59 @@ func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 // Get sends GET; a 404, 410 or 403 answer is uploader.ErrNotFound.
 // The body streams from the connection as the caller reads it.
 func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := c.newRequest(ctx, http.MethodGet, key, nil)
 	if err != nil {
+		cancel(nil)
 		return nil, err
 	}
 	resp, err := c.do(req)
 	if err != nil {
+		cancel(nil)
 		return nil, err
 	}
 	switch {
 	case resp.StatusCode/100 == 2:
-		return resp.Body, nil
+		return &stallBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel, timeout: c.timeout}, nil
 	case isMissing(resp.StatusCode):
 		discard(resp)
+		cancel(nil)
 		return nil, fmt.Errorf("%s/%s: %w", c.name, key, uploader.ErrNotFound)
 	}
 	err = c.statusError(req, resp)
 	discard(resp)
+	cancel(nil)
 	return nil, err
+}
+
+// errStalled ends a body read that made no progress for the timeout.
+var errStalled = errors.New("stalled: no progress")
+
+// stallBody fails a read that waits longer than timeout for the server:
+// the connection's reads have no deadline (an idle pooled connection
+// waits in a read), so a server that stops mid-body is caught here. The
+// clock runs only while a Read waits, not while the caller holds the body.
+type stallBody struct {
+	io.ReadCloser
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	timeout time.Duration
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	t := time.AfterFunc(b.timeout, func() { b.cancel(errStalled) })
+	n, err := b.ReadCloser.Read(p)
+	t.Stop()
+	if err != nil && errors.Is(context.Cause(b.ctx), errStalled) {
+		err = fmt.Errorf("read body: %w for %s", errStalled, b.timeout)
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 func isMissing(code int) bool {
