@@ -92,6 +92,13 @@ func TestPushLogsAndListings(t *testing.T) {
 			t.Errorf("%s differs from Nix's:\nnixpush %q\nNix     %q", obj, got, want)
 		}
 	}
+	// Nix lists the pushed tree from the cache. (Nix 2.8 fetches the NAR
+	// for this and does not read the .ls: compared byte for byte above.)
+	ls, _, err := nixtest.Command(t, "nix", "--extra-experimental-features", "nix-command",
+		"store", "ls", "--store", e.url, "-lR", top)
+	if err != nil || !strings.Contains(ls, "fib.txt") {
+		t.Errorf("nix store ls of the pushed path: %v\n%s", err, ls)
+	}
 	// --no-logs: none.
 	other := t.TempDir()
 	if r := runMain(t, "", "push", "--store", e.store.Root, "--state-dir", t.TempDir(), "--to", "file://"+other,
