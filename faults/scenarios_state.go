@@ -18,18 +18,13 @@ import (
 // connection), new paths arrive and a push starts, then frees it: the
 // daemon must live on and push everything, the push must end.
 func stateDirFull(ctx context.Context, r *run) error {
-	ng, err := r.nginx()
-	if err != nil {
-		return err
-	}
-	px, err := r.proxy(ng.Addr)
+	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
 		return err
 	}
 	if err := px.Bandwidth(300_000); err != nil {
 		return err
 	}
-	cache, url := ng.CacheDir, "http://"+px.Addr
 	sd := filepath.Join(r.dir, "state")
 	if err := os.MkdirAll(sd, 0o755); err != nil {
 		return err
