@@ -90,15 +90,9 @@ func sigkillWatchStore(ctx context.Context, r *run) error {
 	}
 	var closure []string
 	for i := range 8 {
-		top, err := r.chain(ctx, r.sc.name, 5, 128)
-		if err != nil {
+		if _, err := r.addChain(ctx, &closure, 5, 128); err != nil {
 			return err
 		}
-		c, err := r.closure(ctx, top)
-		if err != nil {
-			return err
-		}
-		closure = append(closure, c...)
 		if i%3 == 1 { // kill at a random point after this batch lands in the DB
 			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 			d.kill()

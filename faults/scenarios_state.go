@@ -39,15 +39,7 @@ func stateDirFull(ctx context.Context, r *run) error {
 		return err
 	}
 	var closure []string
-	add := func() (string, error) {
-		top, err := r.chain(ctx, r.sc.name, 8, 128)
-		if err != nil {
-			return "", err
-		}
-		c, err := r.closure(ctx, top)
-		closure = append(closure, c...)
-		return top, err
-	}
+	add := func() (string, error) { return r.addChain(ctx, &closure, 8, 128) }
 	if _, err := add(); err != nil {
 		return err
 	}
@@ -134,15 +126,7 @@ func queueLocked(ctx context.Context, r *run) error {
 		return err
 	}
 	var closure []string
-	add := func() (string, error) {
-		top, err := r.chain(ctx, r.sc.name, 6, 64)
-		if err != nil {
-			return "", err
-		}
-		c, err := r.closure(ctx, top)
-		closure = append(closure, c...)
-		return top, err
-	}
+	add := func() (string, error) { return r.addChain(ctx, &closure, 6, 64) }
 	if _, err := add(); err != nil {
 		return err
 	}
