@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -40,6 +41,14 @@ const runTimeout = 30 * time.Minute
 // memory, and its stdout. It flushes dirty pages first (untimed), so writeback left by the
 // previous run does not land in this one.
 func measure(ctx context.Context, name string, args []string, env []string) (Sample, string, error) {
+	s, out, _, err := measureRun(ctx, name, args, env, false)
+	return s, out, err
+}
+
+// measureRun is measure that also returns the exit code. With
+// exitIsResult a run that exits non-zero is a result, not an error: it
+// fails only when the command cannot run or is killed.
+func measureRun(ctx context.Context, name string, args []string, env []string, exitIsResult bool) (Sample, string, int, error) {
 	syscall.Sync()
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
@@ -52,12 +61,13 @@ func measure(ctx context.Context, name string, args []string, env []string) (Sam
 	err := cmd.Run()
 	wall := time.Since(start)
 	busy1 := machineBusy()
-	if err != nil {
-		return Sample{}, "", fmt.Errorf("%s: %w\n%s", commandLine(name, args), err, tail(errb.String(), 2000))
+	var exitErr *exec.ExitError
+	if err != nil && (!exitIsResult || !errors.As(err, &exitErr) || exitErr.ExitCode() < 0) {
+		return Sample{}, "", 0, fmt.Errorf("%s: %w\n%s", commandLine(name, args), err, tail(errb.String(), 2000))
 	}
 	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return Sample{}, "", fmt.Errorf("%s: no rusage", name)
+		return Sample{}, "", 0, fmt.Errorf("%s: no rusage", name)
 	}
 	s := Sample{
 		Wall:   wall,
@@ -69,7 +79,7 @@ func measure(ctx context.Context, name string, args []string, env []string) (Sam
 		others := busy1 - busy0 - s.CPU
 		s.Others = max(0, others.Seconds()/wall.Seconds())
 	}
-	return s, out.String(), nil
+	return s, out.String(), cmd.ProcessState.ExitCode(), nil
 }
 
 // clockTick is USER_HZ, the unit of /proc/stat (100 on every Linux build

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -128,12 +127,9 @@ type nginxServer struct {
 // startNginx runs nginx in the foreground for a cache under dir (which
 // must exist). nginxtest.Start would do, but it needs a testing.TB.
 func startNginx(dir string) (*nginxServer, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := nginxtest.FindBinary()
 	if err != nil {
-		bin = "/usr/sbin/nginx" // Debian's place, often not on a non-root PATH
-		if _, err := os.Stat(bin); err != nil {
-			return nil, errors.New("nginx is not installed: run scripts/deps.sh")
-		}
+		return nil, err
 	}
 	for _, d := range []string{"cache", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

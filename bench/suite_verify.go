@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"nixpush/internal/toxitest"
@@ -102,36 +99,8 @@ func (s *verifySetup) timed(ctx context.Context, args []string, home string) (ve
 // returns the sample and code of a run that exits non-zero, and fails
 // only when the command cannot run or is killed.
 func measureExit(ctx context.Context, name string, args []string, env []string) (verifyRun, error) {
-	syscall.Sync()
-	ctx, cancel := context.WithTimeout(ctx, runTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	busy0 := machineBusy()
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
-	busy1 := machineBusy()
-	var exitErr *exec.ExitError
-	if err != nil && (!errors.As(err, &exitErr) || exitErr.ExitCode() < 0) {
-		return verifyRun{}, fmt.Errorf("%s: %w\n%s", commandLine(name, args), err, tail(errb.String(), 2000))
-	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return verifyRun{}, fmt.Errorf("%s: no rusage", name)
-	}
-	sample := Sample{
-		Wall:   wall,
-		CPU:    time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)),
-		Sys:    time.Duration(syscall.TimevalToNsec(ru.Stime)),
-		MaxRSS: ru.Maxrss * 1024,
-	}
-	if busy0 >= 0 && busy1 >= 0 {
-		sample.Others = max(0, (busy1-busy0-sample.CPU).Seconds()/wall.Seconds())
-	}
-	return verifyRun{exit: cmd.ProcessState.ExitCode(), stdout: out.String(), sample: sample}, nil
+	sample, stdout, code, err := measureRun(ctx, name, args, env, true)
+	return verifyRun{exit: code, stdout: stdout, sample: sample}, err
 }
 
 // verifyJSON is the part of verify --json's report the suite checks.

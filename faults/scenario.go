@@ -85,6 +85,18 @@ func (w *world) runScenario(ctx context.Context, sc scenario) outcome {
 	return o
 }
 
+// addChain registers a fresh chain of n paths (kib KiB of input each),
+// adds its closure to *closure and returns the chain's top path.
+func (r *run) addChain(ctx context.Context, closure *[]string, n, kib int) (string, error) {
+	top, err := r.chain(ctx, r.sc.name, n, kib)
+	if err != nil {
+		return "", err
+	}
+	c, err := r.closure(ctx, top)
+	*closure = append(*closure, c...)
+	return top, err
+}
+
 func (r *run) cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
 func (r *run) fail(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))

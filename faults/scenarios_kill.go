@@ -23,11 +23,7 @@ func (r *run) fileCache(query string) (dir, url string, err error) {
 // sigkillPush SIGKILLs push at random points, three times, then lets a
 // fourth push finish: rows a killed push claimed must be taken over.
 func sigkillPush(ctx context.Context, r *run) error {
-	ng, err := r.nginx()
-	if err != nil {
-		return err
-	}
-	px, err := r.proxy(ng.Addr)
+	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
 		return err
 	}
@@ -35,7 +31,6 @@ func sigkillPush(ctx context.Context, r *run) error {
 	if err := px.Latency(200 * time.Millisecond); err != nil {
 		return err
 	}
-	cache, url := ng.CacheDir, "http://"+px.Addr
 	top, err := r.chain(ctx, r.sc.name, 30, 64)
 	if err != nil {
 		return err
@@ -79,11 +74,7 @@ func sigkillPush(ctx context.Context, r *run) error {
 // being registered, restarting it each time: paths registered while it
 // was dead and rows it held must all be pushed.
 func sigkillWatchStore(ctx context.Context, r *run) error {
-	ng, err := r.nginx()
-	if err != nil {
-		return err
-	}
-	px, err := r.proxy(ng.Addr)
+	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
 		return err
 	}
@@ -91,7 +82,6 @@ func sigkillWatchStore(ctx context.Context, r *run) error {
 	if err := px.Latency(100 * time.Millisecond); err != nil {
 		return err
 	}
-	cache, url := ng.CacheDir, "http://"+px.Addr
 	r.watch(cache)
 	sd := filepath.Join(r.dir, "state")
 	d, err := r.watchStore("watch-store-0", url, sd, nil)
@@ -100,15 +90,9 @@ func sigkillWatchStore(ctx context.Context, r *run) error {
 	}
 	var closure []string
 	for i := range 8 {
-		top, err := r.chain(ctx, r.sc.name, 5, 128)
-		if err != nil {
+		if _, err := r.addChain(ctx, &closure, 5, 128); err != nil {
 			return err
 		}
-		c, err := r.closure(ctx, top)
-		if err != nil {
-			return err
-		}
-		closure = append(closure, c...)
 		if i%3 == 1 { // kill at a random point after this batch lands in the DB
 			time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
 			d.kill()

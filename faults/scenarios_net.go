@@ -57,11 +57,7 @@ func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 	if f.off == nil {
 		f.off = (*toxitest.Proxy).Heal
 	}
-	ng, err := r.nginx()
-	if err != nil {
-		return err
-	}
-	px, err := r.proxy(ng.Addr)
+	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
 		return err
 	}
@@ -81,8 +77,8 @@ func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 	if err != nil {
 		return err
 	}
-	r.watch(ng.CacheDir)
-	url, sd := "http://"+px.Addr, filepath.Join(r.dir, "state")
+	r.watch(cache)
+	sd := filepath.Join(r.dir, "state")
 	p, err := r.nixpush("push", nil, r.pushArgs(url, sd, f.args, roots...)...)
 	if err != nil {
 		return err
@@ -91,7 +87,7 @@ func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 	faults := make(chan error, 1)
 	go func() {
 		if f.midway {
-			waitFor(ctx, 20*time.Second, func() bool { return countNarinfos(ng.CacheDir) > 0 || p.exited() })
+			waitFor(ctx, 20*time.Second, func() bool { return countNarinfos(cache) > 0 || p.exited() })
 		}
 		faults <- toggle(stop, f.rounds, f.period, func() error { return f.on(px) }, func() error { return f.off(px) })
 	}()
@@ -105,7 +101,7 @@ func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 	}
 	r.expectCode("push", code, 0)
 	r.checked("push exits 0")
-	return r.settle(ctx, ng.CacheDir, url, nil, closure, sd)
+	return r.settle(ctx, cache, url, nil, closure, sd)
 }
 
 // latencySpikes raises the round trip from 100 ms to 3 s, above

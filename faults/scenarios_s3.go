@@ -93,21 +93,12 @@ func frozenServer(ctx context.Context, r *run) error {
 		return err
 	}
 	var closure []string
-	add := func(n, kib int) error {
-		top, err := r.chain(ctx, r.sc.name, n, kib)
-		if err != nil {
-			return err
-		}
-		c, err := r.closure(ctx, top)
-		closure = append(closure, c...)
-		return err
-	}
-	if err := add(6, 256); err != nil {
+	if _, err := r.addChain(ctx, &closure, 6, 256); err != nil {
 		return err
 	}
 	waitFor(ctx, 15*time.Second, func() bool { return countNarinfos(s3.BucketDir) >= 1 })
 	s3.freeze()
-	if err := add(6, 256); err != nil {
+	if _, err := r.addChain(ctx, &closure, 6, 256); err != nil {
 		return err
 	}
 	frozenAt := time.Now()
@@ -126,7 +117,7 @@ func frozenServer(ctx context.Context, r *run) error {
 		r.fail("watch-store exited during the freeze: %s", tail(d.output(), 500))
 	}
 	// Frozen again, with work in flight: shutdown must still be bounded.
-	if err := add(3, 512); err != nil {
+	if _, err := r.addChain(ctx, &closure, 3, 512); err != nil {
 		return err
 	}
 	time.Sleep(300 * time.Millisecond) // let the daemon claim the new paths

@@ -18,18 +18,13 @@ import (
 // connection), new paths arrive and a push starts, then frees it: the
 // daemon must live on and push everything, the push must end.
 func stateDirFull(ctx context.Context, r *run) error {
-	ng, err := r.nginx()
-	if err != nil {
-		return err
-	}
-	px, err := r.proxy(ng.Addr)
+	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
 		return err
 	}
 	if err := px.Bandwidth(300_000); err != nil {
 		return err
 	}
-	cache, url := ng.CacheDir, "http://"+px.Addr
 	sd := filepath.Join(r.dir, "state")
 	if err := os.MkdirAll(sd, 0o755); err != nil {
 		return err
@@ -44,15 +39,7 @@ func stateDirFull(ctx context.Context, r *run) error {
 		return err
 	}
 	var closure []string
-	add := func() (string, error) {
-		top, err := r.chain(ctx, r.sc.name, 8, 128)
-		if err != nil {
-			return "", err
-		}
-		c, err := r.closure(ctx, top)
-		closure = append(closure, c...)
-		return top, err
-	}
+	add := func() (string, error) { return r.addChain(ctx, &closure, 8, 128) }
 	if _, err := add(); err != nil {
 		return err
 	}
@@ -139,15 +126,7 @@ func queueLocked(ctx context.Context, r *run) error {
 		return err
 	}
 	var closure []string
-	add := func() (string, error) {
-		top, err := r.chain(ctx, r.sc.name, 6, 64)
-		if err != nil {
-			return "", err
-		}
-		c, err := r.closure(ctx, top)
-		closure = append(closure, c...)
-		return top, err
-	}
+	add := func() (string, error) { return r.addChain(ctx, &closure, 6, 64) }
 	if _, err := add(); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -89,12 +88,9 @@ type nginxCache struct {
 }
 
 func startNginx(dir string) (*nginxCache, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := nginxtest.FindBinary()
 	if err != nil {
-		bin = "/usr/sbin/nginx"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, errors.New("nginx is not installed: run scripts/deps.sh")
+		return nil, err
 	}
 	for _, d := range []string{"cache", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

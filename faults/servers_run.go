@@ -33,3 +33,16 @@ func (r *run) proxy(addr string) (*toxitest.Proxy, error) {
 	}
 	return p, err
 }
+
+// proxiedNginx starts nginx with a proxy in front of it: the cache's
+// directory, its URL through the proxy, and the proxy to break.
+func (r *run) proxiedNginx() (cacheDir, url string, px *toxitest.Proxy, err error) {
+	ng, err := r.nginx()
+	if err != nil {
+		return "", "", nil, err
+	}
+	if px, err = r.proxy(ng.Addr); err != nil {
+		return "", "", nil, err
+	}
+	return ng.CacheDir, "http://" + px.Addr, px, nil
+}

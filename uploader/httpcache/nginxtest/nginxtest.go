@@ -61,14 +61,23 @@ const DavExtModule = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"
 // none. Debian installs it in /usr/sbin, which a non-root PATH may lack.
 func Binary(t testing.TB) string {
 	t.Helper()
+	p, err := FindBinary()
+	if err != nil {
+		t.Fatal("nginx is required but not installed: run scripts/deps.sh (or apt-get install nginx)")
+	}
+	return p
+}
+
+// FindBinary is Binary for callers without a testing.TB (the benchmarks
+// and the fault suite).
+func FindBinary() (string, error) {
 	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
+		return p, nil
 	}
 	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
-		return "/usr/sbin/nginx"
+		return "/usr/sbin/nginx", nil
 	}
-	t.Fatal("nginx is required but not installed: run scripts/deps.sh (or apt-get install nginx)")
-	return ""
+	return "", errors.New("nginx is not installed: run scripts/deps.sh (or apt-get install nginx)")
 }
 
 // needDavExt fails the test when the PROPFIND module is missing, saying
