@@ -355,20 +355,31 @@ func (v *verifier) checkSignatures(key string, ni *narinfo.NarInfo) (Problem, bo
 	if len(v.keys) == 0 {
 		return Problem{}, true
 	}
-	// The fingerprint lists references sorted; sort a copy, in case the
-	// narinfo lists them in another order.
-	sorted := *ni
-	sorted.References = slices.Sorted(slices.Values(ni.References))
-	fingerprint := sorted.Fingerprint()
-	var names []string
-	for _, sig := range ni.Signatures {
-		names = append(names, sig.Name)
-		for _, k := range v.keys {
-			if k.Name == sig.Name && k.Verify(fingerprint, sig) {
-				return Problem{}, true
-			}
-		}
+	signer, names := TrustedSigner(ni, v.keys)
+	if signer != "" {
+		return Problem{}, true
 	}
 	return Problem{Kind: UntrustedSignature, Key: key, Path: ni.StorePath,
 		Detail: "no valid signature from a trusted key (signed by " + strings.Join(names, ", ") + ")"}, false
+}
+
+// TrustedSigner returns the name of a key in keys whose signature of ni
+// verifies, or "" when none does, and the names of all of ni's signatures.
+// The fingerprint is the one Nix checks: references sorted, in case the
+// narinfo lists them in another order.
+func TrustedSigner(ni *narinfo.NarInfo, keys []signature.PublicKey) (signer string, names []string) {
+	sorted := *ni
+	sorted.References = slices.Sorted(slices.Values(ni.References))
+	fingerprint := sorted.Fingerprint()
+	for _, sig := range ni.Signatures {
+		names = append(names, sig.Name)
+	}
+	for _, sig := range ni.Signatures {
+		for _, k := range keys {
+			if k.Verify(fingerprint, sig) { // Verify checks the names match
+				return k.Name, names
+			}
+		}
+	}
+	return "", names
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/storepath"
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/cachecheck"
 	"nixpush/nixconf"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -104,7 +105,7 @@ func (d *doctor) narInfo(ctx context.Context, p string) (*narinfo.NarInfo, error
 }
 
 // checkSignature verifies the narinfo's signatures against the keys Nix
-// trusts, over the fingerprint Nix checks (references sorted).
+// trusts.
 func (d *doctor) checkSignature(p string, ni *narinfo.NarInfo) {
 	var keys []signature.PublicKey
 	switch {
@@ -119,18 +120,10 @@ func (d *doctor) checkSignature(p string, ni *narinfo.NarInfo) {
 		d.add(Check{Name: CheckSignature, Path: p, Status: OK, Detail: "content-addressed, needs no signature"})
 		return
 	}
-	sorted := *ni
-	sorted.References = slices.Sorted(slices.Values(ni.References))
-	fp := sorted.Fingerprint()
-	var names []string
-	for _, sig := range ni.Signatures {
-		names = append(names, sig.Name)
-		for _, k := range keys {
-			if k.Verify(fp, sig) {
-				d.add(Check{Name: CheckSignature, Path: p, Status: OK, Detail: "signed by trusted key " + k.Name})
-				return
-			}
-		}
+	signer, names := cachecheck.TrustedSigner(ni, keys)
+	if signer != "" {
+		d.add(Check{Name: CheckSignature, Path: p, Status: OK, Detail: "signed by trusted key " + signer})
+		return
 	}
 	detail := "not signed at all"
 	if len(names) > 0 {
