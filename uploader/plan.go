@@ -171,23 +171,20 @@ func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, 
 		}
 	}
 	known := u.memoPresent(ctx, others)
-	const (
-		ask = iota
-		present
-		missing
-	)
-	state := make([]int, len(kept))
+	present := make([]bool, len(kept))
 	var asked []*nixstore.PathInfo
+	var askedAt []int // index in kept of each asked path
 	now := time.Now()
 	u.mu.Lock()
 	for i, info := range kept {
 		switch {
 		case known[info.Path]:
-			state[i] = present
+			present[i] = true
 		case now.Sub(u.missing[info.Path]) < missingTTL:
-			state[i] = missing
+			// missing: uploaded without asking
 		default:
 			asked = append(asked, info)
+			askedAt = append(askedAt, i)
 		}
 	}
 	u.mu.Unlock()
@@ -196,8 +193,9 @@ func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, 
 		return p, err
 	}
 	var seen, gone []string
-	for i, info := range asked {
-		if found[i] {
+	for j, info := range asked {
+		present[askedAt[j]] = found[j]
+		if found[j] {
 			seen = append(seen, info.Path)
 		} else {
 			gone = append(gone, info.Path)
@@ -207,17 +205,8 @@ func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, 
 	u.forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
-	j := 0
 	for i, info := range kept {
-		if state[i] == ask {
-			if found[j] {
-				state[i] = present
-			} else {
-				state[i] = missing
-			}
-			j++
-		}
-		if state[i] == present {
+		if present[i] {
 			p.Present++
 		} else {
 			p.Upload = append(p.Upload, info)
