@@ -19,9 +19,9 @@ import (
 	"nixpush/uploader"
 )
 
-// maxNarInfoSize bounds what is read of one narinfo: real ones are a few
+// MaxNarInfoSize bounds what is read of one narinfo: real ones are a few
 // KiB even with thousands of references; anything larger is not a narinfo.
-const maxNarInfoSize = 4 << 20
+const MaxNarInfoSize = 4 << 20
 
 // ParseError is a narinfo that cannot be used. StorePath is what its
 // StorePath line says, when it has a readable one, so a repair knows what
@@ -136,7 +136,7 @@ func truncate(s string) string {
 // up to a minute. A missing narinfo is uploader.ErrNotFound; one that does
 // not parse is a *ParseError.
 func ReadNarInfo(ctx context.Context, cache uploader.Cache, key string) (*narinfo.NarInfo, error) {
-	text, err := ReadSmall(ctx, cache, key, maxNarInfoSize)
+	text, err := ReadSmall(ctx, cache, key, MaxNarInfoSize)
 	if err != nil {
 		return nil, err
 	}

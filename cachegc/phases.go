@@ -42,7 +42,7 @@ func readTexts(ctx context.Context, cache uploader.Cache, hashes []string, jobs 
 	g.SetLimit(jobs)
 	for _, h := range hashes {
 		g.Go(func() error {
-			text, err := cachecheck.ReadSmall(gctx, cache, h+".narinfo", 4<<20)
+			text, err := cachecheck.ReadSmall(gctx, cache, h+".narinfo", cachecheck.MaxNarInfoSize)
 			if errors.Is(err, uploader.ErrNotFound) {
 				return nil
 			}
