@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"nixpush/internal/freeport"
 	"nixpush/uploader/httpcache/nginxtest"
 	"nixpush/uploader/s3cache/s3test"
 )
@@ -139,7 +139,7 @@ func startNginx(dir string) (*nginxServer, error) {
 	// A port free when picked may be taken before nginx binds it.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +187,7 @@ func startVersitygw(dir, bucket string) (*versitygw, error) {
 	logFile := filepath.Join(dir, "versitygw.log")
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -228,15 +228,6 @@ func fileReader(name string) func() string {
 		b, _ := os.ReadFile(name)
 		return string(b)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

@@ -112,6 +112,14 @@ func Parse(s string) (*URL, error) {
 // Scheme is the URL's scheme: file, http, https or s3.
 func (c *URL) Scheme() string { return c.u.Scheme }
 
+// Dir is the directory a file:// URL names; "" for other schemes.
+func (c *URL) Dir() string {
+	if c.u.Scheme != "file" {
+		return ""
+	}
+	return c.u.Path
+}
+
 // Setting is the value of a Nix store setting given in the URL, or "".
 func (c *URL) Setting(name string) string { return c.u.Query().Get(name) }
 

@@ -14,24 +14,19 @@ import (
 	"strings"
 	"time"
 
+	"nixpush/cacheurl"
 	"nixpush/nixconf"
 	"nixpush/nixstore"
 	"nixpush/uploader"
-	"nixpush/uploader/filecache"
-	"nixpush/uploader/httpcache"
-	"nixpush/uploader/s3cache"
 )
 
 // Options say what Run checks.
 type Options struct {
 	// URL is the cache as given to nixpush use (a substituter URL).
 	URL string
-	// Cache is the opened cache; nil means Run opens URL itself (file://,
-	// http(s):// with HTTP, s3://).
-	Cache uploader.Cache
-	// HTTP configures an http(s) cache Run opens; a zero Timeout means
-	// DefaultHTTPTimeout.
-	HTTP httpcache.Config
+	// Open configures the backend Run opens for URL; a zero Timeout
+	// means DefaultHTTPTimeout.
+	Open cacheurl.Options
 	// Key is the cache's public key (NAME:BASE64 or a file); empty skips
 	// the trusted-key check with a warning.
 	Key string
@@ -184,35 +179,27 @@ func (d *doctor) checkCache(ctx context.Context) bool {
 	return false
 }
 
+// open opens the cache through the one URL type, except that a missing
+// file:// directory is reported, not created as filecache.New would.
 func (d *doctor) open(ctx context.Context) (uploader.Cache, error) {
-	if d.opts.Cache != nil {
-		return d.opts.Cache, nil
-	}
-	u, err := url.Parse(d.opts.URL)
+	u, err := cacheurl.Parse(d.opts.URL)
 	if err != nil {
-		return nil, errors.New("the cache URL does not parse")
+		return nil, err
 	}
-	switch u.Scheme {
-	case "file":
-		// filecache.New creates a missing directory; a doctor must not.
-		fi, err := os.Stat(u.Path)
+	if dir := u.Dir(); dir != "" {
+		fi, err := os.Stat(dir)
 		if err != nil {
 			return nil, fmt.Errorf("open cache directory: %w", err)
 		}
 		if !fi.IsDir() {
-			return nil, fmt.Errorf("%s is not a directory", u.Path)
+			return nil, fmt.Errorf("%s is not a directory", dir)
 		}
-		return filecache.New(u.Path)
-	case "http", "https":
-		cfg := d.opts.HTTP
-		if cfg.Timeout == 0 {
-			cfg.Timeout = DefaultHTTPTimeout
-		}
-		return httpcache.New(u, cfg)
-	case "s3":
-		return s3cache.New(ctx, u, s3cache.Config{})
 	}
-	return nil, fmt.Errorf("cache URL scheme %q is not supported here (want file://, http(s):// or s3://)", u.Scheme)
+	o := d.opts.Open
+	if o.Timeout == 0 {
+		o.Timeout = DefaultHTTPTimeout
+	}
+	return u.Open(ctx, o)
 }
 
 // checkCacheInfo validates nix-cache-info as Nix reads it.

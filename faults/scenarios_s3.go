@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"nixpush/internal/freeport"
 )
 
 // daemon is a watch-store this scenario runs, with /healthz.
@@ -20,7 +22,7 @@ type daemon struct {
 // watchStore starts watch-store and waits (bounded) for /healthz to
 // answer 200: it is watching.
 func (r *run) watchStore(name, url, stateDir string, env []string, extra ...string) (*daemon, error) {
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}

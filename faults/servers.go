@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"nixpush/internal/freeport"
 	"nixpush/uploader/httpcache/nginxtest"
 	"nixpush/uploader/s3cache/s3test"
 )
@@ -97,7 +97,7 @@ func startNginx(dir string) (*nginxCache, error) {
 			return nil, fmt.Errorf("create nginx dir: %w", err)
 		}
 	}
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func startS3(dir string) (*s3Cache, error) {
 	if err := os.MkdirAll(s.BucketDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create bucket dir: %w", err)
 	}
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
@@ -171,15 +171,6 @@ func (s *s3Cache) url(addr, query string) string {
 		u += "&" + query
 	}
 	return u
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) string {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"nixpush/internal/fulldisk"
 )
 
 // Outcomes that cannot be recorded (the state dir's disk is full) are
@@ -90,7 +92,7 @@ func TestReleaseClaimsAfterDiskFull(t *testing.T) {
 
 // openOnTmpfs opens a queue on a small tmpfs of its own.
 func openOnTmpfs(t *testing.T) (*Queue, string) {
-	dir := mountTmpfs(t, 2<<20)
+	dir := fulldisk.Mount(t, 2<<20)
 	q, err := Open(filepath.Join(dir, "queue.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -106,5 +108,5 @@ func fillForWrites(t *testing.T, q *Queue, dir string) string {
 	if _, err := q.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 		t.Fatal(err)
 	}
-	return fillFS(t, dir)
+	return fulldisk.Fill(t, dir)
 }

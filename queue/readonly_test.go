@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"nixpush/internal/fulldisk"
 )
 
 // A read-only queue answers every read and refuses every write, on a file
@@ -23,7 +25,7 @@ func TestOpenReadOnly(t *testing.T) {
 		setup func(t *testing.T) (string, *shell)
 	}{
 		{"read-only mount", func(t *testing.T) (string, *shell) {
-			dir := mountTmpfs(t, 4<<20)
+			dir := fulldisk.Mount(t, 4<<20)
 			path := filepath.Join(dir, "queue.db")
 			closeWithFixture(t, path)
 			chmod(t, path, 0o444)
@@ -32,24 +34,24 @@ func TestOpenReadOnly(t *testing.T) {
 			return path, nil
 		}},
 		{"read-only view of a file a daemon has open", func(t *testing.T) (string, *shell) {
-			dir := mountTmpfs(t, 4<<20)
+			dir := fulldisk.Mount(t, 4<<20)
 			path := filepath.Join(dir, "queue.db")
 			closeWithFixture(t, path)
 			return filepath.Join(bindReadOnly(t, dir), "queue.db"), daemonOn(t, path)
 		}},
 		{"full disk", func(t *testing.T) (string, *shell) {
-			dir := mountTmpfs(t, 4<<20)
+			dir := fulldisk.Mount(t, 4<<20)
 			path := filepath.Join(dir, "queue.db")
 			closeWithFixture(t, path)
-			fillFS(t, dir)
+			fulldisk.Fill(t, dir)
 			return path, nil
 		}},
 		{"full disk, a daemon has the file open", func(t *testing.T) (string, *shell) {
-			dir := mountTmpfs(t, 4<<20)
+			dir := fulldisk.Mount(t, 4<<20)
 			path := filepath.Join(dir, "queue.db")
 			closeWithFixture(t, path)
 			daemon := daemonOn(t, path)
-			fillFS(t, dir)
+			fulldisk.Fill(t, dir)
 			return path, daemon
 		}},
 	}
@@ -233,12 +235,12 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 // SQLite's "unable to open database file: no such file or directory"
 // about the -shm it could not create; a full disk is not read-only.
 func TestOpenNotWritable(t *testing.T) {
-	ro := mountTmpfs(t, 1<<20)
+	ro := fulldisk.Mount(t, 1<<20)
 	closeWithFixture(t, filepath.Join(ro, "queue.db"))
 	remountReadOnly(t, ro)
-	full := mountTmpfs(t, 1<<20)
+	full := fulldisk.Mount(t, 1<<20)
 	closeWithFixture(t, filepath.Join(full, "queue.db"))
-	fillFS(t, full)
+	fulldisk.Fill(t, full)
 
 	for name, open := range openers {
 		for _, path := range []string{filepath.Join(ro, "queue.db"), filepath.Join(ro, "new.db")} {

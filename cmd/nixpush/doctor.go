@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"nixpush/doctor"
-	"nixpush/uploader/httpcache"
 )
 
 // doctorCommand is `nixpush doctor URL [--key KEY] [PATH...]`: why does
@@ -35,25 +33,12 @@ func newDoctorCommand() *cobra.Command {
 }
 
 func (c *doctorCommand) run(cmd *cobra.Command, args []string) error {
-	u, err := cacheURLFlag(args[0])
-	if err != nil {
+	if _, err := cacheURLFlag(args[0]); err != nil {
 		return err
 	}
-	opts := doctor.Options{
-		URL: args[0], Key: c.key, Paths: args[1:],
-		HTTP: httpcache.Config{
-			TokenFile: c.network.tokenFile, Token: os.Getenv("NIXPUSH_TOKEN"),
-			NetrcFile: c.network.netrcFile, CACert: c.network.caCert, Timeout: c.network.timeout,
-		},
-	}
-	// file:// is opened by doctor itself, which must not create a missing
-	// directory; the other schemes go through the one URL type.
-	if u.Scheme() != "file" {
-		if opts.Cache, err = u.Open(cmd.Context(), c.network.options()); err != nil {
-			opts.Cache = nil // doctor reports the unreachable cache as a check
-		}
-	}
-	r := doctor.Run(cmd.Context(), opts)
+	r := doctor.Run(cmd.Context(), doctor.Options{
+		URL: args[0], Key: c.key, Paths: args[1:], Open: c.network.options(),
+	})
 	if c.asJSON {
 		enc := json.NewEncoder(cmd.OutOrStdout())
 		enc.SetIndent("", "  ")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"time"
@@ -101,6 +103,19 @@ func (n *networkFlags) options() cacheurl.Options {
 		CACert: n.caCert, Timeout: n.timeout,
 		PartSize: n.partSizeMiB << 20, Concurrency: n.partConcurrency,
 	}
+}
+
+// openCache opens the cache u names with these settings. closeCache
+// releases what the backend holds; it does nothing for one that holds
+// nothing.
+func (n *networkFlags) openCache(ctx context.Context, u *cacheurl.URL) (cache uploader.Cache, closeCache func() error, err error) {
+	if cache, err = u.Open(ctx, n.options()); err != nil {
+		return nil, nil, err
+	}
+	if c, ok := cache.(io.Closer); ok {
+		return cache, c.Close, nil
+	}
+	return cache, func() error { return nil }, nil
 }
 
 // drainFlags configure the queue → cache half of the pipeline.

@@ -91,13 +91,11 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	cache, err := u.Open(ctx, c.network.options())
+	cache, closeCache, err := c.network.openCache(ctx, u)
 	if err != nil {
 		return err
 	}
-	if cl, ok := cache.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeCache()
 	res, err := cachegc.Collect(ctx, cache, opts)
 	if err != nil {
 		return err

@@ -9,18 +9,17 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3" // reads the queue file
 
+	"nixpush/internal/fulldisk"
 	"nixpush/internal/nixtest"
 )
 
@@ -273,40 +272,10 @@ func mountDisk(t *testing.T, dir string, size int) (fill func() (junk string)) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test mounts a tmpfs: it must run as root (make test does)")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
+	fulldisk.MountAt(t, dir, size)
 	return func() string {
 		t.Helper()
-		junk := filepath.Join(dir, "junk")
-		f, err := os.Create(junk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		chunk := make([]byte, 4096)
-		for err == nil {
-			_, err = f.Write(chunk)
-		}
-		if !errors.Is(err, syscall.ENOSPC) {
-			t.Fatalf("fill %s: %v, want ENOSPC", dir, err)
-		}
-		// Even one more byte must not fit.
-		probe := filepath.Join(dir, "probe")
-		if err := os.WriteFile(probe, []byte("x"), 0o644); !errors.Is(err, syscall.ENOSPC) {
-			t.Fatalf("%s not full after filling it: writing a byte gave %v", dir, err)
-		}
-		_ = os.Remove(probe)
-		return junk
+		return fulldisk.Fill(t, dir)
 	}
 }
 

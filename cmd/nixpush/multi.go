@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"sync"
 )
@@ -30,22 +29,4 @@ func (l *linePrefixer) Write(p []byte) (int, error) {
 		}
 		l.buf = l.buf[i+1:]
 	}
-}
-
-// joinErrors is the error of several caches' runs: nil when all worked;
-// the one error, with its exit code, when one failed; else all of them.
-func joinErrors(errs []error) error {
-	var failed []error
-	for _, err := range errs {
-		if err != nil {
-			failed = append(failed, err)
-		}
-	}
-	switch len(failed) {
-	case 0:
-		return nil
-	case 1:
-		return failed[0]
-	}
-	return errors.Join(failed...)
 }

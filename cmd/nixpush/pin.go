@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -31,13 +30,11 @@ func (f *pinFlags) withCache(cmd *cobra.Command, fn func(uploader.Cache) error) 
 	if err != nil {
 		return err
 	}
-	cache, err := u.Open(cmd.Context(), f.network.options())
+	cache, closeCache, err := f.network.openCache(cmd.Context(), u)
 	if err != nil {
 		return err
 	}
-	if cl, ok := cache.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeCache()
 	return fn(cache)
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -184,12 +183,11 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 			return nil, err
 		}
 	}
-	if p.cache, err = u.Open(ctx, f.network.options()); err != nil {
+	var closeCache func() error
+	if p.cache, closeCache, err = f.network.openCache(ctx, u); err != nil {
 		return nil, err
 	}
-	if c, ok := p.cache.(io.Closer); ok {
-		p.closers = append(p.closers, c.Close)
-	}
+	p.closers = append(p.closers, closeCache)
 	priority := f.priority
 	if s := u.Setting("priority"); s != "" {
 		priority = atoiOr(s, priority) // checked by cacheurl.Parse

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,7 +97,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 		}()
 	}
 	wg.Wait()
-	return joinErrors(errs)
+	return errors.Join(errs...)
 }
 
 // pushClosure enqueues what the cache lacks of the roots' closure (the

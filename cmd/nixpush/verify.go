@@ -60,13 +60,11 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	for _, k := range c.trustedKeys {
 		opts.TrustedKeys = append(opts.TrustedKeys, readKeyArg(k))
 	}
-	cache, err := u.Open(ctx, c.flags.network.options())
+	cache, closeCache, err := c.flags.network.openCache(ctx, u)
 	if err != nil {
 		return err
 	}
-	if cl, ok := cache.(io.Closer); ok {
-		defer cl.Close()
-	}
+	defer closeCache()
 	stop := startCountProgress(stderr, "verifying")
 	opts.Progress = stop.update
 	report, err := cachecheck.Verify(ctx, cache, opts)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -204,7 +205,7 @@ func (r *watchExecRun) watch(ctx, afterChild context.Context, child *child, mark
 		}()
 	}
 	wg.Wait()
-	if err := joinErrors(errs); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return &exitError{code: code, err: err}
 	}
 	if slices.Max(notPushed) > 0 && c.failOnPushError && code == 0 {

@@ -5,9 +5,9 @@ package fulldisk
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 )
@@ -17,21 +17,42 @@ import (
 func Mount(t testing.TB, size int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	mount(t, dir, size, 0o700)
+	return dir
+}
+
+// MountAt mounts a tmpfs of size bytes, mode 0755, on dir (made if
+// missing), for a test that must put the full disk where a program looks.
+// It is unmounted when the test ends: cleanups run last-in first-out, so
+// after those of whatever the test starts later.
+func MountAt(t testing.TB, dir string, size int) {
+	t.Helper()
+	mount(t, dir, size, 0o755)
+}
+
+func mount(t testing.TB, dir string, size int, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(dir, mode); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.Itoa(size)+",mode=0700"); err != nil {
+	opts := fmt.Sprintf("size=%d,mode=%04o", size, mode)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
 		if errors.Is(err, syscall.EPERM) {
 			t.Skipf("mount tmpfs: %v (needs root)", err)
 		}
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
-	return dir
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
 }
 
 // Fill writes a file into dir until the filesystem is full and returns its
-// name: removing it frees the space.
+// name: removing it frees the space. It fails the test unless even one
+// more byte then fails with ENOSPC.
 func Fill(t testing.TB, dir string) string {
 	t.Helper()
 	f, err := os.CreateTemp(dir, "filler-")
@@ -56,5 +77,10 @@ func Fill(t testing.TB, dir string) string {
 			}
 		}
 	}
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, []byte("x"), 0o644); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("%s not full after filling it: writing a byte gave %v", dir, err)
+	}
+	_ = os.Remove(probe)
 	return f.Name()
 }

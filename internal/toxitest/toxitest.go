@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"go/build"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -34,6 +33,8 @@ import (
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2/client"
+
+	"nixpush/internal/freeport"
 )
 
 // binaryName is what scripts/toxiproxy.sh installs cmd/server as.
@@ -88,7 +89,7 @@ func Start() (*Server, error) {
 	}
 	var lastErr error
 	for range 3 { // a port free when picked may be taken before the server binds it
-		port, err := freePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
@@ -187,15 +188,6 @@ func Require(t testing.TB) {
 	if _, err := FindBinary(); errors.Is(err, errNotInstalled) {
 		t.Skipf("skipped: %v", err)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // lockedBuffer keeps what the server prints, for errors.

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"go/build"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"nixpush/internal/freeport"
 )
 
 // Server is a running versitygw.
@@ -146,7 +147,7 @@ func setEnv(t testing.TB, s *Server) {
 
 // start launches the server on a fresh port and waits until it answers.
 func (s *Server) start(t testing.TB, bin string) error {
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return err
 	}
@@ -269,15 +270,6 @@ func (s *Server) createBucket(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randHex(t testing.TB, n int) string {
