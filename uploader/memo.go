@@ -112,10 +112,11 @@ func (u *Uploader) remember(paths ...string) {
 	u.Memo.Remember(paths)
 }
 
-// forget drops paths from what the cache is known to hold. When the memo
+// Forget drops paths from what the cache is known to hold (gc calls it
+// for what it deleted). When the memo
 // cannot forget, it is not consulted again (memoBroken): it might say
 // present of a path that is not.
-func (u *Uploader) forget(paths ...string) {
+func (u *Uploader) Forget(paths ...string) {
 	if len(paths) == 0 {
 		return
 	}

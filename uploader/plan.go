@@ -136,41 +136,33 @@ func checkPresent(ctx context.Context, cache Cache, infos []*nixstore.PathInfo) 
 // missing is always safe: at worst it is uploaded twice.
 const missingTTL = time.Minute
 
-// Plan is PlanRoots with the closure's top paths (those no other path of
-// it references) as its roots.
-func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
-	return u.PlanRoots(ctx, closure, tops(closure))
-}
-
-// PlanRoots is MakePlan that asks the cache only about what it does not
-// know. What it trusts without asking:
+// Plan is MakePlan that asks the cache only about what it does not know.
+// What it trusts without asking:
 //
-//   - Roots (the paths a user or the queue names) are always asked for,
-//     whatever the memo says: "push X" must put X back if X was deleted.
-//     The one exception is a root this Uploader found missing less than
-//     missingTTL ago: it is uploaded without asking again.
-//   - Any other path the memo knows (unless expired, or older than the
-//     Uploader under Recheck) is taken as present.
-//   - Nothing is inferred top-down: a root found present does not vouch
-//     for its closure. A cache pruned by age (an S3 lifecycle rule, a
-//     cron job) deletes old dependencies of recent narinfos, and a push
-//     must repair that; the memo's TTL bounds how long our own
-//     observations are trusted instead.
+//   - Any path the memo knows (unless its entry has expired, or is older
+//     than the Uploader under Recheck) is taken as present, the paths a
+//     user names included: a re-run on this machine asks the cache
+//     nothing. The memo learns a path when it is written or found there,
+//     and forgets it at once when it is found missing (here, or by the
+//     reference check after a narinfo is written) or its upload fails,
+//     so what it trusts is only what was seen within the TTL. A narinfo
+//     deleted behind nixpush's back (another machine's gc, an S3
+//     lifecycle rule) is therefore pushed again once its entry expires,
+//     or at once under Recheck (push --recheck, verify --repair).
+//   - A path this Uploader found missing less than missingTTL ago is
+//     uploaded without asking again.
+//   - Nothing is inferred top-down: a path found present does not vouch
+//     for its closure, because a cache pruned by age deletes old
+//     dependencies of recent narinfos, and a push must repair that.
 //
 // What it learns is remembered (present) or forgotten (missing) at once.
-func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, roots []string) (Plan, error) {
+func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
 	p, kept := filterClosure(closure, u.Filter)
-	isRoot := make(map[string]bool, len(roots))
-	for _, r := range roots {
-		isRoot[r] = true
+	paths := make([]string, len(kept))
+	for i, info := range kept {
+		paths[i] = info.Path
 	}
-	var others []string
-	for _, info := range kept {
-		if !isRoot[info.Path] {
-			others = append(others, info.Path)
-		}
-	}
-	known := u.memoPresent(ctx, others)
+	known := u.memoPresent(ctx, paths)
 	present := make([]bool, len(kept))
 	var asked []*nixstore.PathInfo
 	var askedAt []int // index in kept of each asked path
@@ -202,7 +194,7 @@ func (u *Uploader) PlanRoots(ctx context.Context, closure []*nixstore.PathInfo, 
 		}
 	}
 	u.remember(seen...)
-	u.forget(gone...)
+	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
 	for i, info := range kept {
@@ -227,23 +219,4 @@ func (u *Uploader) noteMissing(paths []string, now time.Time) {
 	for _, p := range paths {
 		u.missing[p] = now
 	}
-}
-
-// tops returns the paths of a closure that no other path of it references.
-func tops(closure []*nixstore.PathInfo) []string {
-	referenced := map[string]bool{}
-	for _, info := range closure {
-		for _, ref := range info.References {
-			if ref != info.Path {
-				referenced[ref] = true
-			}
-		}
-	}
-	var out []string
-	for _, info := range closure {
-		if !referenced[info.Path] {
-			out = append(out, info.Path)
-		}
-	}
-	return out
 }

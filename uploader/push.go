@@ -57,7 +57,7 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 	if err != nil {
 		return fail(err)
 	}
-	plan, err := u.PlanRoots(ctx, closure, kept)
+	plan, err := u.Plan(ctx, closure)
 	if err != nil {
 		return fail(err)
 	}

@@ -60,7 +60,7 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 	}
 	for i, ref := range check {
 		if missing[i] {
-			u.forget(ref)
+			u.Forget(ref)
 			return fmt.Errorf("%w: %s", ErrReferenceGone, ref)
 		}
 	}

@@ -189,7 +189,7 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 		// Whatever the memo said, the path may well be missing now. (A
 		// cancelled push found nothing out: the plan already forgot
 		// what it found missing.)
-		u.forget(info.Path)
+		u.Forget(info.Path)
 	}
 	u.mu.Lock()
 	delete(u.inflight, info.Path)

@@ -1,35 +1,75 @@
 package main
 
 // What the pipeline sets up for pushing over slow links (issue 9): the
-// cache's memo of present paths and the process's soft heap limit. Kept
-// apart from pipeline.go, which calls both from open.
+// cache's memo (the paths it holds, and that its nix-cache-info is right)
+// and the process's soft heap limit. Kept apart from pipeline.go, which
+// calls them from open.
 
 import (
+	"context"
+	"errors"
 	"os"
 	"runtime/debug"
 	"strings"
 
 	"go.uber.org/zap"
 
+	"nixpush/uploader"
 	"nixpush/uploader/memo"
 )
 
-// openMemo gives the uploader the cache's memo of present paths, beside
-// its queue; without one (--memo-ttl 0, or a file that cannot be opened)
-// every run asks the cache about every path, as before.
-func (p *pipeline) openMemo(f *pipelineFlags, identity string) {
-	p.uploader.Recheck = f.recheck
+// openMemo opens the cache's memo of present paths, beside its queue;
+// without one (--memo-ttl 0, or a file that cannot be opened) every run
+// asks the cache about every path, as before.
+func (f *pipelineFlags) openMemo(log *zap.Logger, identity string) *memo.File {
 	if f.memoTTL <= 0 {
-		return
+		return nil
 	}
-	file := strings.TrimSuffix(queueFile(f.drain.stateDir, identity), queueFileSuffix) + memo.FileSuffix
-	m, err := memo.Open(file, f.memoTTL)
+	m, err := memo.Open(memoFile(f.drain.stateDir, identity), f.memoTTL)
 	if err != nil {
-		p.log.Warn("cache memo unavailable: asking the cache about every path", zap.Error(err))
-		return
+		log.Warn("cache memo unavailable: asking the cache about every path", zap.Error(err))
+		return nil
 	}
-	p.uploader.Memo = m
-	p.closers = append(p.closers, m.Close)
+	return m
+}
+
+// memoFile is the memo's file, beside the cache's queue.
+func memoFile(stateDir, identity string) string {
+	return strings.TrimSuffix(queueFile(stateDir, identity), queueFileSuffix) + memo.FileSuffix
+}
+
+// forgetCollected drops the paths gc deleted from the cache's memo in
+// stateDir, if it has one, so that this machine's next push asks about
+// them again (other machines' memos forget them when their entries
+// expire: --memo-ttl).
+func forgetCollected(ctx context.Context, stateDir, identity string, paths []string) error {
+	file := memoFile(stateDir, identity)
+	if _, err := os.Stat(file); err != nil || len(paths) == 0 {
+		return nil // no memo: nothing to forget
+	}
+	m, err := memo.Open(file, uploader.DefaultMemoTTL)
+	if err != nil {
+		return err
+	}
+	return errors.Join(m.Forget(ctx, paths), m.Close())
+}
+
+// checkCacheInfo makes sure the cache has the right nix-cache-info
+// (ensureCacheInfo), unless the memo saw it right within its TTL: a
+// re-run whose paths the memo all knows then asks the cache nothing at
+// all. The trust is the memo's for paths (uploader.Uploader.Plan), and
+// --recheck lifts it the same way.
+func (p *pipeline) checkCacheInfo(ctx context.Context, recheck bool, priority int) error {
+	if p.memo != nil && !recheck && p.memo.CacheInfoKnown(ctx) {
+		return nil
+	}
+	if err := ensureCacheInfo(ctx, p.cache, priority); err != nil {
+		return err
+	}
+	if p.memo != nil {
+		p.memo.RememberCacheInfo() // written with the paths' entries
+	}
+	return nil
 }
 
 // heapLimit is the soft memory limit of a pushing process. The uploader

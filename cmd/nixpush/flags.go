@@ -54,7 +54,7 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.IntVar(&p.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
 	fs.BoolVar(&p.narListing, "nar-listing", false, "write <hash>.ls file listings, as Nix's write-nar-listing=1 (also in the URL)")
 	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
-	fs.DurationVar(&p.memoTTL, "memo-ttl", uploader.DefaultMemoTTL, "trust for this long that a path seen in the cache is still there, and ask the cache only about the others (0: ask about every path every time); the paths given to push are always asked about")
+	fs.DurationVar(&p.memoTTL, "memo-ttl", uploader.DefaultMemoTTL, "trust for this long that a path seen in the cache (or written there) is still there, and ask the cache only about the others (0: ask about every path every time)")
 	fs.BoolVar(&p.recheck, "recheck", false, "ask the cache about every path of the closure, ignoring what earlier runs saw there")
 	p.network.add(fs)
 	p.drain.add(fs, defaultAttempts)

@@ -19,12 +19,13 @@ import (
 // rest, safely beside running pushers (see package cachegc). Dry run
 // unless --delete.
 type gcCommand struct {
-	to      string
-	network networkFlags
-	store   string
-	gc      gcFlags
-	delete  bool
-	asJSON  bool
+	to       string
+	network  networkFlags
+	store    string
+	stateDir string
+	gc       gcFlags
+	delete   bool
+	asJSON   bool
 }
 
 // gcFlags say what gc keeps; `gc` and `watch-store --gc-every` share them.
@@ -74,6 +75,7 @@ func newGCCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&c.to, "to", "", "cache URL")
 	fs.StringVar(&c.store, "store", "/", "root of the local Nix store (to resolve --keep ./result)")
+	addStateDirFlag(fs, &c.stateDir) // its memo of the cache forgets what gc deletes
 	c.gc.add(fs)
 	fs.BoolVar(&c.delete, "delete", false, "delete; without it, only print what would go")
 	fs.BoolVar(&c.asJSON, "json", false, "print the result as JSON on stdout")
@@ -99,6 +101,11 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	res, err := cachegc.Collect(ctx, cache, opts)
 	if err != nil {
 		return err
+	}
+	if res.Deleted {
+		if err := forgetCollected(ctx, c.stateDir, u.Identity(), res.Paths); err != nil {
+			return fmt.Errorf("gc deleted %d paths but this machine's memo of the cache still lists them (push --recheck asks the cache again): %w", len(res.Paths), err)
+		}
 	}
 	if c.asJSON {
 		enc := json.NewEncoder(cmd.OutOrStdout())

@@ -15,6 +15,7 @@ import (
 	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/uploader"
+	"nixpush/uploader/memo"
 	"nixpush/watcher"
 )
 
@@ -26,6 +27,7 @@ type pipeline struct {
 	url      *cacheurl.URL
 	store    *nixstore.Store
 	cache    uploader.Cache
+	memo     *memo.File // what the cache is known to hold; nil: none
 	uploader *uploader.Uploader
 	queue    *queue.Queue
 	drainer  *drainer.Drainer
@@ -163,8 +165,9 @@ func (ps pipelines) Close() error {
 	return errors.Join(errs...)
 }
 
-// open opens, for checked settings, the store, the cache (writing its
-// nix-cache-info if missing), the queue and the drainer, in that order.
+// open opens, for checked settings, the store, the cache and its memo
+// (checking its nix-cache-info), the uploader, the queue and the drainer,
+// in that order.
 // On error, whatever was opened is closed again.
 func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSettings, o openOptions) (_ *pipeline, err error) {
 	u, comp, keys, filter := s.url, s.comp, s.keys, s.filter
@@ -192,7 +195,11 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 	if s := u.Setting("priority"); s != "" {
 		priority = atoiOr(s, priority) // checked by cacheurl.Parse
 	}
-	if err := ensureCacheInfo(ctx, p.cache, priority); err != nil {
+	p.memo = f.openMemo(log, u.Identity())
+	if p.memo != nil {
+		p.closers = append(p.closers, p.memo.Close)
+	}
+	if err := p.checkCacheInfo(ctx, f.recheck, priority); err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
@@ -203,11 +210,14 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 	p.uploader.Filter = filter
 	p.uploader.Listing = f.narListing || isTrue(u.Setting("write-nar-listing"))
 	p.uploader.Logs = !f.noLogs
+	p.uploader.Recheck = f.recheck
+	if p.memo != nil {
+		p.uploader.Memo = p.memo
+	}
 	if p.queue, err = openQueue(ctx, f.drain.stateDir, u.Identity(), o.daemon); err != nil {
 		return nil, err
 	}
 	p.closers = append(p.closers, p.queue.Close)
-	p.openMemo(f, u.Identity())
 	p.drainer = &drainer.Drainer{
 		Queue:           p.queue,
 		Uploader:        p.uploader,

@@ -59,11 +59,10 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 		}
 	}
 
-	var roots []string
 	var closure []*nixstore.PathInfo
 	ps, err := c.flags.openAll(ctx, log, openOptions{
 		beforeWrite: func(store *nixstore.Store) (err error) {
-			roots, closure, err = resolveClosure(ctx, store, args)
+			closure, err = resolveClosure(ctx, store, args)
 			return err
 		},
 	})
@@ -91,7 +90,7 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = p.pushClosure(ctx, w, roots, closure, c.drainAll); errs[i] != nil && len(ps) > 1 {
+			if errs[i] = p.pushClosure(ctx, w, closure, c.drainAll); errs[i] != nil && len(ps) > 1 {
 				errs[i] = fmt.Errorf("%s: %w", p.url.Identity(), errs[i])
 			}
 		}()
@@ -100,15 +99,15 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	return errors.Join(errs...)
 }
 
-// pushClosure enqueues what the cache lacks of the roots' closure (the
-// roots themselves are always asked for; see uploader.PlanRoots), drains
-// exactly those items (or, with drainAll, the whole queue) and reports:
-// the core of push, shared by verify --repair.
-func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, roots []string, closure []*nixstore.PathInfo, drainAll bool) error {
+// pushClosure enqueues what the cache lacks of a closure (what the memo
+// trusts: uploader.Uploader.Plan), drains exactly those items (or, with
+// drainAll, the whole queue) and reports: the core of push, shared by
+// verify --repair.
+func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, closure []*nixstore.PathInfo, drainAll bool) error {
 	var plan uploader.Plan
 	var err error
 	if len(closure) > 0 {
-		if plan, err = p.uploader.PlanRoots(ctx, closure, roots); err != nil {
+		if plan, err = p.uploader.Plan(ctx, closure); err != nil {
 			return err
 		}
 	}
@@ -244,20 +243,19 @@ func readPaths(r io.Reader) ([]string, error) {
 
 // resolveClosure maps arguments to store paths and reads their closure:
 // a non-store path or a path the DB does not know is an error.
-func resolveClosure(ctx context.Context, store *nixstore.Store, args []string) (roots []string, closure []*nixstore.PathInfo, err error) {
+func resolveClosure(ctx context.Context, store *nixstore.Store, args []string) ([]*nixstore.PathInfo, error) {
 	if len(args) == 0 {
-		return nil, nil, nil
+		return nil, nil
 	}
-	roots = make([]string, 0, len(args))
+	roots := make([]string, 0, len(args))
 	for _, a := range args {
 		p, err := store.Resolve(a)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		roots = append(roots, p)
 	}
-	closure, err = store.Closure(ctx, roots)
-	return roots, closure, err
+	return store.Closure(ctx, roots)
 }
 
 func printSummary(w io.Writer, s *uploader.Stats, plan uploader.Plan, failed int) {

@@ -6,15 +6,17 @@ import (
 	"testing"
 
 	"nixpush/internal/nixtest"
+	"nixpush/uploader/httpcache/nginxtest"
 )
 
-// TestPushMemoNeverHidesAMissingRoot pushes a closure {dep, top}, deletes
+// TestPushMemoNeverHidesAMissingPath pushes a closure {dep, top}, deletes
 // narinfos behind nixpush's back and pushes again, checking the memo's
-// documented trust (uploader.Uploader.PlanRoots): a path named on the
-// command line is always asked for; a dependency the memo knows is not,
-// unless --recheck, or its entry has outlived --memo-ttl. After each
+// documented trust (uploader.Uploader.Plan): every path the memo knows,
+// the one named on the command line included, is taken as present until
+// --recheck, verify --repair, a gc on this machine, or its entry outlives
+// --memo-ttl. After each
 // re-push that should repair the cache, real Nix substitutes the closure.
-func TestPushMemoNeverHidesAMissingRoot(t *testing.T) {
+func TestPushMemoNeverHidesAMissingPath(t *testing.T) {
 	e := newEnv(t, "memo-key")
 	out := e.store.Build(t, nixtest.WithReference("memo"))
 	dep, top := out[0], out[1]
@@ -27,28 +29,56 @@ func TestPushMemoNeverHidesAMissingRoot(t *testing.T) {
 	}
 	wantSuccess(t, e.push("", top), 2, 0, 0, 0)
 
-	// The root is asked for and found missing: pushed again.
+	// The memo knows both: nothing is asked, nothing pushed, the deleted
+	// root stays missing (the documented trade-off).
 	remove(top)
-	wantSuccess(t, e.push("", top), 1, 1, 0, 0)
-	e.wantPushed(closure)
-
-	// A dependency the memo knows is trusted: nothing is pushed.
-	remove(dep)
 	wantSuccess(t, e.push("", top), 0, 2, 0, 0)
-	if e.hasNarInfo(dep) {
-		t.Fatal("the dependency came back without being pushed")
+	if e.hasNarInfo(top) {
+		t.Fatal("the root came back without being pushed")
 	}
-	// Named itself, it is a root: asked for, pushed.
-	wantSuccess(t, e.push("", dep), 1, 0, 0, 0)
-	e.wantPushed(closure)
-
 	// --recheck asks about every path.
-	remove(dep)
 	wantSuccess(t, e.push("", "--recheck", top), 1, 1, 0, 0)
 	e.wantPushed(closure)
 
 	// So does an entry older than --memo-ttl.
 	remove(dep)
+	wantSuccess(t, e.push("", top), 0, 2, 0, 0)
 	wantSuccess(t, e.push("", "--memo-ttl", "1ms", top), 1, 1, 0, 0)
 	e.wantPushed(closure)
+
+	// verify --repair pushes what it finds missing, whatever the memo says.
+	remove(dep)
+	r := runMain(t, "", "verify", "--store", e.store.Root, "--state-dir", e.stateDir, "--to", e.to,
+		"--signing-key", e.sec, "--trusted-key", e.pub, "--repair")
+	if r.code != 0 {
+		t.Fatalf("verify --repair exited %d:\n%s", r.code, r.stderr)
+	}
+	e.wantPushed(closure)
+
+	// gc on this machine forgets what it deletes: the next push puts it back.
+	r = runMain(t, "", "gc", "--to", e.to, "--state-dir", e.stateDir, "--keep-days", "0", "--grace", "1ms", "--delete")
+	if r.code != 0 || e.hasNarInfo(top) {
+		t.Fatalf("gc --delete exited %d, top's narinfo there: %v\n%s", r.code, e.hasNarInfo(top), r.stderr)
+	}
+	wantSuccess(t, e.push("", top), 2, 0, 0, 0)
+	e.wantPushed(closure)
+}
+
+// TestPushMemoAsksNothing: a re-run whose closure the memo knows asks the
+// cache nothing, not even its nix-cache-info: it succeeds with the cache
+// down. With --recheck it asks again (and once the cache is back, finds
+// everything there).
+func TestPushMemoAsksNothing(t *testing.T) {
+	e := newEnv(t, "memo-quiet")
+	srv := nginxtest.StartServer(t)
+	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
+	out := e.store.Build(t, nixtest.WithReference("quiet"))
+	wantSuccess(t, e.push("", out[1]), 2, 0, 0, 0)
+
+	srv.Stop()
+	wantSuccess(t, e.push("", out[1]), 0, 2, 0, 0)
+
+	srv.Start()
+	wantSuccess(t, e.push("", "--recheck", out[1]), 0, 2, 0, 0)
+	e.wantPushed(out)
 }

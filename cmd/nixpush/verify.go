@@ -127,10 +127,12 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 	if err != nil {
 		return err
 	}
-	// What the user asks to repair is pushed whatever the filters say.
+	// What the user asks to repair is pushed whatever the filters say,
+	// and whatever the memo remembers: verify has just seen the cache.
 	p.uploader.Filter.IncludeDrv = true
+	p.uploader.Recheck = true
 	log.Info("repairing", zap.Int("paths", len(push)))
-	return p.pushClosure(ctx, stderr, push, closure, false)
+	return p.pushClosure(ctx, stderr, closure, false)
 }
 
 // printReport prints problems one per line, then the counts.

@@ -201,6 +201,7 @@ func (c *watchStoreCommand) collectEvery(ctx context.Context, p *pipeline, m *me
 			}
 			continue
 		}
+		p.uploader.Forget(res.Paths...) // this machine's next push asks again
 		m.Collected(len(res.Paths), res.Bytes)
 		p.log.Info("scheduled gc", zap.Int("paths", len(res.Paths)), zap.Int("nars", len(res.NARs)),
 			zap.Int64("bytes", res.Bytes), zap.Int("kept_paths", res.KeptPaths))

@@ -71,6 +71,10 @@ func Open(file string, ttl time.Duration) (*File, error) {
 var errBusy = errors.New("memo file is locked")
 
 func open(file string, ttl time.Duration) (*File, error) {
+	// The state dir, as the queue makes it: the memo may be opened first.
+	if err := os.MkdirAll(path.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("open cache memo: %w", err)
+	}
 	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open cache memo: %w", err)
@@ -111,16 +115,29 @@ func hashPart(storePath string) string {
 // Present returns which of paths were remembered at or after since (to
 // the millisecond) and within the TTL.
 func (m *File) Present(ctx context.Context, paths []string, since time.Time) (map[string]bool, error) {
-	after := m.expiry(since)
 	byHash := make(map[string]string, len(paths))
-	out := map[string]bool{}
+	for _, p := range paths {
+		byHash[hashPart(p)] = p
+	}
+	known, err := m.known(ctx, byHash, m.expiry(since))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(known))
+	for _, h := range known {
+		out[byHash[h]] = true
+	}
+	return out, nil
+}
+
+// known returns the keys of byHash seen after the unix millisecond after.
+func (m *File) known(ctx context.Context, byHash map[string]string, after int64) ([]string, error) {
+	var out []string
 	var ask []any
 	m.mu.Lock()
-	for _, p := range paths {
-		h := hashPart(p)
-		byHash[h] = p
+	for h := range byHash {
 		if seen, ok := m.pending[h]; ok && seen > after {
-			out[p] = true
+			out = append(out, h)
 		} else {
 			ask = append(ask, h)
 		}
@@ -140,13 +157,32 @@ func (m *File) Present(ctx context.Context, paths []string, since time.Time) (ma
 				rows.Close()
 				return nil, fmt.Errorf("read cache memo: %w", err)
 			}
-			out[byHash[h]] = true
+			out = append(out, h)
 		}
 		if err := rows.Close(); err != nil {
 			return nil, fmt.Errorf("read cache memo: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// cacheInfoKey is the row of the cache's nix-cache-info: no store path's
+// hash part (32 nixbase32 characters) can equal it.
+const cacheInfoKey = "nix-cache-info"
+
+// CacheInfoKnown reports whether the cache's nix-cache-info was found
+// right (or written) within the TTL; an error counts as no.
+func (m *File) CacheInfoKnown(ctx context.Context) bool {
+	known, err := m.known(ctx, map[string]string{cacheInfoKey: ""}, m.expiry(time.Time{}))
+	return err == nil && len(known) == 1
+}
+
+// RememberCacheInfo records the cache's nix-cache-info as right now, in
+// memory until Flush.
+func (m *File) RememberCacheInfo() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending[cacheInfoKey] = time.Now().UnixMilli()
 }
 
 // Remember records paths as present now, in memory until Flush.

@@ -91,3 +91,30 @@ func TestDamagedFileStartsAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCacheInfoKnownAcrossOpensUntilTheTTL(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state", "x"+memo.FileSuffix) // the state dir is made
+	m := open(t, file, time.Hour)
+	if m.CacheInfoKnown(t.Context()) {
+		t.Fatal("a new memo knows the nix-cache-info")
+	}
+	m.RememberCacheInfo()
+	if !m.CacheInfoKnown(t.Context()) {
+		t.Fatal("buffered: nix-cache-info not known")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m = open(t, file, time.Hour); !m.CacheInfoKnown(t.Context()) {
+		t.Error("reopened: nix-cache-info not known")
+	}
+	if got := present(t, m, time.Time{}); len(got) != 0 {
+		t.Errorf("Present = %v: the nix-cache-info row is no path", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m = open(t, file, time.Nanosecond); m.CacheInfoKnown(t.Context()) {
+		t.Error("nix-cache-info known after the TTL")
+	}
+}
