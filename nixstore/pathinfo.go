@@ -86,46 +86,70 @@ func (s *Store) QueryValid(ctx context.Context, paths []string) (valid []*PathIn
 func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error) {
 	var order []*PathInfo
 	err := s.withQuerier(ctx, func(q *querier) error {
-		seen := map[string]bool{}
-		// Depth-first post-order with an explicit stack, so a long chain of
-		// dependencies cannot exhaust the goroutine stack.
-		type frame struct {
-			info *PathInfo
-			next int
-		}
+		infos := make([]*PathInfo, 0, len(roots))
 		for _, root := range roots {
-			if seen[root] {
-				continue
-			}
 			info, err := q.pathInfo(ctx, root)
 			if err != nil {
 				return err
 			}
-			seen[root] = true
-			stack := []frame{{info: info}}
-			for len(stack) > 0 {
-				top := &stack[len(stack)-1]
-				if top.next == len(top.info.References) {
-					order = append(order, top.info)
-					stack = stack[:len(stack)-1]
-					continue
-				}
-				ref := top.info.References[top.next]
-				top.next++
-				if seen[ref] {
-					continue
-				}
-				seen[ref] = true
-				refInfo, err := q.pathInfo(ctx, ref)
-				if err != nil {
-					return fmt.Errorf("reference of %s: %w", top.info.Path, err)
-				}
-				stack = append(stack, frame{info: refInfo})
-			}
+			infos = append(infos, info)
 		}
-		return nil
+		var err error
+		order, err = q.closure(ctx, infos)
+		return err
 	})
 	return order, err
+}
+
+// ClosureOf is Closure for roots already read (QueryValid): only their
+// references are read, so a push of many paths with few dependencies reads
+// each path once. A reference that is gone by now (the root was deleted,
+// then its references) is ErrNotValid.
+func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo) ([]*PathInfo, error) {
+	var order []*PathInfo
+	err := s.withQuerier(ctx, func(q *querier) (err error) {
+		order, err = q.closure(ctx, roots)
+		return err
+	})
+	return order, err
+}
+
+// closure walks the references of roots depth-first, post-order, with an
+// explicit stack so a long chain cannot exhaust the goroutine stack.
+func (q *querier) closure(ctx context.Context, roots []*PathInfo) ([]*PathInfo, error) {
+	var order []*PathInfo
+	seen := map[string]bool{}
+	type frame struct {
+		info *PathInfo
+		next int
+	}
+	for _, root := range roots {
+		if seen[root.Path] {
+			continue
+		}
+		seen[root.Path] = true
+		stack := []frame{{info: root}}
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(top.info.References) {
+				order = append(order, top.info)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			ref := top.info.References[top.next]
+			top.next++
+			if seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			refInfo, err := q.pathInfo(ctx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("reference of %s: %w", top.info.Path, err)
+			}
+			stack = append(stack, frame{info: refInfo})
+		}
+	}
+	return order, nil
 }
 
 // withQuerier runs fn with the path-info statements prepared in one read

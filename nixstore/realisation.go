@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Realisation records that an output of a content-addressed derivation
@@ -33,6 +34,9 @@ type Realisation struct {
 // for the resolved derivation. A store that never used ca-derivations has
 // no Realisations table; that gives none, not an error.
 func (s *Store) QueryRealisations(ctx context.Context, storePath string) ([]Realisation, error) {
+	if s.knownWithoutRealisations() {
+		return nil, nil
+	}
 	var res []Realisation
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var tables int
@@ -41,6 +45,9 @@ func (s *Store) QueryRealisations(ctx context.Context, storePath string) ([]Real
 			return err
 		}
 		if tables < 2 {
+			s.mu.Lock()
+			s.noRealisationsSince = time.Now()
+			s.mu.Unlock()
 			return nil
 		}
 		var ids []int64
@@ -59,6 +66,21 @@ func (s *Store) QueryRealisations(ctx context.Context, storePath string) ([]Real
 		return nil, fmt.Errorf("read realisations of %s: %w", storePath, err)
 	}
 	return res, nil
+}
+
+// noRealisationsRecheck is how long a DB found without the tables of
+// ca-derivations is taken to have none. Asking costs a transaction per
+// path pushed (a tenth of the CPU of pushing a small path), and Nix adds
+// them only when ca-derivations is turned on, which a running daemon
+// then notices within this time.
+const noRealisationsRecheck = time.Minute
+
+// knownWithoutRealisations reports whether the DB was found without the
+// tables of ca-derivations less than noRealisationsRecheck ago.
+func (s *Store) knownWithoutRealisations() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.noRealisationsSince.IsZero() && time.Since(s.noRealisationsSince) < noRealisationsRecheck
 }
 
 // realisationsOf returns the realisations with output storePath and their

@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
+	"time"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 	"golang.org/x/sys/unix"
@@ -33,6 +35,11 @@ var ErrNotValid = errors.New("not a valid path in the Nix store")
 type Store struct {
 	root string
 	db   *sql.DB
+
+	mu sync.Mutex
+	// noRealisationsSince: when the DB was last found without the tables
+	// of ca-derivations (see QueryRealisations); zero when it has them.
+	noRealisationsSince time.Time
 }
 
 // Open opens the store whose files live under root (empty or "/" for the

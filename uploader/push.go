@@ -35,17 +35,19 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 		res[p] = RootResult{Skip: ErrGone.Error()}
 	}
 	var kept []string
+	var keptInfos []*nixstore.PathInfo
 	for _, info := range valid {
 		if r := u.Filter.Check(info); r != Keep {
 			res[info.Path] = RootResult{Skip: "filtered: " + r.String()}
 			continue
 		}
 		kept = append(kept, info.Path)
+		keptInfos = append(keptInfos, info)
 	}
 	if len(kept) == 0 {
 		return res
 	}
-	closure, err := u.Store.Closure(ctx, kept)
+	closure, err := u.Store.ClosureOf(ctx, keptInfos)
 	if errors.Is(err, nixstore.ErrNotValid) && len(kept) > 1 {
 		// A dependency vanished between the two queries: sort it out one
 		// root at a time.
