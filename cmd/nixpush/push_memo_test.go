@@ -46,12 +46,19 @@ func TestPushMemoNeverHidesAMissingPath(t *testing.T) {
 	wantSuccess(t, e.push("", "--memo-ttl", "1ms", top), 1, 1, 0, 0)
 	e.wantPushed(closure)
 
-	// verify --repair pushes what it finds missing, whatever the memo says.
+	// verify --repair pushes what it finds missing, whatever the memo says
+	// (of paths and of the nix-cache-info).
 	remove(dep)
+	if err := os.Remove(filepath.Join(e.cache, "nix-cache-info")); err != nil {
+		t.Fatal(err)
+	}
 	r := runMain(t, "", "verify", "--store", e.store.Root, "--state-dir", e.stateDir, "--to", e.to,
 		"--signing-key", e.sec, "--trusted-key", e.pub, "--repair")
 	if r.code != 0 {
 		t.Fatalf("verify --repair exited %d:\n%s", r.code, r.stderr)
+	}
+	if !fileExists(filepath.Join(e.cache, "nix-cache-info")) {
+		t.Fatal("verify --repair left the cache without its nix-cache-info")
 	}
 	e.wantPushed(closure)
 

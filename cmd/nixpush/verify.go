@@ -104,6 +104,9 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 	if err != nil {
 		return err
 	}
+	// Repair trusts what verify has just seen, not the memo of what
+	// earlier runs saw (the cache's nix-cache-info included).
+	c.flags.recheck = true
 	p, err := c.flags.one(ctx, log, openOptions{})
 	if err != nil {
 		return err
@@ -127,10 +130,8 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 	if err != nil {
 		return err
 	}
-	// What the user asks to repair is pushed whatever the filters say,
-	// and whatever the memo remembers: verify has just seen the cache.
+	// What the user asks to repair is pushed whatever the filters say.
 	p.uploader.Filter.IncludeDrv = true
-	p.uploader.Recheck = true
 	log.Info("repairing", zap.Int("paths", len(push)))
 	return p.pushClosure(ctx, stderr, closure, false)
 }
