@@ -21,11 +21,9 @@ package toxitest
 import (
 	"errors"
 	"fmt"
-	"go/build"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +33,7 @@ import (
 	toxiproxy "github.com/Shopify/toxiproxy/v2/client"
 
 	"nixpush/internal/freeport"
+	"nixpush/internal/gobin"
 )
 
 // binaryName is what scripts/toxiproxy.sh installs cmd/server as.
@@ -46,24 +45,12 @@ var errNotInstalled = errors.New("toxiproxy is not installed")
 
 // FindBinary returns toxiproxy-server from PATH, GOBIN or GOPATH/bin.
 func FindBinary() (string, error) {
-	if p, err := exec.LookPath(binaryName); err == nil {
-		return p, nil
+	p, searched := gobin.Find(binaryName)
+	if p == "" {
+		return "", fmt.Errorf("%w: %s is not on PATH nor in %s: run scripts/toxiproxy.sh (make deps runs it)",
+			errNotInstalled, binaryName, strings.Join(searched, ", "))
 	}
-	var dirs []string
-	if gobin := os.Getenv("GOBIN"); gobin != "" {
-		dirs = append(dirs, gobin)
-	}
-	for _, gp := range filepath.SplitList(build.Default.GOPATH) {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, binaryName)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%w: %s is not on PATH nor in %s: run scripts/toxiproxy.sh (make deps runs it)",
-		errNotInstalled, binaryName, strings.Join(dirs, ", "))
+	return p, nil
 }
 
 // Server is a running toxiproxy-server with its API on 127.0.0.1.

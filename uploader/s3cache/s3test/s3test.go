@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"go/build"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"nixpush/internal/freeport"
+	"nixpush/internal/gobin"
 )
 
 // Server is a running versitygw.
@@ -94,24 +94,12 @@ func Binary(t testing.TB) string {
 
 // FindBinary is Binary for callers without a testing.TB (the benchmarks).
 func FindBinary() (string, error) {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
+	p, searched := gobin.Find("versitygw")
+	if p == "" {
+		return "", fmt.Errorf("versitygw (the S3 server for tests) is not on PATH nor in %s: run scripts/deps.sh",
+			strings.Join(searched, ", "))
 	}
-	var dirs []string
-	if gobin := os.Getenv("GOBIN"); gobin != "" {
-		dirs = append(dirs, gobin)
-	}
-	for _, gp := range filepath.SplitList(build.Default.GOPATH) {
-		dirs = append(dirs, filepath.Join(gp, "bin"))
-	}
-	for _, d := range dirs {
-		p := filepath.Join(d, "versitygw")
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("versitygw (the S3 server for tests) is not on PATH nor in %s: run scripts/deps.sh",
-		strings.Join(dirs, ", "))
+	return p, nil
 }
 
 // Command is the versitygw command line serving dir (posix backend) on
