@@ -131,11 +131,6 @@ func startNginx(dir string) (*nginxServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"cache", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("create nginx dir: %w", err)
-		}
-	}
 	// A port free when picked may be taken before nginx binds it.
 	var lastErr error
 	for range 5 {
@@ -143,14 +138,12 @@ func startNginx(dir string) (*nginxServer, error) {
 		if err != nil {
 			return nil, err
 		}
-		conf := filepath.Join(dir, "nginx.conf")
-		if err := os.WriteFile(conf, []byte(nginxtest.Config(dir, port, "", false)), 0o644); err != nil {
-			return nil, fmt.Errorf("write nginx.conf: %w", err)
+		args, err := nginxtest.Setup(dir, port, "")
+		if err != nil {
+			return nil, err
 		}
-		errorLog := filepath.Join(dir, "error.log")
-		cmd := exec.Command(bin, "-p", dir, "-c", conf, "-e", errorLog)
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		s, err := startServer("nginx", cmd, fileReader(errorLog), answers(url+"/", 0))
+		s, err := startServer("nginx", exec.Command(bin, args...), fileReader(nginxtest.ErrorLog(dir)), answers(url+"/", 0))
 		if err == nil {
 			return &nginxServer{cacheServer: s, URL: url, CacheDir: filepath.Join(dir, "cache")}, nil
 		}

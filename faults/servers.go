@@ -92,25 +92,18 @@ func startNginx(dir string) (*nginxCache, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"cache", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("create nginx dir: %w", err)
-		}
-	}
 	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxtest.Config(dir, port, "", false)), 0o644); err != nil {
-		return nil, fmt.Errorf("write nginx.conf: %w", err)
+	args, err := nginxtest.Setup(dir, port, "")
+	if err != nil {
+		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	n := &nginxCache{Addr: addr, CacheDir: filepath.Join(dir, "cache"), server: &server{
-		name: "nginx",
-		command: func() *exec.Cmd {
-			return exec.Command(bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
-		},
+		name:    "nginx",
+		command: func() *exec.Cmd { return exec.Command(bin, args...) },
 		ready:   "http://" + addr + "/",
 		logFile: filepath.Join(dir, "nginx.out"),
 	}}

@@ -136,6 +136,26 @@ func Config(root string, port int, auth string, daemon bool) string {
 	return b.String()
 }
 
+// Setup prepares root for an nginx serving root/cache on 127.0.0.1:port
+// (the cache and tmp directories, nginx.conf) and returns the arguments
+// that run it in the foreground, logging to ErrorLog(root). Without a
+// testing.TB, for the benchmarks and the fault suite too.
+func Setup(root string, port int, auth string) ([]string, error) {
+	for _, d := range []string{"cache", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("create nginx dir: %w", err)
+		}
+	}
+	conf := filepath.Join(root, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(Config(root, port, auth, false)), 0o644); err != nil {
+		return nil, fmt.Errorf("write nginx.conf: %w", err)
+	}
+	return []string{"-p", root, "-c", conf, "-e", ErrorLog(root)}, nil
+}
+
+// ErrorLog is the error log of the nginx Setup prepares in root.
+func ErrorLog(root string) string { return filepath.Join(root, "error.log") }
+
 func start(t testing.TB, auth string) (string, string) {
 	t.Helper()
 	bin := Binary(t)
@@ -144,11 +164,6 @@ func start(t testing.TB, auth string) (string, string) {
 		t.Fatalf("nginxtest: credentials with quotes, $, ;, braces or newlines cannot go into nginx.conf")
 	}
 	root := t.TempDir()
-	for _, d := range []string{"cache", "tmp"} {
-		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The port is free when picked but may be taken before nginx binds it:
 	// then try another.
 	var lastErr error
@@ -178,12 +193,12 @@ func freePort(t testing.TB) int {
 
 // run starts nginx in the foreground and waits until it answers.
 func run(t testing.TB, bin, root string, port int, auth string) (string, func(), error) {
-	conf := filepath.Join(root, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(Config(root, port, auth, false)), 0o644); err != nil {
+	args, err := Setup(root, port, auth)
+	if err != nil {
 		return "", nil, err
 	}
-	errorLog := filepath.Join(root, "error.log")
-	cmd := exec.Command(bin, "-p", root, "-c", conf, "-e", errorLog)
+	errorLog := ErrorLog(root)
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers go with it
