@@ -44,23 +44,8 @@ func checkNAR(ctx context.Context, cache uploader.Cache, key string, ni *narinfo
 	return verdict, err
 }
 
-// sourceReader remembers the cache's read errors, to tell them from the
-// decompressor's complaints about the data.
-type sourceReader struct {
-	r   io.Reader
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		s.err = err
-	}
-	return n, err
-}
-
 func checkNARStream(r io.Reader, ni *narinfo.NarInfo) (string, error) {
-	src := &sourceReader{r: r}
+	src := &uploader.SourceReader{R: r}
 	fileHash := newHasher(ni.FileHash)
 	var fileSize countWriter
 	stored := io.TeeReader(src, io.MultiWriter(fileHash, &fileSize))
@@ -76,8 +61,8 @@ func checkNARStream(r io.Reader, ni *narinfo.NarInfo) (string, error) {
 	narHash := newHasher(ni.NarHash)
 	var narSize countWriter
 	_, err = io.Copy(io.MultiWriter(narHash, &narSize), nar)
-	if src.err != nil {
-		return "", fmt.Errorf("read NAR %s: %w", ni.URL, src.err)
+	if src.Err != nil {
+		return "", fmt.Errorf("read NAR %s: %w", ni.URL, src.Err)
 	}
 	if err != nil {
 		return "does not decompress as " + ni.Compression + ": " + err.Error(), nil

@@ -75,6 +75,18 @@ type Plan struct {
 	Upstream int                  // available from an upstream cache
 }
 
+// add counts the present paths of kept and lists the others to upload.
+func (p Plan) add(kept []*nixstore.PathInfo, present []bool) Plan {
+	for i, info := range kept {
+		if present[i] {
+			p.Present++
+		} else {
+			p.Upload = append(p.Upload, info)
+		}
+	}
+	return p
+}
+
 // existsParallelism bounds concurrent existence checks of one plan. A
 // check is a header-sized request, so what bounds a plan over a slow link
 // is the number of rounds: at 128, a thousand paths take 8 round trips
@@ -92,14 +104,7 @@ func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f 
 	if err != nil {
 		return p, err
 	}
-	for i, info := range kept {
-		if present[i] {
-			p.Present++
-		} else {
-			p.Upload = append(p.Upload, info)
-		}
-	}
-	return p, nil
+	return p.add(kept, present), nil
 }
 
 // filterClosure counts what the filter leaves out and returns the rest.
@@ -201,14 +206,7 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
-	for i, info := range kept {
-		if present[i] {
-			p.Present++
-		} else {
-			p.Upload = append(p.Upload, info)
-		}
-	}
-	return p, nil
+	return p.add(kept, present), nil
 }
 
 // noteMissing records paths found missing at now, dropping old records.

@@ -261,16 +261,16 @@ func (c *Cache) putStream(ctx context.Context, key string, r io.Reader, contentT
 	req.ContentLength = -1 // unknown: chunked
 	req.Header.Set("Content-Type", contentType)
 
-	src := &sourceReader{r: r}
+	src := &uploader.SourceReader{R: r}
 	copied := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(pw, src)
-		if src.err != nil {
+		if src.Err != nil {
 			// Abort, don't end, the body: the server must never see a
 			// complete request. Closing the pipe with an error makes the
 			// transport drop the connection (HTTP/1) or reset the stream
 			// (HTTP/2); cancelling covers a transport busy elsewhere.
-			pw.CloseWithError(src.err)
+			pw.CloseWithError(src.Err)
 			cancel()
 		} else {
 			pw.Close()
@@ -281,11 +281,11 @@ func (c *Cache) putStream(ctx context.Context, key string, r io.Reader, contentT
 	resp, err := c.client.Do(req)
 	pr.CloseWithError(errBodyNotSent) // unblocks the copier if the server stopped reading
 	copyErr := <-copied
-	if src.err != nil {
+	if src.Err != nil {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return fmt.Errorf("upload %s/%s: %w", c.name, key, src.err)
+		return fmt.Errorf("upload %s/%s: %w", c.name, key, src.Err)
 	}
 	if err != nil {
 		return c.transportError(req, err)
@@ -303,18 +303,3 @@ func (c *Cache) putStream(ctx context.Context, key string, r io.Reader, contentT
 }
 
 var errBodyNotSent = errors.New("request finished before its body was sent")
-
-// sourceReader remembers the error of the caller's reader, to tell it
-// apart from a failure to write to the network.
-type sourceReader struct {
-	r   io.Reader
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if err != nil && err != io.EOF {
-		s.err = err
-	}
-	return n, err
-}
