@@ -12,23 +12,17 @@ import (
 	"nixpush/cachecheck"
 	"nixpush/cachecheck/pushtest"
 	"nixpush/cachegc"
+	"nixpush/internal/nixtest"
 	"nixpush/uploader"
 )
 
 // sharing builds two closures sharing a dependency: a → {only-a, shared},
 // b → {shared}. nix-build prints outputs in attribute order.
-const sharing = `let
-  mk = name: script: derivation {
-    name = "gc-${name}";
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
-  };
+var sharing = nixtest.Derivations("gc", `
   shared = mk "shared" "echo shared > $out/f";
   onlyA = mk "only-a" "echo a > $out/f";
   a = mk "a" "echo ${shared} ${onlyA} > $out/refs";
-  b = mk "b" "echo ${shared} > $out/refs";
-in { inherit a b onlyA shared; }`
+  b = mk "b" "echo ${shared} > $out/refs";`, "{ inherit a b onlyA shared; }")
 
 type closures struct {
 	a, b, onlyA, shared string

@@ -22,13 +22,8 @@ func TestGCBesidePush(t *testing.T) {
 	s := nixtest.NewStore(t)
 	sec, _, pub := nixtest.Keygen(t, "gcrace-1")
 	const rounds = 20
-	expr := `let
-  mk = name: script: derivation {
-    name = "gcrace-${name}"; system = builtins.currentSystem; builder = "/bin/sh";
-    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
-  };
-  dep = mk "dep" "echo shared > $out/data";
-in builtins.genList (i: mk "top-${toString i}" "echo ${dep} > $out/dep-path") ` + fmt.Sprint(rounds)
+	expr := nixtest.Derivations("gcrace", `
+  dep = mk "dep" "echo shared > $out/data";`, `builtins.genList (i: mk "top-${toString i}" "echo ${dep} > $out/dep-path") `+fmt.Sprint(rounds))
 	tops := s.Build(t, expr)
 	dir := t.TempDir()
 	url := "file://" + dir

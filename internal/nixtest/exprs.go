@@ -15,20 +15,12 @@ import (
 // runtime closure is itself. It evaluates to the top derivation; building
 // FibChain(p, k) for k < n afterwards returns the already-built lower links.
 func FibChain(prefix string, n int) string {
-	return fmt.Sprintf(`let
-  prefix = %s;
-  mk = k: script: derivation {
-    name = "${prefix}-fib-${toString k}";
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
-  };
+	return Derivations(prefix, `
   fib = k:
-    if k < 2 then mk k "printf %%s ${toString k} > $out/fib.txt"
+    if k < 2 then mk "fib-${toString k}" "printf %s ${toString k} > $out/fib.txt"
     else let a = fib (k - 1); b = fib (k - 2); in
-      mk k "a=$(cat ${a}/fib.txt); b=$(cat ${b}/fib.txt); printf %%s $((a + b)) > $out/fib.txt";
-in fib %d
-`, nixString(prefix), n)
+      mk "fib-${toString k}" "a=$(cat ${a}/fib.txt); b=$(cat ${b}/fib.txt); printf %s $((a + b)) > $out/fib.txt";`,
+		fmt.Sprintf("fib %d", n))
 }
 
 // WithReference is an attrset { dep; top; } whose top output refers to dep's
@@ -36,18 +28,25 @@ in fib %d
 // dep), so the closure of top is {dep, top}. Store.Build returns the outputs
 // as [dep, top]; "(" + WithReference(p) + ").top" builds top alone (and dep).
 func WithReference(prefix string) string {
-	return fmt.Sprintf(`let
-  prefix = %s;
+	return Derivations(prefix, `
+  dep = mk "ref-dep" "echo hello > $out/greeting";
+  top = mk "ref-top" "echo ${dep} > $out/dep-path; ln -s ${dep}/greeting $out/greeting";`,
+		"{ inherit dep top; }")
+}
+
+// Derivations is "let BINDINGS in BODY" with mk in scope: mk NAME SCRIPT
+// is a derivation named PREFIX-NAME whose builder runs SCRIPT with
+// /usr/bin:/bin on PATH after making $out a directory.
+func Derivations(prefix, bindings, body string) string {
+	return `let
+  prefix = ` + nixString(prefix) + `;
   mk = name: script: derivation {
     name = "${prefix}-${name}";
     system = builtins.currentSystem;
     builder = "/bin/sh";
     args = [ "-c" ("export PATH=/usr/bin:/bin; mkdir $out; " + script) ];
-  };
-  dep = mk "ref-dep" "echo hello > $out/greeting";
-  top = mk "ref-top" "echo ${dep} > $out/dep-path; ln -s ${dep}/greeting $out/greeting";
-in { inherit dep top; }
-`, nixString(prefix))
+  };` + bindings + `
+in ` + body + "\n"
 }
 
 // nixString quotes s as a Nix string literal.
