@@ -116,10 +116,13 @@ func hashPart(storePath string) string {
 // the millisecond) and within the TTL.
 func (m *File) Present(ctx context.Context, paths []string, since time.Time) (map[string]bool, error) {
 	byHash := make(map[string]string, len(paths))
+	hashes := make([]string, 0, len(paths))
 	for _, p := range paths {
-		byHash[hashPart(p)] = p
+		h := hashPart(p)
+		byHash[h] = p
+		hashes = append(hashes, h)
 	}
-	known, err := m.known(ctx, byHash, m.expiry(since))
+	known, err := m.known(ctx, hashes, m.expiry(since))
 	if err != nil {
 		return nil, err
 	}
@@ -130,12 +133,12 @@ func (m *File) Present(ctx context.Context, paths []string, since time.Time) (ma
 	return out, nil
 }
 
-// known returns the keys of byHash seen after the unix millisecond after.
-func (m *File) known(ctx context.Context, byHash map[string]string, after int64) ([]string, error) {
+// known returns the keys seen after the unix millisecond after.
+func (m *File) known(ctx context.Context, keys []string, after int64) ([]string, error) {
 	var out []string
 	var ask []any
 	m.mu.Lock()
-	for h := range byHash {
+	for _, h := range keys {
 		if seen, ok := m.pending[h]; ok && seen > after {
 			out = append(out, h)
 		} else {
@@ -173,7 +176,7 @@ const cacheInfoKey = "nix-cache-info"
 // CacheInfoKnown reports whether the cache's nix-cache-info was found
 // right (or written) within the TTL; an error counts as no.
 func (m *File) CacheInfoKnown(ctx context.Context) bool {
-	known, err := m.known(ctx, map[string]string{cacheInfoKey: ""}, m.expiry(time.Time{}))
+	known, err := m.known(ctx, []string{cacheInfoKey}, m.expiry(time.Time{}))
 	return err == nil && len(known) == 1
 }
 
