@@ -14,6 +14,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 	"nixpush/uploader"
 )
@@ -101,7 +102,7 @@ func (c *syntheticCache) writePath(dir string, i int, info *nixstore.PathInfo, r
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, uploader.NarInfoKey(info.Path)), []byte(ni.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, cache.NarInfoKey(info.Path)), []byte(ni.String()), 0o644); err != nil {
 		return fmt.Errorf("write narinfo: %w", err)
 	}
 	c.NARKeys[i] = up.Key

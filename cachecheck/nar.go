@@ -10,14 +10,14 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"nixpush/cache"
+	"nixpush/retry"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/klauspost/compress/zstd"
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/nixhash"
 	"github.com/ulikunitz/xz"
-
-	"nixpush/uploader"
 )
 
 // errCannotDecompress: a compression Nix knows (br) that verify cannot read.
@@ -27,11 +27,11 @@ var errCannotDecompress = errors.New("cannot decompress")
 // object as stored, decompresses it and checks NarSize and NarHash. It
 // returns what is wrong ("" when nothing), or an error when the NAR could
 // not be read from the cache (a transient failure, not a verdict).
-func checkNAR(ctx context.Context, cache uploader.Cache, key string, ni *narinfo.NarInfo) (string, error) {
+func checkNAR(ctx context.Context, c cache.Cache, key string, ni *narinfo.NarInfo) (string, error) {
 	var verdict string
-	err := Retry(ctx, func() error {
-		r, err := cache.Get(ctx, key)
-		if errors.Is(err, uploader.ErrNotFound) {
+	err := retry.Reads.Do(ctx, func() error {
+		r, err := c.Get(ctx, key)
+		if errors.Is(err, cache.ErrNotFound) {
 			return backoff.Permanent(err)
 		}
 		if err != nil {
@@ -45,7 +45,7 @@ func checkNAR(ctx context.Context, cache uploader.Cache, key string, ni *narinfo
 }
 
 func checkNARStream(r io.Reader, ni *narinfo.NarInfo) (string, error) {
-	src := &uploader.SourceReader{R: r}
+	src := &cache.SourceReader{R: r}
 	fileHash := newHasher(ni.FileHash)
 	var fileSize countWriter
 	stored := io.TeeReader(src, io.MultiWriter(fileHash, &fileSize))

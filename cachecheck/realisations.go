@@ -9,8 +9,8 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
-	"nixpush/uploader"
 )
 
 // realisationDoc is a realisations/<id>.doi document as Nix writes it.
@@ -30,8 +30,8 @@ func (v *verifier) checkRealisations(ctx context.Context, keys []string) error {
 	g.SetLimit(v.opts.Jobs)
 	for _, key := range keys {
 		g.Go(func() error {
-			text, err := ReadSmall(gctx, v.cache, key, 1<<20)
-			if errors.Is(err, uploader.ErrNotFound) {
+			text, err := cache.ReadSmall(gctx, v.cache, key, 1<<20)
+			if errors.Is(err, cache.ErrNotFound) {
 				return nil // deleted since the listing
 			}
 			if err != nil {
@@ -53,8 +53,8 @@ func (v *verifier) checkRealisation(key string, text []byte) (Problem, bool) {
 	if err := json.Unmarshal(text, &doc); err != nil || doc.ID == "" || doc.OutPath == "" {
 		return Problem{Kind: BadRealisation, Key: key, Detail: "does not parse as a realisation"}, true
 	}
-	out := StorePathOfRef(doc.OutPath)
-	if _, ok := v.narinfos[NarInfoKeyOfRef(out)]; !ok {
+	out := cache.StorePathOfRef(doc.OutPath)
+	if _, ok := v.narinfos[cache.NarInfoKeyOfRef(out)]; !ok {
 		return Problem{Kind: BadRealisation, Key: key, Path: out, Detail: "its output's narinfo is missing"}, true
 	}
 	if len(doc.Signatures) == 0 || len(v.keys) == 0 {
@@ -62,9 +62,9 @@ func (v *verifier) checkRealisation(key string, text []byte) (Problem, bool) {
 	}
 	r := nixstore.Realisation{ID: doc.ID, OutPath: out, DependentRealisations: map[string]string{}}
 	for id, p := range doc.DependentRealisations {
-		r.DependentRealisations[id] = StorePathOfRef(p)
+		r.DependentRealisations[id] = cache.StorePathOfRef(p)
 	}
-	fp, err := uploader.RealisationFingerprint(r)
+	fp, err := cache.RealisationFingerprint(r)
 	if err != nil {
 		return Problem{Kind: BadRealisation, Key: key, Detail: err.Error()}, true
 	}

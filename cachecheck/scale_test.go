@@ -14,6 +14,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"nixpush/cache"
 	"nixpush/cachecheck"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -63,7 +64,7 @@ func TestVerifyTenThousandPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, uploader.NarInfoKey(p)), []byte(ni.String()), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, cache.NarInfoKey(p)), []byte(ni.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,7 +18,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
-	"nixpush/uploader"
+	"nixpush/cache"
+	"nixpush/retry"
 )
 
 // Options say what Verify checks.
@@ -49,14 +50,14 @@ type Options struct {
 // error is for a verification that could not finish (the cache cannot be
 // listed or read, a trusted key is malformed, ctx ended); what is wrong
 // with the cache is in the Report.
-func Verify(ctx context.Context, cache uploader.Cache, opts Options) (Report, error) {
+func Verify(ctx context.Context, c cache.Cache, opts Options) (Report, error) {
 	v := &verifier{
-		cache:      cache,
+		cache:      c,
 		opts:       opts,
 		referenced: map[string]struct{}{},
 		missing:    map[string]*missingRef{},
 	}
-	v.report.Cache = cache.String()
+	v.report.Cache = c.String()
 	for _, k := range opts.TrustedKeys {
 		pub, err := signature.ParsePublicKey(strings.TrimSpace(k))
 		if err != nil {
@@ -86,7 +87,7 @@ func Verify(ctx context.Context, cache uploader.Cache, opts Options) (Report, er
 }
 
 type verifier struct {
-	cache    uploader.Cache
+	cache    cache.Cache
 	opts     Options
 	keys     []signature.PublicKey
 	fullJobs *semaphore.Weighted
@@ -118,7 +119,7 @@ func (v *verifier) all(ctx context.Context) error {
 	v.narinfos = map[string]struct{}{}
 	v.narSizes = map[string]int64{}
 	var keys, realisations []string
-	err := v.cache.List(ctx, "", func(o uploader.Object) error {
+	err := v.cache.List(ctx, "", func(o cache.Object) error {
 		switch {
 		case strings.HasPrefix(o.Key, "realisations/") && strings.HasSuffix(o.Key, ".doi"):
 			realisations = append(realisations, o.Key)
@@ -140,7 +141,7 @@ func (v *verifier) all(ctx context.Context) error {
 	for _, key := range keys {
 		g.Go(func() error {
 			self, refs, err := v.check(gctx, key)
-			if errors.Is(err, uploader.ErrNotFound) {
+			if errors.Is(err, cache.ErrNotFound) {
 				return nil // deleted since the listing: nothing to verify
 			}
 			if err != nil {
@@ -149,7 +150,7 @@ func (v *verifier) all(ctx context.Context) error {
 			v.mu.Lock()
 			defer v.mu.Unlock()
 			for _, ref := range refs {
-				if _, ok := v.narinfos[NarInfoKeyOfRef(ref)]; !ok {
+				if _, ok := v.narinfos[cache.NarInfoKeyOfRef(ref)]; !ok {
 					v.noteMissing(ref, self, false)
 				}
 			}
@@ -178,7 +179,7 @@ func (v *verifier) closures(ctx context.Context) error {
 	var level []item
 	seen := map[string]bool{}
 	for _, p := range v.opts.Paths {
-		p = StorePathOfRef(p)
+		p = cache.StorePathOfRef(p)
 		if !seen[p] {
 			seen[p] = true
 			level = append(level, item{path: p})
@@ -194,9 +195,9 @@ func (v *verifier) closures(ctx context.Context) error {
 		g.SetLimit(v.opts.Jobs)
 		for _, it := range level {
 			g.Go(func() error {
-				key := uploader.NarInfoKey(it.path)
+				key := cache.NarInfoKey(it.path)
 				_, refs, err := v.check(gctx, key)
-				if errors.Is(err, uploader.ErrNotFound) {
+				if errors.Is(err, cache.ErrNotFound) {
 					v.mu.Lock()
 					v.noteMissing(it.path, it.referrer, it.referrer == "")
 					v.mu.Unlock()
@@ -208,7 +209,7 @@ func (v *verifier) closures(ctx context.Context) error {
 				nextMu.Lock()
 				defer nextMu.Unlock()
 				for _, ref := range refs {
-					if p := StorePathOfRef(ref); !seen[p] {
+					if p := cache.StorePathOfRef(ref); !seen[p] {
 						seen[p] = true
 						next = append(next, item{path: p, referrer: it.path})
 					}
@@ -226,10 +227,10 @@ func (v *verifier) closures(ctx context.Context) error {
 
 // noteMissing records a missing narinfo; v.mu must be held.
 func (v *verifier) noteMissing(ref, referrer string, asked bool) {
-	key := NarInfoKeyOfRef(ref)
+	key := cache.NarInfoKeyOfRef(ref)
 	m := v.missing[key]
 	if m == nil {
-		m = &missingRef{path: StorePathOfRef(ref), referrer: referrer}
+		m = &missingRef{path: cache.StorePathOfRef(ref), referrer: referrer}
 		v.missing[key] = m
 	}
 	m.asked = m.asked || asked
@@ -256,10 +257,10 @@ func (v *verifier) reportMissing() {
 
 // check verifies one narinfo and its NAR, and returns its store path and
 // references (base names, itself excluded). A missing narinfo is
-// uploader.ErrNotFound.
+// cache.ErrNotFound.
 func (v *verifier) check(ctx context.Context, key string) (string, []string, error) {
-	ni, err := ReadNarInfo(ctx, v.cache, key)
-	var perr *ParseError
+	ni, err := cache.ReadNarInfo(ctx, v.cache, key)
+	var perr *cache.ParseError
 	if errors.As(err, &perr) {
 		v.finish(Problem{Kind: BadNarInfo, Key: key, Path: perr.StorePath, Detail: perr.Err.Error()})
 		return perr.StorePath, nil, nil
@@ -310,7 +311,7 @@ func (v *verifier) checkNAR(ctx context.Context, key string, ni *narinfo.NarInfo
 	case !listed && (!v.listed || !strings.HasPrefix(narKey, "nar/")):
 		// Not covered by a listing: ask.
 		var ok bool
-		err := Retry(ctx, func() error {
+		err := retry.Reads.Do(ctx, func() error {
 			var err error
 			ok, err = v.cache.Exists(ctx, narKey)
 			return err
@@ -332,7 +333,7 @@ func (v *verifier) checkNAR(ctx context.Context, key string, ni *narinfo.NarInfo
 	defer v.fullJobs.Release(1)
 	verdict, err := checkNAR(ctx, v.cache, narKey, ni)
 	switch {
-	case errors.Is(err, uploader.ErrNotFound):
+	case errors.Is(err, cache.ErrNotFound):
 		return problem(MissingNAR, "no such object"), nil
 	case errors.Is(err, errCannotDecompress):
 		v.mu.Lock()
@@ -355,31 +356,10 @@ func (v *verifier) checkSignatures(key string, ni *narinfo.NarInfo) (Problem, bo
 	if len(v.keys) == 0 {
 		return Problem{}, true
 	}
-	signer, names := TrustedSigner(ni, v.keys)
+	signer, names := cache.TrustedSigner(ni, v.keys)
 	if signer != "" {
 		return Problem{}, true
 	}
 	return Problem{Kind: UntrustedSignature, Key: key, Path: ni.StorePath,
 		Detail: "no valid signature from a trusted key (signed by " + strings.Join(names, ", ") + ")"}, false
-}
-
-// TrustedSigner returns the name of a key in keys whose signature of ni
-// verifies, or "" when none does, and the names of all of ni's signatures.
-// The fingerprint is the one Nix checks: references sorted, in case the
-// narinfo lists them in another order.
-func TrustedSigner(ni *narinfo.NarInfo, keys []signature.PublicKey) (signer string, names []string) {
-	sorted := *ni
-	sorted.References = slices.Sorted(slices.Values(ni.References))
-	fingerprint := sorted.Fingerprint()
-	for _, sig := range ni.Signatures {
-		names = append(names, sig.Name)
-	}
-	for _, sig := range ni.Signatures {
-		for _, k := range keys {
-			if k.Verify(fingerprint, sig) { // Verify checks the names match
-				return k.Name, names
-			}
-		}
-	}
-	return "", names
 }

@@ -8,14 +8,14 @@ import (
 	"slices"
 	"testing"
 
+	"nixpush/cache"
 	"nixpush/cachecheck"
 	"nixpush/cachecheck/pushtest"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader"
 	"nixpush/uploader/filecache"
 )
 
-func verify(t *testing.T, c uploader.Cache, opts cachecheck.Options) cachecheck.Report {
+func verify(t *testing.T, c cache.Cache, opts cachecheck.Options) cachecheck.Report {
 	t.Helper()
 	r, err := cachecheck.Verify(t.Context(), c, opts)
 	if err != nil {

@@ -46,11 +46,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"nixpush/cache"
 	"slices"
 	"time"
-
-	"nixpush/cachecheck"
-	"nixpush/uploader"
 )
 
 // Options say what to keep.
@@ -95,7 +93,7 @@ type Result struct {
 
 // Collect deletes (opts.Delete) or lists what is not in the closure of a
 // root. See the package comment for why it is safe beside pushers.
-func Collect(ctx context.Context, cache uploader.Cache, opts Options) (Result, error) {
+func Collect(ctx context.Context, c cache.Cache, opts Options) (Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -105,7 +103,7 @@ func Collect(ctx context.Context, cache uploader.Cache, opts Options) (Result, e
 	if opts.Jobs < 1 {
 		opts.Jobs = 64
 	}
-	g := &collector{cache: cache, opts: opts, start: opts.Now()}
+	g := &collector{cache: c, opts: opts, start: opts.Now()}
 	g.fresh = g.start.Add(-opts.Grace)
 	if err := g.decide(ctx); err != nil {
 		return Result{}, err
@@ -134,7 +132,7 @@ func Collect(ctx context.Context, cache uploader.Cache, opts Options) (Result, e
 }
 
 type collector struct {
-	cache  uploader.Cache
+	cache  cache.Cache
 	opts   Options
 	start  time.Time
 	fresh  time.Time // written after this: within the grace period
@@ -179,7 +177,7 @@ func (g *collector) decide(ctx context.Context) error {
 	for _, p := range explicit {
 		h := hashOf(p)
 		if g.nodes[h] == nil {
-			g.result.MissingRoots = append(g.result.MissingRoots, cachecheck.StorePathOfRef(p))
+			g.result.MissingRoots = append(g.result.MissingRoots, cache.StorePathOfRef(p))
 			continue
 		}
 		roots[h] = true

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/cachecheck"
 	"nixpush/cachecheck/pushtest"
 	"nixpush/cachegc"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader"
 )
 
 // sharing builds two closures sharing a dependency: a → {only-a, shared},
@@ -67,7 +67,7 @@ func write(t *testing.T, f *pushtest.Fixture, key, content string) {
 
 func deriver(t *testing.T, f *pushtest.Fixture, p string) string {
 	t.Helper()
-	ni, err := cachecheck.ReadNarInfo(t.Context(), f.Cache, uploader.NarInfoKey(p))
+	ni, err := cache.ReadNarInfo(t.Context(), f.Cache, cache.NarInfoKey(p))
 	if err != nil {
 		t.Fatalf("deriver of %s: %v", p, err)
 	}
@@ -138,7 +138,7 @@ func TestCollect(t *testing.T) {
 		}
 		dry := collect(t, f, cachegc.Options{KeepDays: 7})
 		check(dry)
-		if dry.Deleted || !exists(t, f, uploader.NarInfoKey(p.a)) || !exists(t, f, aNARs[0]) {
+		if dry.Deleted || !exists(t, f, cache.NarInfoKey(p.a)) || !exists(t, f, aNARs[0]) {
 			t.Fatal("a dry run deleted something")
 		}
 		r := collect(t, f, cachegc.Options{KeepDays: 7, Delete: true})
@@ -146,7 +146,7 @@ func TestCollect(t *testing.T) {
 		if !r.Deleted || r.Bytes != dry.Bytes {
 			t.Errorf("deleted=%v, %d bytes; the dry run said %d", r.Deleted, r.Bytes, dry.Bytes)
 		}
-		for _, key := range append(aNARs, uploader.NarInfoKey(p.a), uploader.NarInfoKey(p.onlyA), r.Logs[0]) {
+		for _, key := range append(aNARs, cache.NarInfoKey(p.a), cache.NarInfoKey(p.onlyA), r.Logs[0]) {
 			if exists(t, f, key) {
 				t.Errorf("%s is still in the cache", key)
 			}
@@ -213,7 +213,7 @@ func exists(t *testing.T, f *pushtest.Fixture, key string) bool {
 
 func fileSize(t *testing.T, f *pushtest.Fixture, p string) int64 {
 	t.Helper()
-	ni, err := cachecheck.ReadNarInfo(t.Context(), f.Cache, uploader.NarInfoKey(p))
+	ni, err := cache.ReadNarInfo(t.Context(), f.Cache, cache.NarInfoKey(p))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,27 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"nixpush/cache"
 	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
-
-	"nixpush/cachecheck"
-	"nixpush/uploader"
 )
 
 // deleteBatch bounds the keys of one Delete call.
 const deleteBatch = 1000
 
 // deleteKeys deletes hash parts or keys (with suffix appended) in batches.
-func deleteKeys(ctx context.Context, cache uploader.Cache, names []string, suffix string) error {
+func deleteKeys(ctx context.Context, c cache.Cache, names []string, suffix string) error {
 	for chunk := range slices.Chunk(names, deleteBatch) {
 		keys := make([]string, len(chunk))
 		for i, n := range chunk {
 			keys[i] = n + suffix
 		}
-		if err := cache.Delete(ctx, keys); err != nil {
+		if err := c.Delete(ctx, keys); err != nil {
 			return err
 		}
 	}
@@ -35,15 +33,15 @@ func deleteKeys(ctx context.Context, cache uploader.Cache, names []string, suffi
 
 // readTexts reads the narinfos of hash parts, jobs at a time; those
 // already gone are left out.
-func readTexts(ctx context.Context, cache uploader.Cache, hashes []string, jobs int) (map[string][]byte, error) {
+func readTexts(ctx context.Context, c cache.Cache, hashes []string, jobs int) (map[string][]byte, error) {
 	texts := map[string][]byte{}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)
 	for _, h := range hashes {
 		g.Go(func() error {
-			text, err := cachecheck.ReadSmall(gctx, cache, h+".narinfo", cachecheck.MaxNarInfoSize)
-			if errors.Is(err, uploader.ErrNotFound) {
+			text, err := cache.ReadSmall(gctx, c, h+".narinfo", cache.MaxNarInfoSize)
+			if errors.Is(err, cache.ErrNotFound) {
 				return nil
 			}
 			if err != nil {
@@ -101,7 +99,7 @@ func (g *collector) restore(ctx context.Context) error {
 	order := slices.Collect(maps.Keys(back))
 	slices.SortFunc(order, func(a, b string) int { return d[a] - d[b] })
 	for _, h := range order {
-		if err := g.cache.Put(ctx, h+".narinfo", strings.NewReader(string(g.texts[h])), uploader.TypeNarInfo); err != nil {
+		if err := g.cache.Put(ctx, h+".narinfo", strings.NewReader(string(g.texts[h])), cache.TypeNarInfo); err != nil {
 			return fmt.Errorf("put back narinfo %s: %w", h, err)
 		}
 		delete(g.doomed, h)
@@ -124,7 +122,7 @@ func (g *collector) collectNARs(ctx context.Context) error {
 		}
 	}
 	var keys []string
-	err := g.cache.List(ctx, "nar/", func(o uploader.Object) error {
+	err := g.cache.List(ctx, "nar/", func(o cache.Object) error {
 		if !referenced[o.Key] && o.ModTime.Before(g.fresh) {
 			keys = append(keys, o.Key)
 			g.result.Bytes += o.Size
@@ -177,7 +175,7 @@ func (g *collector) collectExtras(ctx context.Context) error {
 		}
 	}
 	var logs, realisations []string
-	err := g.cache.List(ctx, "log/", func(o uploader.Object) error {
+	err := g.cache.List(ctx, "log/", func(o cache.Object) error {
 		if !derivers[strings.TrimPrefix(o.Key, "log/")] && o.ModTime.Before(g.fresh) {
 			logs = append(logs, o.Key)
 			g.result.Bytes += o.Size
@@ -187,8 +185,8 @@ func (g *collector) collectExtras(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list logs of %s: %w", g.cache, err)
 	}
-	var candidates []uploader.Object
-	err = g.cache.List(ctx, "realisations/", func(o uploader.Object) error {
+	var candidates []cache.Object
+	err = g.cache.List(ctx, "realisations/", func(o cache.Object) error {
 		if o.ModTime.Before(g.fresh) {
 			candidates = append(candidates, o)
 		}
@@ -202,8 +200,8 @@ func (g *collector) collectExtras(ctx context.Context) error {
 	eg.SetLimit(g.opts.Jobs)
 	for _, o := range candidates {
 		eg.Go(func() error {
-			b, err := cachecheck.ReadSmall(gctx, g.cache, o.Key, 1<<20)
-			if errors.Is(err, uploader.ErrNotFound) {
+			b, err := cache.ReadSmall(gctx, g.cache, o.Key, 1<<20)
+			if errors.Is(err, cache.ErrNotFound) {
 				return nil
 			}
 			if err != nil {

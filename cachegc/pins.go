@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"nixpush/cache"
 	"regexp"
 	"strings"
-
-	"nixpush/cachecheck"
-	"nixpush/uploader"
 )
 
 // PinPrefix is where pins live in the cache: one object per pin, named
@@ -24,19 +22,19 @@ var pinName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$`)
 // Pin keeps storePath's closure in the cache, whatever its age, until
 // Unpin. Pinning again under the same name moves the pin. The path must be
 // in the cache: a pin on nothing protects nothing.
-func Pin(ctx context.Context, cache uploader.Cache, name, storePath string) error {
+func Pin(ctx context.Context, c cache.Cache, name, storePath string) error {
 	if !pinName.MatchString(name) {
 		return fmt.Errorf("pin name %q: use letters, digits and . _ + - (not first), at most 200", name)
 	}
-	storePath = cachecheck.StorePathOfRef(storePath)
-	ok, err := cache.Exists(ctx, uploader.NarInfoKey(storePath))
+	storePath = cache.StorePathOfRef(storePath)
+	ok, err := c.Exists(ctx, cache.NarInfoKey(storePath))
 	if err != nil {
 		return fmt.Errorf("pin %s: %w", name, err)
 	}
 	if !ok {
-		return fmt.Errorf("pin %s: %s is not in %s", name, storePath, cache)
+		return fmt.Errorf("pin %s: %s is not in %s", name, storePath, c)
 	}
-	if err := cache.Put(ctx, PinPrefix+name, strings.NewReader(storePath+"\n"), "text/plain"); err != nil {
+	if err := c.Put(ctx, PinPrefix+name, strings.NewReader(storePath+"\n"), "text/plain"); err != nil {
 		return fmt.Errorf("pin %s: %w", name, err)
 	}
 	return nil
@@ -44,27 +42,27 @@ func Pin(ctx context.Context, cache uploader.Cache, name, storePath string) erro
 
 // Unpin removes a pin; removing a pin that does not exist is an error, so
 // a typo does not pass silently.
-func Unpin(ctx context.Context, cache uploader.Cache, name string) error {
+func Unpin(ctx context.Context, c cache.Cache, name string) error {
 	if !pinName.MatchString(name) {
 		return fmt.Errorf("pin name %q is not valid", name)
 	}
-	ok, err := cache.Exists(ctx, PinPrefix+name)
+	ok, err := c.Exists(ctx, PinPrefix+name)
 	if err != nil {
 		return fmt.Errorf("unpin %s: %w", name, err)
 	}
 	if !ok {
-		return fmt.Errorf("unpin %s: no such pin in %s", name, cache)
+		return fmt.Errorf("unpin %s: no such pin in %s", name, c)
 	}
-	if err := cache.Delete(ctx, []string{PinPrefix + name}); err != nil {
+	if err := c.Delete(ctx, []string{PinPrefix + name}); err != nil {
 		return fmt.Errorf("unpin %s: %w", name, err)
 	}
 	return nil
 }
 
 // Pins returns every pin: name → store path.
-func Pins(ctx context.Context, cache uploader.Cache) (map[string]string, error) {
+func Pins(ctx context.Context, c cache.Cache) (map[string]string, error) {
 	var names []string
-	err := cache.List(ctx, PinPrefix, func(o uploader.Object) error {
+	err := c.List(ctx, PinPrefix, func(o cache.Object) error {
 		names = append(names, strings.TrimPrefix(o.Key, PinPrefix))
 		return nil
 	})
@@ -73,8 +71,8 @@ func Pins(ctx context.Context, cache uploader.Cache) (map[string]string, error) 
 	}
 	pins := map[string]string{}
 	for _, name := range names {
-		b, err := cachecheck.ReadSmall(ctx, cache, PinPrefix+name, 4096)
-		if errors.Is(err, uploader.ErrNotFound) {
+		b, err := cache.ReadSmall(ctx, c, PinPrefix+name, 4096)
+		if errors.Is(err, cache.ErrNotFound) {
 			continue // unpinned meanwhile
 		}
 		if err != nil {

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/cachecheck/pushtest"
 	"nixpush/cachegc"
-	"nixpush/uploader"
 )
 
 // hookCache runs a hook after each Delete: the moment a pusher racing gc
 // can write.
 type hookCache struct {
-	uploader.Cache
+	cache.Cache
 	once        sync.Once
 	afterDelete func(keys []string)
 }
@@ -43,7 +43,7 @@ func TestCollectRestoresWhatARacingPushNeeds(t *testing.T) {
 	}
 	racer := &hookCache{Cache: f.Cache}
 	racer.afterDelete = func(keys []string) {
-		if !slices.Contains(keys, uploader.NarInfoKey(p.a)) {
+		if !slices.Contains(keys, cache.NarInfoKey(p.a)) {
 			return
 		}
 		racer.once.Do(func() {

@@ -4,15 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"nixpush/cache"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
-
-	"nixpush/cachecheck"
-	"nixpush/uploader"
 )
 
 // node is what gc keeps of one narinfo: enough to walk the reference
@@ -36,16 +34,16 @@ type listed struct {
 }
 
 // listNarInfos lists the narinfos at the cache's top level.
-func listNarInfos(ctx context.Context, cache uploader.Cache) (map[string]listed, error) {
+func listNarInfos(ctx context.Context, c cache.Cache) (map[string]listed, error) {
 	out := map[string]listed{}
-	err := cache.List(ctx, "", func(o uploader.Object) error {
+	err := c.List(ctx, "", func(o cache.Object) error {
 		if hash, ok := strings.CutSuffix(o.Key, ".narinfo"); ok && !strings.Contains(hash, "/") {
 			out[hash] = listed{hash: hash, modTime: o.ModTime, size: o.Size}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list narinfos of %s: %w", cache, err)
+		return nil, fmt.Errorf("list narinfos of %s: %w", c, err)
 	}
 	return out, nil
 }
@@ -53,7 +51,7 @@ func listNarInfos(ctx context.Context, cache uploader.Cache) (map[string]listed,
 // readNodes reads and parses the listed narinfos, jobs at a time. Those
 // gone since the listing are skipped; those that do not parse are
 // returned by key in unreadable.
-func readNodes(ctx context.Context, cache uploader.Cache, objs []listed, jobs int) (nodes map[string]*node, unreadable []string, err error) {
+func readNodes(ctx context.Context, c cache.Cache, objs []listed, jobs int) (nodes map[string]*node, unreadable []string, err error) {
 	nodes = make(map[string]*node, len(objs))
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
@@ -61,10 +59,10 @@ func readNodes(ctx context.Context, cache uploader.Cache, objs []listed, jobs in
 	for _, o := range objs {
 		g.Go(func() error {
 			key := o.hash + ".narinfo"
-			ni, err := cachecheck.ReadNarInfo(gctx, cache, key)
-			var perr *cachecheck.ParseError
+			ni, err := cache.ReadNarInfo(gctx, c, key)
+			var perr *cache.ParseError
 			switch {
-			case errors.Is(err, uploader.ErrNotFound):
+			case errors.Is(err, cache.ErrNotFound):
 				return nil
 			case errors.As(err, &perr):
 				mu.Lock()
@@ -98,7 +96,7 @@ func readNodes(ctx context.Context, cache uploader.Cache, objs []listed, jobs in
 
 // hashOf is the hash part of a store path or base name.
 func hashOf(p string) string {
-	return strings.TrimSuffix(cachecheck.NarInfoKeyOfRef(p), ".narinfo")
+	return strings.TrimSuffix(cache.NarInfoKeyOfRef(p), ".narinfo")
 }
 
 // closure adds to keep every node reachable from hash through nodes'

@@ -11,14 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"nixpush/cache"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-
-	"nixpush/uploader"
 )
 
 // URL is a parsed cache URL.
@@ -38,7 +37,7 @@ type scheme struct {
 	// identity adds to scheme://host/path what makes two URLs of this
 	// scheme different caches (an S3 endpoint).
 	identity func(u *url.URL) string
-	open     func(ctx context.Context, u *url.URL, o Options) (uploader.Cache, error)
+	open     func(ctx context.Context, u *url.URL, o Options) (cache.Cache, error)
 }
 
 // Options are the backend settings that come from flags, not the URL.
@@ -160,7 +159,7 @@ func (c *URL) String() string { return c.Redacted() }
 
 // Open returns the backend for the URL. A bad configuration is a
 // permanent error; an unreachable server may be a transient one.
-func (c *URL) Open(ctx context.Context, o Options) (uploader.Cache, error) {
+func (c *URL) Open(ctx context.Context, o Options) (cache.Cache, error) {
 	return c.scheme.open(ctx, c.u, o)
 }
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/url"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/filecache"
 	"nixpush/uploader/httpcache"
 	"nixpush/uploader/s3cache"
@@ -25,7 +25,7 @@ var registry = []*scheme{
 			}
 			return nil
 		},
-		open: func(_ context.Context, u *url.URL, _ Options) (uploader.Cache, error) {
+		open: func(_ context.Context, u *url.URL, _ Options) (cache.Cache, error) {
 			return filecache.New(u.Path)
 		},
 	},
@@ -37,7 +37,7 @@ var registry = []*scheme{
 			}
 			return nil
 		},
-		open: func(_ context.Context, u *url.URL, o Options) (uploader.Cache, error) {
+		open: func(_ context.Context, u *url.URL, o Options) (cache.Cache, error) {
 			return httpcache.New(u, httpcache.Config{
 				TokenFile: o.TokenFile, Token: o.Token, NetrcFile: o.NetrcFile,
 				CACert: o.CACert, Timeout: o.Timeout,
@@ -60,7 +60,7 @@ var registry = []*scheme{
 			}
 			return ""
 		},
-		open: func(ctx context.Context, u *url.URL, o Options) (uploader.Cache, error) {
+		open: func(ctx context.Context, u *url.URL, o Options) (cache.Cache, error) {
 			return s3cache.New(ctx, u, s3cache.Config{PartSize: o.PartSize, Concurrency: o.Concurrency, Timeout: o.Timeout})
 		},
 	},

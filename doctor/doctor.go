@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/cacheurl"
 	"nixpush/nixconf"
 	"nixpush/nixstore"
-	"nixpush/uploader"
 )
 
 // Options say what Run checks.
@@ -118,7 +118,7 @@ type doctor struct {
 	opts   Options
 	url    string // opts.URL without user info, as nix.conf holds it
 	report *Report
-	cache  uploader.Cache
+	cache  cache.Cache
 	eff    *nixconf.Effective // nil when nix show-config failed
 	keyArg string             // opts.Key as the user wrote it, for fixes
 }
@@ -166,7 +166,7 @@ func (d *doctor) checkCache(ctx context.Context) bool {
 			d.checkCacheInfo(r)
 			return true
 		}
-		if errors.Is(err, uploader.ErrNotFound) {
+		if errors.Is(err, cache.ErrNotFound) {
 			d.cache = c
 			d.add(Check{Name: CheckCacheReachable, Status: OK, Detail: d.url + " answers"})
 			d.add(Check{Name: CheckCacheInfo, Status: Fail, Detail: "the cache has no nix-cache-info, so Nix does not take it for a binary cache",
@@ -181,7 +181,7 @@ func (d *doctor) checkCache(ctx context.Context) bool {
 
 // open opens the cache through the one URL type, except that a missing
 // file:// directory is reported, not created as filecache.New would.
-func (d *doctor) open(ctx context.Context) (uploader.Cache, error) {
+func (d *doctor) open(ctx context.Context) (cache.Cache, error) {
 	u, err := cacheurl.Parse(d.opts.URL)
 	if err != nil {
 		return nil, err

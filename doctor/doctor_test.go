@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixconf"
-	"nixpush/uploader"
 )
 
 // machine is a client configured by nixconf.Use, and caches to ask about.
@@ -54,7 +54,7 @@ func newMachine(t *testing.T) *machine {
 	good := push(sec)
 	m.good, m.otherKey = "file://"+good, "file://"+push(otherSec)
 	m.noDep, m.shortNAR, m.unlisted = "file://"+clone(t, good), "file://"+clone(t, good), "file://"+clone(t, good)
-	if err := os.Remove(filepath.Join(strings.TrimPrefix(m.noDep, "file://"), uploader.NarInfoKey(m.dep))); err != nil {
+	if err := os.Remove(filepath.Join(strings.TrimPrefix(m.noDep, "file://"), cache.NarInfoKey(m.dep))); err != nil {
 		t.Fatal(err)
 	}
 	truncateNAR(t, strings.TrimPrefix(m.shortNAR, "file://"), m.top)
@@ -88,7 +88,7 @@ func clone(t *testing.T, dir string) string {
 
 func truncateNAR(t *testing.T, dir, path string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, uploader.NarInfoKey(path)))
+	b, err := os.ReadFile(filepath.Join(dir, cache.NarInfoKey(path)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,9 @@ import (
 	"github.com/nix-community/go-nix/pkg/storepath"
 	"golang.org/x/sync/errgroup"
 
-	"nixpush/cachecheck"
+	"nixpush/cache"
 	"nixpush/nixconf"
 	"nixpush/nixstore"
-	"nixpush/uploader"
 )
 
 // maxCountedNAR bounds the NARs whose size is checked by reading them
@@ -73,8 +72,8 @@ func storePath(arg string) (string, error) {
 func (d *doctor) checkPath(ctx context.Context, p string) {
 	push := "nixpush push --to " + d.url + " " + p
 	ni, err := d.narInfo(ctx, p)
-	if errors.Is(err, uploader.ErrNotFound) {
-		d.add(Check{Name: CheckNarInfo, Path: p, Status: Fail, Detail: "not in the cache (no " + uploader.NarInfoKey(p) + ")",
+	if errors.Is(err, cache.ErrNotFound) {
+		d.add(Check{Name: CheckNarInfo, Path: p, Status: Fail, Detail: "not in the cache (no " + cache.NarInfoKey(p) + ")",
 			Fix: "push it from a machine that has it: " + push})
 		return
 	}
@@ -89,7 +88,7 @@ func (d *doctor) checkPath(ctx context.Context, p string) {
 }
 
 func (d *doctor) narInfo(ctx context.Context, p string) (*narinfo.NarInfo, error) {
-	r, err := d.cache.Get(ctx, uploader.NarInfoKey(p))
+	r, err := d.cache.Get(ctx, cache.NarInfoKey(p))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +119,7 @@ func (d *doctor) checkSignature(p string, ni *narinfo.NarInfo) {
 		d.add(Check{Name: CheckSignature, Path: p, Status: OK, Detail: "content-addressed, needs no signature"})
 		return
 	}
-	signer, names := cachecheck.TrustedSigner(ni, keys)
+	signer, names := cache.TrustedSigner(ni, keys)
 	if signer != "" {
 		d.add(Check{Name: CheckSignature, Path: p, Status: OK, Detail: "signed by trusted key " + signer})
 		return
@@ -148,7 +147,7 @@ func (d *doctor) checkReferences(ctx context.Context, p string, ni *narinfo.NarI
 		}
 		others++
 		g.Go(func() error {
-			ok, err := d.cache.Exists(gctx, uploader.NarInfoKey(ref))
+			ok, err := d.cache.Exists(gctx, cache.NarInfoKey(ref))
 			if err != nil {
 				return fmt.Errorf("look up reference %s: %w", ref, err)
 			}
@@ -181,7 +180,7 @@ func (d *doctor) checkNAR(ctx context.Context, p string, ni *narinfo.NarInfo, pu
 		want = ni.NarSize
 	}
 	r, err := d.cache.Get(ctx, ni.URL)
-	if errors.Is(err, uploader.ErrNotFound) {
+	if errors.Is(err, cache.ErrNotFound) {
 		d.add(Check{Name: CheckNAR, Path: p, Status: Fail, Detail: "the NAR " + ni.URL + " is missing", Fix: "repush it: " + push})
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"nixpush/queue"
+	"nixpush/retry"
 	"nixpush/uploader"
 )
 
@@ -61,7 +62,7 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootRes
 	case ctx.Err() != nil:
 		// Shut down mid-upload: not the path's fault, so no attempt counts.
 		o.State = queue.Pending
-	case isPermanent(r.Err):
+	case retry.IsPermanent(r.Err):
 		log.Error("push failed permanently", zap.Error(r.Err))
 		d.Metrics.Failed("permanent")
 		o.State, o.Reason, o.Attempt = queue.Failed, reason, true

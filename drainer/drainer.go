@@ -17,6 +17,7 @@ import (
 
 	"nixpush/metrics"
 	"nixpush/queue"
+	"nixpush/retry"
 	"nixpush/uploader"
 )
 
@@ -48,7 +49,7 @@ type Drainer struct {
 	// watch-exec: their own items); it may grow while Run runs.
 	Only  func() []string
 	Log   *zap.Logger
-	Retry RetryPolicy
+	Retry retry.Policy
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration

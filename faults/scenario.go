@@ -156,7 +156,7 @@ func (r *run) expectCode(name string, code, want int) {
 		out := readLog(r.dir, name)
 		r.fail("%s exited %d, want %d: %s", name, code, want, tail(out, 600))
 		if strings.Contains(out, "read nix-cache-info") {
-			r.note("nix-cache-info is read once as the pipeline is built (uploader.EnsureCacheInfo, called from cmd/nixpush/pipeline.go) and a transient error there is not retried")
+			r.note("nix-cache-info is read once as the pipeline is built (cache.EnsureCacheInfo, called from cmd/nixpush/pipeline.go) and a transient error there is not retried")
 		}
 	}
 }

@@ -6,30 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"sync"
 
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/semaphore"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
-
-// TypeBuildLog is the content type `nix store copy-log` gives a log.
-const TypeBuildLog = "text/plain; charset=utf-8"
-
-// BuildLogKey names a derivation's build log as Nix does:
-// "log/<drv basename>", e.g. "log/iq8q…-hello.drv".
-func BuildLogKey(drvPath string) string {
-	return "log/" + path.Base(drvPath)
-}
 
 // PutBuildLog uploads the build log of drvPath (a pushed path's Deriver)
 // as `nix store copy-log --to` does: the plain text, uncompressed, under
 // BuildLogKey. It reports false, and no error, when the local store has
 // no log for it (substituted, built elsewhere, or the log was deleted):
 // that is normal. A damaged bzip2 log is a permanent error.
-func PutBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath string) (bool, error) {
+func PutBuildLog(ctx context.Context, c cache.Cache, store *nixstore.Store, drvPath string) (bool, error) {
 	return putBuildLog(ctx, c, store, drvPath, nil)
 }
 
@@ -42,7 +33,7 @@ const heldLog = 1 << 20
 // bzip2 reader allocates 3.6 MiB whatever the log's size, so a push with
 // 64 uploads in flight must not read 64 logs at once; a log that fits in
 // heldLog is read whole and uploaded after the slot is given back.
-func putBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath string, slot *semaphore.Weighted) (bool, error) {
+func putBuildLog(ctx context.Context, c cache.Cache, store *nixstore.Store, drvPath string, slot *semaphore.Weighted) (bool, error) {
 	release := func() {}
 	if slot != nil {
 		if err := slot.Acquire(ctx, 1); err != nil {
@@ -71,7 +62,7 @@ func putBuildLog(ctx context.Context, c Cache, store *nixstore.Store, drvPath st
 	} else {
 		body = io.MultiReader(body, r)
 	}
-	if err := c.Put(ctx, BuildLogKey(drvPath), body, TypeBuildLog); err != nil {
+	if err := c.Put(ctx, cache.BuildLogKey(drvPath), body, cache.TypeBuildLog); err != nil {
 		return false, logError(drvPath, err)
 	}
 	return true, nil

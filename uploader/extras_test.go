@@ -10,6 +10,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/uploader"
 )
@@ -36,17 +37,17 @@ func TestListingAndLogMatchNix(t *testing.T) {
 		t.Fatalf("QueryPathInfo(%s) = %+v, %v; want a deriver", out, info, err)
 	}
 
-	cache, dir := newFileCache(t)
-	u := uploader.New(st, cache, uploader.DefaultCompression, []signature.SecretKey{key}, 1, zaptest.NewLogger(t))
+	fc, dir := newFileCache(t)
+	u := uploader.New(st, fc, uploader.DefaultCompression, []signature.SecretKey{key}, 1, zaptest.NewLogger(t))
 	push(t, u, out)
 	var listing bytes.Buffer
 	if err := st.DumpNARWithListing(&bytes.Buffer{}, &listing, out); err != nil {
 		t.Fatal(err)
 	}
-	if err := uploader.PutListing(t.Context(), cache, out, listing.Bytes()); err != nil {
+	if err := uploader.PutListing(t.Context(), fc, out, listing.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := uploader.PutBuildLog(t.Context(), cache, st, info.Deriver); !ok || err != nil {
+	if ok, err := uploader.PutBuildLog(t.Context(), fc, st, info.Deriver); !ok || err != nil {
 		t.Fatalf("PutBuildLog(%s) = %v, %v", info.Deriver, ok, err)
 	}
 
@@ -57,7 +58,7 @@ func TestListingAndLogMatchNix(t *testing.T) {
 	if _, _, err := s.Run(t, "nix", "store", "copy-log", "--to", "file://"+ref, out); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{uploader.ListingKey(out), uploader.BuildLogKey(info.Deriver)} {
+	for _, key := range []string{cache.ListingKey(out), cache.BuildLogKey(info.Deriver)} {
 		want, err := os.ReadFile(filepath.Join(ref, key))
 		if err != nil {
 			t.Fatal(err)
@@ -83,9 +84,9 @@ func TestListingAndLogMatchNix(t *testing.T) {
 
 func TestPutBuildLogMissing(t *testing.T) {
 	s := nixtest.NewStore(t)
-	cache, dir := newFileCache(t)
+	fc, dir := newFileCache(t)
 	drv := "/nix/store/00000000000000000000000000000000-never-built.drv"
-	if ok, err := uploader.PutBuildLog(t.Context(), cache, openStore(t, s), drv); ok || err != nil {
+	if ok, err := uploader.PutBuildLog(t.Context(), fc, openStore(t, s), drv); ok || err != nil {
 		t.Fatalf("PutBuildLog without a log = %v, %v; want false, nil", ok, err)
 	}
 	for _, f := range cacheFiles(t, dir) {

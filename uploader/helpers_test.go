@@ -11,6 +11,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -89,7 +90,7 @@ func cacheFiles(t *testing.T, dir string) []string {
 // countingCache counts the Puts of each key and lets a test hook into
 // them, to line up concurrent uploads.
 type countingCache struct {
-	uploader.Cache
+	cache.Cache
 
 	mu   sync.Mutex
 	puts map[string]int
@@ -100,7 +101,7 @@ type countingCache struct {
 	after func(key string, err error)
 }
 
-func newCountingCache(c uploader.Cache) *countingCache {
+func newCountingCache(c cache.Cache) *countingCache {
 	return &countingCache{Cache: c, puts: map[string]int{}}
 }
 

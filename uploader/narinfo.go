@@ -6,22 +6,15 @@ import (
 	"fmt"
 	"path"
 	"sort"
-	"strings"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
-
-// NarInfoKey is the cache key of a store path's narinfo: the 32-character
-// hash part of its name.
-func NarInfoKey(storePath string) string {
-	hashPart, _, _ := strings.Cut(path.Base(storePath), "-")
-	return hashPart + ".narinfo"
-}
 
 // NARKey names a new NAR object: "nar/<NAR hash>-<random>.nar<ext>".
 //
@@ -41,12 +34,7 @@ func NarInfoKey(storePath string) string {
 func NARKey(info *nixstore.PathInfo, c Compression) string {
 	var r [8]byte
 	_, _ = rand.Read(r[:])
-	return NARKeyPrefix(info) + "-" + nixbase32.EncodeToString(r[:]) + ".nar" + c.Ext()
-}
-
-// NARKeyPrefix is what every object name of a NAR starts with.
-func NARKeyPrefix(info *nixstore.PathInfo) string {
-	return "nar/" + nixbase32.EncodeToString(info.NarHash)
+	return cache.NARKeyPrefix(info) + "-" + nixbase32.EncodeToString(r[:]) + ".nar" + c.Ext()
 }
 
 // Uploaded describes the compressed NAR object written for a path.

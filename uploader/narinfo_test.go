@@ -15,6 +15,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -69,7 +70,7 @@ func TestKeys(t *testing.T) {
 		Path:    "/nix/store/p8ga2na9a53nhhjpb8rkzrqh9dznmcqm-tree",
 		NarHash: unhex(t, sha256ABC),
 	}
-	if got, want := uploader.NarInfoKey(info.Path), "p8ga2na9a53nhhjpb8rkzrqh9dznmcqm.narinfo"; got != want {
+	if got, want := cache.NarInfoKey(info.Path), "p8ga2na9a53nhhjpb8rkzrqh9dznmcqm.narinfo"; got != want {
 		t.Errorf("NarInfoKey = %s, want %s", got, want)
 	}
 	// Every upload gets a name of its own: nar/<NAR hash>-<13 nix32>.nar<ext>.
@@ -248,7 +249,7 @@ func TestNewNarInfoMatchesNix(t *testing.T) {
 	st := openStore(t, s)
 	for _, p := range []string{dep, top, added} {
 		t.Run(filepath.Base(p), func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join(cacheDir, uploader.NarInfoKey(p)))
+			b, err := os.ReadFile(filepath.Join(cacheDir, cache.NarInfoKey(p)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/uploader"
 )
@@ -46,7 +47,7 @@ done`, n)
 // narinfos of its references or its own NAR are in the cache. NAR Puts
 // are held a random moment, so completion order differs from start order.
 type orderCheckingCache struct {
-	uploader.Cache
+	cache.Cache
 	t *testing.T
 
 	mu       sync.Mutex
@@ -77,7 +78,7 @@ func (c *orderCheckingCache) Put(ctx context.Context, key string, r io.Reader, c
 	must := []string{ni.URL}
 	for _, ref := range ni.References {
 		if ref != path.Base(ni.StorePath) {
-			must = append(must, uploader.NarInfoKey(ref))
+			must = append(must, cache.NarInfoKey(ref))
 		}
 	}
 	for _, k := range must {
@@ -104,19 +105,19 @@ func TestNarInfoAfterReferencesUnderConcurrency(t *testing.T) {
 	}
 	key, _, _, _ := keygen(t, "order-key")
 	fc, _ := newFileCache(t)
-	cache := &orderCheckingCache{Cache: fc, t: t}
-	u := uploader.New(openStore(t, s), cache, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+	c := &orderCheckingCache{Cache: fc, t: t}
+	u := uploader.New(openStore(t, s), c, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 	res := u.Push(t.Context(), outs)
 	for p, r := range res {
 		if r.Err != nil || r.Skip != "" {
 			t.Errorf("%s: %+v", p, r)
 		}
 	}
-	if cache.narinfos != n {
-		t.Errorf("%d narinfos written, want %d", cache.narinfos, n)
+	if c.narinfos != n {
+		t.Errorf("%d narinfos written, want %d", c.narinfos, n)
 	}
 	// Many NARs at once: the small ones do not go two at a time.
-	if cache.peak < 16 {
-		t.Errorf("at most %d NAR uploads were in flight at once, want many", cache.peak)
+	if c.peak < 16 {
+		t.Errorf("at most %d NAR uploads were in flight at once, want many", c.peak)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
 
@@ -98,9 +99,9 @@ const existsParallelism = 128
 
 // MakePlan filters a closure (in dependency order) and checks, once per
 // path and many at a time, which narinfos the cache already has.
-func MakePlan(ctx context.Context, cache Cache, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
+func MakePlan(ctx context.Context, c cache.Cache, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
 	p, kept := filterClosure(closure, f)
-	present, err := checkPresent(ctx, cache, kept)
+	present, err := checkPresent(ctx, c, kept)
 	if err != nil {
 		return p, err
 	}
@@ -125,13 +126,13 @@ func filterClosure(closure []*nixstore.PathInfo, f Filter) (Plan, []*nixstore.Pa
 }
 
 // checkPresent asks the cache for the narinfo of each path.
-func checkPresent(ctx context.Context, cache Cache, infos []*nixstore.PathInfo) ([]bool, error) {
+func checkPresent(ctx context.Context, c cache.Cache, infos []*nixstore.PathInfo) ([]bool, error) {
 	present := make([]bool, len(infos))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(existsParallelism)
 	for i, info := range infos {
 		g.Go(func() error {
-			ok, err := cache.Exists(gctx, NarInfoKey(info.Path))
+			ok, err := c.Exists(gctx, cache.NarInfoKey(info.Path))
 			present[i] = ok
 			return err
 		})

@@ -3,98 +3,13 @@ package uploader
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"path"
-	"slices"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
-
-// TypeRealisation is the content type Nix 2.8 gives a .doi object.
-const TypeRealisation = "application/json"
-
-// RealisationKey names a realisation's object as Nix does:
-// "realisations/sha256:<base16>!<output>.doi".
-func RealisationKey(r nixstore.Realisation) string {
-	return "realisations/" + r.ID + ".doi"
-}
-
-// realisationJSON is a .doi document. Nix 2.8 writes it with nlohmann::json,
-// whose objects are sorted maps: the fields are declared in that order, and
-// Go sorts the map's keys the same way.
-type realisationJSON struct {
-	DependentRealisations map[string]string `json:"dependentRealisations"`
-	ID                    string            `json:"id"`
-	OutPath               string            `json:"outPath"`
-	Signatures            *[]string         `json:"signatures,omitempty"` // nil only in the fingerprint
-}
-
-// RealisationDoc returns the .doi object for r, byte for byte what Nix 2.8
-// writes (BinaryCacheStore::registerDrvOutput), with r's signatures from
-// the Nix DB plus one per key. Paths in it are base names, as Nix writes
-// them.
-func RealisationDoc(r nixstore.Realisation, keys []signature.SecretKey) ([]byte, error) {
-	doc := newRealisationJSON(r)
-	fingerprint, err := marshalNixJSON(doc)
-	if err != nil {
-		return nil, err
-	}
-	sigs := slices.Clone(r.Signatures)
-	for _, k := range keys {
-		sig, err := k.Sign(nil, string(fingerprint))
-		if err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("sign realisation %s: %w", r.ID, err))
-		}
-		sigs = append(sigs, sig.String())
-	}
-	// A set in Nix: sorted, and signing twice with one key (ed25519 is
-	// deterministic) adds nothing.
-	slices.Sort(sigs)
-	sigs = slices.Compact(sigs)
-	if sigs == nil {
-		sigs = []string{} // "signatures":[] as Nix writes, never null
-	}
-	doc.Signatures = &sigs
-	return marshalNixJSON(doc)
-}
-
-// RealisationFingerprint is what a realisation's signatures sign (Nix 2.8's
-// Realisation::fingerprint): its JSON without the signatures field.
-func RealisationFingerprint(r nixstore.Realisation) (string, error) {
-	b, err := marshalNixJSON(newRealisationJSON(r))
-	return string(b), err
-}
-
-// newRealisationJSON is r's document without signatures.
-func newRealisationJSON(r nixstore.Realisation) realisationJSON {
-	doc := realisationJSON{
-		DependentRealisations: map[string]string{},
-		ID:                    r.ID,
-		OutPath:               path.Base(r.OutPath),
-	}
-	for id, p := range r.DependentRealisations {
-		doc.DependentRealisations[id] = path.Base(p)
-	}
-	return doc
-}
-
-// marshalNixJSON encodes v compactly, escaping as nlohmann::json::dump
-// does: no HTML escaping. (Both escape control characters alike; they
-// differ only on U+2028/U+2029 and invalid UTF-8, which store path names,
-// hashes and output names cannot contain.)
-func marshalNixJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("encode realisation: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
 
 // PutRealisations uploads every realisation the Nix DB records for a pushed
 // store path, signed with keys, and returns how many there were (none for
@@ -102,17 +17,17 @@ func marshalNixJSON(v any) ([]byte, error) {
 // the path's narinfo is in the cache: a client that finds a realisation
 // fetches the narinfo of its output next. The dependent realisations'
 // outputs are references of storePath, so they were pushed first.
-func PutRealisations(ctx context.Context, c Cache, store *nixstore.Store, storePath string, keys []signature.SecretKey) (int, error) {
+func PutRealisations(ctx context.Context, c cache.Cache, store *nixstore.Store, storePath string, keys []signature.SecretKey) (int, error) {
 	rs, err := store.QueryRealisations(ctx, storePath)
 	if err != nil {
 		return 0, err
 	}
 	for i, r := range rs {
-		doc, err := RealisationDoc(r, keys)
+		doc, err := cache.RealisationDoc(r, keys)
 		if err != nil {
 			return i, err
 		}
-		if err := c.Put(ctx, RealisationKey(r), bytes.NewReader(doc), TypeRealisation); err != nil {
+		if err := c.Put(ctx, cache.RealisationKey(r), bytes.NewReader(doc), cache.TypeRealisation); err != nil {
 			return i, fmt.Errorf("upload realisation %s: %w", r.ID, err)
 		}
 	}

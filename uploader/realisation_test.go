@@ -10,6 +10,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/uploader"
 )
@@ -48,12 +49,12 @@ func TestRealisationDocMatchesNix(t *testing.T) {
 	if got := buildCAChain(t, unsignedStore, ""); strings.Join(got, " ") != strings.Join(outs, " ") {
 		t.Fatalf("the CA chain has other outputs in a second store: %v, %v", got, outs)
 	}
-	cache := t.TempDir()
+	cacheDir := t.TempDir()
 	if _, _, err := signedStore.Run(t, "nix", "copy", "--option", "experimental-features", caFeatures,
-		"--impure", "--to", "file://"+cache, "--expr", caChain, "b"); err != nil {
+		"--impure", "--to", "file://"+cacheDir, "--expr", caChain, "b"); err != nil {
 		t.Fatal(err)
 	}
-	nixDocs, err := filepath.Glob(filepath.Join(cache, "realisations", "*.doi"))
+	nixDocs, err := filepath.Glob(filepath.Join(cacheDir, "realisations", "*.doi"))
 	if err != nil || len(nixDocs) != 2 {
 		t.Fatalf("nix copy wrote realisations %v (%v), want 2", nixDocs, err)
 	}
@@ -75,14 +76,14 @@ func TestRealisationDocMatchesNix(t *testing.T) {
 					t.Fatalf("QueryRealisations(%s) = %v, %v", out, rs, err)
 				}
 				for _, r := range rs {
-					want, err := os.ReadFile(filepath.Join(cache, uploader.RealisationKey(r)))
+					want, err := os.ReadFile(filepath.Join(cacheDir, cache.RealisationKey(r)))
 					if os.IsNotExist(err) {
 						continue // the resolved derivation's: nix copy skips it
 					}
 					if err != nil {
 						t.Fatal(err)
 					}
-					got, err := uploader.RealisationDoc(r, tc.keys)
+					got, err := cache.RealisationDoc(r, tc.keys)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -111,11 +112,11 @@ func TestRealisationsSubstitute(t *testing.T) {
 	s := nixtest.NewStore(t)
 	outs := buildCAChain(t, s, "")
 	st := openStore(t, s)
-	cache, dir := newFileCache(t)
-	u := uploader.New(st, cache, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+	fc, dir := newFileCache(t)
+	u := uploader.New(st, fc, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 	push(t, u, outs[1])
 	for _, out := range outs {
-		if n, err := uploader.PutRealisations(t.Context(), cache, st, out, u.Keys); err != nil || n == 0 {
+		if n, err := uploader.PutRealisations(t.Context(), fc, st, out, u.Keys); err != nil || n == 0 {
 			t.Fatalf("PutRealisations(%s) = %d, %v", out, n, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
 
@@ -47,7 +48,7 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 		}
 		g.Go(func() error {
 			defer u.limits.checks.Release(1)
-			ok, err := u.Cache.Exists(gctx, NarInfoKey(ref))
+			ok, err := u.Cache.Exists(gctx, cache.NarInfoKey(ref))
 			missing[i] = !ok
 			return err
 		})

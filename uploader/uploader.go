@@ -16,6 +16,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
 
+	"nixpush/cache"
 	"nixpush/nixstore"
 )
 
@@ -24,7 +25,7 @@ import (
 // closures overlap never upload the same path twice.
 type Uploader struct {
 	Store       *nixstore.Store
-	Cache       Cache
+	Cache       cache.Cache
 	Compression Compression
 	Keys        []signature.SecretKey
 	Filter      Filter // what Push and Plan leave out
@@ -71,9 +72,9 @@ type flight struct {
 // at a time (each compressed on every core, each holding up to ~42 MiB),
 // and up to 64 smaller ones beside them within a memory budget (see
 // limits.go); set Filter and Memo before the first push.
-func New(store *nixstore.Store, cache Cache, c Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
+func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
 	return &Uploader{
-		Store: store, Cache: cache, Compression: c, Keys: keys, Log: log.Named("uploader"),
+		Store: store, Cache: c, Compression: comp, Keys: keys, Log: log.Named("uploader"),
 		Memo:     NewMemoryMemo(DefaultMemoTTL),
 		limits:   newLimits(jobs),
 		created:  time.Now(),
@@ -232,7 +233,7 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	if err != nil {
 		return 0, err
 	}
-	if err := u.Cache.Put(ctx, NarInfoKey(info.Path), strings.NewReader(ni.String()), TypeNarInfo); err != nil {
+	if err := u.Cache.Put(ctx, cache.NarInfoKey(info.Path), strings.NewReader(ni.String()), cache.TypeNarInfo); err != nil {
 		return 0, err
 	}
 	if err := u.checkReferences(ctx, info, deps); err != nil {
@@ -261,7 +262,7 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	// and the backend's copy.
 	stop := context.AfterFunc(ctx, func() { s.pr.CloseWithError(ctx.Err()) })
 	defer stop()
-	if err := u.Cache.Put(ctx, key, s, TypeNAR); err != nil {
+	if err := u.Cache.Put(ctx, key, s, cache.TypeNAR); err != nil {
 		return Uploaded{}, u.explain(ctx, info, err)
 	}
 	return s.result(key, u.Compression), nil

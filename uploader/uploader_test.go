@@ -19,6 +19,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -51,7 +52,7 @@ func push(t *testing.T, u *uploader.Uploader, roots ...string) []*nixstore.PathI
 
 func readNarInfo(t *testing.T, dir, storePath string) *narinfo.NarInfo {
 	t.Helper()
-	f, err := os.Open(filepath.Join(dir, uploader.NarInfoKey(storePath)))
+	f, err := os.Open(filepath.Join(dir, cache.NarInfoKey(storePath)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,12 +76,12 @@ func TestUploadSubstitute(t *testing.T) {
 
 	for _, method := range []string{"zstd", "xz", "none"} {
 		t.Run(method, func(t *testing.T) {
-			cache, dir := newFileCache(t)
-			if err := uploader.EnsureCacheInfo(t.Context(), cache, 41); err != nil {
+			cc, dir := newFileCache(t)
+			if err := cache.EnsureCacheInfo(t.Context(), cc, 41); err != nil {
 				t.Fatal(err)
 			}
 			c := uploader.Compression{Method: method}
-			u := uploader.New(st, cache, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+			u := uploader.New(st, cc, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 			closure := push(t, u, roots...)
 			if len(closure) != 4 {
 				t.Fatalf("closure of %q has %d paths, want 4", roots, len(closure))
@@ -93,7 +94,7 @@ func TestUploadSubstitute(t *testing.T) {
 			for _, info := range closure {
 				ni := readNarInfo(t, dir, info.Path)
 				fileSizes += int64(ni.FileSize)
-				if ni.Compression != method || !strings.HasPrefix(ni.URL, uploader.NARKeyPrefix(info)+"-") || ni.NarSize != info.NarSize {
+				if ni.Compression != method || !strings.HasPrefix(ni.URL, cache.NARKeyPrefix(info)+"-") || ni.NarSize != info.NarSize {
 					t.Errorf("%s: Compression %q URL %q NarSize %d", info.Path, ni.Compression, ni.URL, ni.NarSize)
 				}
 				if !pub.Verify(ni.Fingerprint(), ni.Signatures[len(ni.Signatures)-1]) {
@@ -114,7 +115,7 @@ func TestUploadSubstitute(t *testing.T) {
 			}
 
 			// Pushing again finds everything present.
-			plan, err := uploader.MakePlan(t.Context(), cache, closure, uploader.Filter{})
+			plan, err := uploader.MakePlan(t.Context(), cc, closure, uploader.Filter{})
 			if err != nil || plan.Present != 4 || len(plan.Upload) != 0 {
 				t.Errorf("second plan: %+v, %v; want all 4 present", plan, err)
 			}
@@ -222,7 +223,7 @@ func TestUploadCorrupted(t *testing.T) {
 		}
 		files := cacheFiles(t, dir)
 		for _, f := range files {
-			if strings.HasSuffix(f, ".narinfo") || strings.Contains(f, "tmp") || strings.HasPrefix(f, uploader.NARKeyPrefix(depInfo)) {
+			if strings.HasSuffix(f, ".narinfo") || strings.Contains(f, "tmp") || strings.HasPrefix(f, cache.NARKeyPrefix(depInfo)) {
 				t.Errorf("cache holds %s after the failed upload (all files: %q)", f, files)
 			}
 		}
@@ -235,7 +236,7 @@ func TestUploadCorrupted(t *testing.T) {
 	}
 	newCache := func(t *testing.T) (*countingCache, string) {
 		fc, dir := newFileCache(t)
-		if err := uploader.EnsureCacheInfo(t.Context(), fc, 40); err != nil {
+		if err := cache.EnsureCacheInfo(t.Context(), fc, 40); err != nil {
 			t.Fatal(err)
 		}
 		return newCountingCache(fc), dir
@@ -243,8 +244,8 @@ func TestUploadCorrupted(t *testing.T) {
 
 	for _, jobs := range []int{1, 4} {
 		t.Run(fmt.Sprint("jobs=", jobs), func(t *testing.T) {
-			cache, dir := newCache(t)
-			u := uploader.New(st, cache, c, []signature.SecretKey{key}, jobs, zaptest.NewLogger(t))
+			cc, dir := newCache(t)
+			u := uploader.New(st, cc, c, []signature.SecretKey{key}, jobs, zaptest.NewLogger(t))
 			bytes, errs := collect(u.Upload(t.Context(), closure))
 			check(t, u, dir, bytes, errs)
 		})
@@ -253,13 +254,13 @@ func TestUploadCorrupted(t *testing.T) {
 	// The reference fails and its upload is over before the referrer's
 	// NAR is written: the referrer must still see the failure.
 	t.Run("reference over first", func(t *testing.T) {
-		cache, dir := newCache(t)
+		cc, dir := newCache(t)
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
-		topKey, depKey := uploader.NARKeyPrefix(closure[1]), uploader.NARKeyPrefix(depInfo)
+		topKey, depKey := cache.NARKeyPrefix(closure[1]), cache.NARKeyPrefix(depInfo)
 		releaseTop, depFailed := make(chan struct{}), make(chan struct{})
 		var once sync.Once
-		cache.before = func(ctx context.Context, key string) error {
+		cc.before = func(ctx context.Context, key string) error {
 			if narPrefix(key) == topKey {
 				select {
 				case <-releaseTop:
@@ -269,12 +270,12 @@ func TestUploadCorrupted(t *testing.T) {
 			}
 			return nil
 		}
-		cache.after = func(key string, err error) {
+		cc.after = func(key string, err error) {
 			if narPrefix(key) == depKey && err != nil {
 				once.Do(func() { close(depFailed) })
 			}
 		}
-		u := uploader.New(st, cache, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+		u := uploader.New(st, cc, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 		type result struct {
 			bytes int64
 			errs  []error
@@ -331,9 +332,9 @@ func TestUploadConcurrent(t *testing.T) {
 	planB := planOf(dep, top, own[2], own[3])
 
 	fc, dir := newFileCache(t)
-	cache := newCountingCache(fc)
+	cc := newCountingCache(fc)
 	arrived, release := make(chan string, 16), make(chan struct{})
-	cache.before = func(ctx context.Context, key string) error {
+	cc.before = func(ctx context.Context, key string) error {
 		if !strings.HasPrefix(key, "nar/") {
 			return nil
 		}
@@ -347,7 +348,7 @@ func TestUploadConcurrent(t *testing.T) {
 	}
 	c := uploader.DefaultCompression
 	// Enough jobs for every NAR to be in Put at once.
-	u := uploader.New(st, cache, c, []signature.SecretKey{key}, 8, zaptest.NewLogger(t))
+	u := uploader.New(st, cc, c, []signature.SecretKey{key}, 8, zaptest.NewLogger(t))
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -361,7 +362,7 @@ func TestUploadConcurrent(t *testing.T) {
 	// are in flight when B asks for them.
 	want := map[string]bool{}
 	for _, info := range planA {
-		want[uploader.NARKeyPrefix(info)] = true
+		want[cache.NARKeyPrefix(info)] = true
 	}
 	waitArrivals := func() {
 		for len(want) > 0 {
@@ -378,7 +379,7 @@ func TestUploadConcurrent(t *testing.T) {
 	// B's own paths come after dep and top in its plan: once they are in
 	// Put, B has joined (or restarted) dep and top.
 	for _, p := range own[2:] {
-		want[uploader.NARKeyPrefix(infos[p])] = true
+		want[cache.NARKeyPrefix(infos[p])] = true
 	}
 	waitArrivals()
 	close(release)
@@ -389,13 +390,13 @@ func TestUploadConcurrent(t *testing.T) {
 		}
 	}
 	for p, info := range infos {
-		if n := cache.countPrefix(uploader.NARKeyPrefix(info)); n != 1 {
+		if n := cc.countPrefix(cache.NARKeyPrefix(info)); n != 1 {
 			t.Errorf("NAR of %s written %d times, want once", p, n)
 		}
-		if n := cache.count(uploader.NarInfoKey(p)); n != 1 {
+		if n := cc.count(cache.NarInfoKey(p)); n != 1 {
 			t.Errorf("narinfo of %s written %d times, want once", p, n)
 		}
-		if _, err := os.Stat(filepath.Join(dir, uploader.NarInfoKey(p))); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, cache.NarInfoKey(p))); err != nil {
 			t.Error(err)
 		}
 	}
@@ -405,9 +406,9 @@ func TestUploadConcurrent(t *testing.T) {
 }
 
 func TestEnsureCacheInfo(t *testing.T) {
-	cache, dir := newFileCache(t)
+	c, dir := newFileCache(t)
 	file := filepath.Join(dir, "nix-cache-info")
-	if err := uploader.EnsureCacheInfo(t.Context(), cache, 41); err != nil {
+	if err := cache.EnsureCacheInfo(t.Context(), c, 41); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(file)
@@ -429,7 +430,7 @@ func TestEnsureCacheInfo(t *testing.T) {
 			if err := os.WriteFile(file, []byte(tc.content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			err := uploader.EnsureCacheInfo(t.Context(), cache, 30)
+			err := cache.EnsureCacheInfo(t.Context(), c, 30)
 			var perm *backoff.PermanentError
 			switch {
 			case tc.ok && err != nil:
@@ -483,12 +484,12 @@ func TestUploadLargeNAR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, dir := newFileCache(t)
-	if err := uploader.EnsureCacheInfo(t.Context(), cache, 40); err != nil {
+	cc, dir := newFileCache(t)
+	if err := cache.EnsureCacheInfo(t.Context(), cc, 40); err != nil {
 		t.Fatal(err)
 	}
 	c := uploader.Compression{Method: "zstd"}
-	u := uploader.New(st, cache, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+	u := uploader.New(st, cc, c, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 	results := u.Upload(t.Context(), infos)
 	if r := results[good]; r.Err != nil || r.Bytes == 0 || r.Bytes >= infos[0].NarSize {
 		t.Errorf("good: %+v (NAR %d bytes)", r, infos[0].NarSize)
@@ -496,7 +497,7 @@ func TestUploadLargeNAR(t *testing.T) {
 	if r := results[bad]; !errors.Is(r.Err, uploader.ErrHashMismatch) {
 		t.Errorf("bad: %+v, want ErrHashMismatch", r)
 	}
-	want := []string{uploader.NARKeyPrefix(infos[0]), uploader.NarInfoKey(good), "nix-cache-info"}
+	want := []string{cache.NARKeyPrefix(infos[0]), cache.NarInfoKey(good), "nix-cache-info"}
 	slices.Sort(want)
 	got := cacheFiles(t, dir)
 	for i, f := range got {

@@ -12,7 +12,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
-	"nixpush/cachecheck"
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -80,7 +80,7 @@ func (f *Fixture) Push(t *testing.T, key signature.SecretKey, roots ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := uploader.EnsureCacheInfo(t.Context(), f.Cache, 40); err != nil {
+	if err := cache.EnsureCacheInfo(t.Context(), f.Cache, 40); err != nil {
 		t.Fatal(err)
 	}
 	plan, err := uploader.MakePlan(t.Context(), f.Cache, closure, uploader.Filter{})
@@ -98,7 +98,7 @@ func (f *Fixture) Push(t *testing.T, key signature.SecretKey, roots ...string) {
 // NARFile is the file of a pushed path's NAR in the cache.
 func (f *Fixture) NARFile(t *testing.T, storePath string) string {
 	t.Helper()
-	ni, err := cachecheck.ReadNarInfo(t.Context(), f.Cache, uploader.NarInfoKey(storePath))
+	ni, err := cache.ReadNarInfo(t.Context(), f.Cache, cache.NarInfoKey(storePath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func (f *Fixture) NARFile(t *testing.T, storePath string) string {
 
 // NarInfoFile is the file of a path's narinfo in the cache.
 func (f *Fixture) NarInfoFile(storePath string) string {
-	return filepath.Join(f.Dir, uploader.NarInfoKey(storePath))
+	return filepath.Join(f.Dir, cache.NarInfoKey(storePath))
 }
 
 // Substitute realises paths into a fresh store from the cache alone,

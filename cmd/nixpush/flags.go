@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"nixpush/cache"
 	"nixpush/cacheurl"
 	"nixpush/uploader"
 	"nixpush/uploader/httpcache"
@@ -108,14 +109,14 @@ func (n *networkFlags) options() cacheurl.Options {
 // openCache opens the cache u names with these settings. closeCache
 // releases what the backend holds; it does nothing for one that holds
 // nothing.
-func (n *networkFlags) openCache(ctx context.Context, u *cacheurl.URL) (cache uploader.Cache, closeCache func() error, err error) {
-	if cache, err = u.Open(ctx, n.options()); err != nil {
+func (n *networkFlags) openCache(ctx context.Context, u *cacheurl.URL) (cc cache.Cache, closeCache func() error, err error) {
+	if cc, err = u.Open(ctx, n.options()); err != nil {
 		return nil, nil, err
 	}
-	if c, ok := cache.(io.Closer); ok {
-		return cache, c.Close, nil
+	if c, ok := cc.(io.Closer); ok {
+		return cc, c.Close, nil
 	}
-	return cache, func() error { return nil }, nil
+	return cc, func() error { return nil }, nil
 }
 
 // drainFlags configure the queue → cache half of the pipeline.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpush/cache"
 	"nixpush/cachegc"
-	"nixpush/uploader"
 )
 
 // pinFlags locate the cache pins live in (under nixpush/pins/ in the
@@ -25,17 +25,17 @@ func (f *pinFlags) add(cmd *cobra.Command) {
 }
 
 // withCache opens the cache and runs fn on it.
-func (f *pinFlags) withCache(cmd *cobra.Command, fn func(uploader.Cache) error) error {
+func (f *pinFlags) withCache(cmd *cobra.Command, fn func(cache.Cache) error) error {
 	u, err := cacheURLFlag(f.to)
 	if err != nil {
 		return err
 	}
-	cache, closeCache, err := f.network.openCache(cmd.Context(), u)
+	c, closeCache, err := f.network.openCache(cmd.Context(), u)
 	if err != nil {
 		return err
 	}
 	defer closeCache()
-	return fn(cache)
+	return fn(c)
 }
 
 func newPinCommand() *cobra.Command {
@@ -49,7 +49,7 @@ func newPinCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&list, "list", false, "list the pins")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, args []string) error {
 		if list {
-			return f.withCache(cmd, func(c uploader.Cache) error {
+			return f.withCache(cmd, func(c cache.Cache) error {
 				pins, err := cachegc.Pins(cmd.Context(), c)
 				if err != nil {
 					return err
@@ -72,7 +72,7 @@ func newPinCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return f.withCache(cmd, func(c uploader.Cache) error {
+		return f.withCache(cmd, func(c cache.Cache) error {
 			return cachegc.Pin(cmd.Context(), c, args[0], paths[0])
 		})
 	})
@@ -90,7 +90,7 @@ func newUnpinCommand() *cobra.Command {
 		if len(args) != 1 {
 			return usageError("unpin takes NAME")
 		}
-		return f.withCache(cmd, func(c uploader.Cache) error {
+		return f.withCache(cmd, func(c cache.Cache) error {
 			return cachegc.Unpin(cmd.Context(), c, args[0])
 		})
 	})

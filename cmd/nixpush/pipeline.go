@@ -10,10 +10,12 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
 
+	"nixpush/cache"
 	"nixpush/cacheurl"
 	"nixpush/drainer"
 	"nixpush/nixstore"
 	"nixpush/queue"
+	"nixpush/retry"
 	"nixpush/uploader"
 	"nixpush/uploader/memo"
 	"nixpush/watcher"
@@ -26,7 +28,7 @@ type pipeline struct {
 	log      *zap.Logger
 	url      *cacheurl.URL
 	store    *nixstore.Store
-	cache    uploader.Cache
+	cache    cache.Cache
 	memo     *memo.File // what the cache is known to hold; nil: none
 	uploader *uploader.Uploader
 	queue    *queue.Queue
@@ -224,7 +226,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 		MaxAttempts:     f.drain.maxAttempts,
 		Only:            o.only,
 		Log:             log.Named("drainer"),
-		Retry:           drainer.DefaultRetry,
+		Retry:           retry.Paths,
 		ShutdownTimeout: f.drain.shutdownTimeout,
 	}
 	return p, nil
@@ -261,11 +263,11 @@ func isTrue(v string) bool { return v == "1" || v == "true" }
 // first request of a run may meet a reset or a server restarting: a
 // transient error is retried for up to a minute, as an upload would be; a
 // permanent one (another StoreDir, refused credentials) fails at once.
-func ensureCacheInfo(ctx context.Context, cache uploader.Cache, priority int) error {
+func ensureCacheInfo(ctx context.Context, c cache.Cache, priority int) error {
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(200*time.Millisecond), backoff.WithMaxElapsedTime(time.Minute))
 	var last error // as returned, so a permanent error keeps its class (exit 78)
 	err := backoff.Retry(func() error {
-		last = uploader.EnsureCacheInfo(ctx, cache, priority)
+		last = cache.EnsureCacheInfo(ctx, c, priority)
 		return last
 	}, backoff.WithContext(b, ctx))
 	if err != nil && last != nil {

@@ -1,4 +1,4 @@
-// Package cachetest is the conformance suite every uploader.Cache backend
+// Package cachetest is the conformance suite every cache.Cache backend
 // runs: the behaviour the uploader relies on, checked against a real
 // server or directory.
 package cachetest
@@ -11,18 +11,17 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"nixpush/cache"
 	"sync"
 	"testing"
-
-	"nixpush/uploader"
 )
 
 // Run checks a backend. newCache returns an empty cache for each subtest.
-func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
+func Run(t *testing.T, newCache func(t *testing.T) cache.Cache) {
 	ctx := context.Background()
 	t.Run("PutGetExists", func(t *testing.T) {
 		c := newCache(t)
-		put(t, c, "abc.narinfo", []byte("StorePath: x\n"), uploader.TypeNarInfo)
+		put(t, c, "abc.narinfo", []byte("StorePath: x\n"), cache.TypeNarInfo)
 		if ok, err := c.Exists(ctx, "abc.narinfo"); err != nil || !ok {
 			t.Fatalf("Exists after Put = %v, %v; want true", ok, err)
 		}
@@ -39,14 +38,14 @@ func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 		if err == nil {
 			r.Close()
 		}
-		if !errors.Is(err, uploader.ErrNotFound) {
+		if !errors.Is(err, cache.ErrNotFound) {
 			t.Fatalf("Get(missing) error = %v; want ErrNotFound", err)
 		}
 	})
 	t.Run("Overwrite", func(t *testing.T) {
 		c := newCache(t)
-		put(t, c, "nix-cache-info", []byte("one"), uploader.TypeCacheInfo)
-		put(t, c, "nix-cache-info", []byte("two"), uploader.TypeCacheInfo)
+		put(t, c, "nix-cache-info", []byte("one"), cache.TypeCacheInfo)
+		put(t, c, "nix-cache-info", []byte("two"), cache.TypeCacheInfo)
 		if got := get(t, c, "nix-cache-info"); string(got) != "two" {
 			t.Fatalf("Get after overwrite = %q", got)
 		}
@@ -55,7 +54,7 @@ func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 		c := newCache(t)
 		boom := errors.New("reader failed on purpose")
 		r := io.MultiReader(bytes.NewReader(make([]byte, 3<<20)), errReader{boom})
-		err := c.Put(ctx, "nar/failed.nar.zst", r, uploader.TypeNAR)
+		err := c.Put(ctx, "nar/failed.nar.zst", r, cache.TypeNAR)
 		if err == nil {
 			t.Fatal("Put with a failing reader succeeded")
 		}
@@ -68,7 +67,7 @@ func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 		const size = 40 << 20 // larger than any sane single-part threshold
 		want := sha256.New()
 		src := io.TeeReader(io.LimitReader(rand.New(rand.NewSource(1)), size), want)
-		if err := c.Put(ctx, "nar/large.nar", src, uploader.TypeNAR); err != nil {
+		if err := c.Put(ctx, "nar/large.nar", src, cache.TypeNAR); err != nil {
 			t.Fatalf("Put large: %v", err)
 		}
 		r, err := c.Get(ctx, "nar/large.nar")
@@ -91,7 +90,7 @@ func Run(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 			go func() {
 				defer wg.Done()
 				key := fmt.Sprintf("nar/%02d.nar", i)
-				errs <- c.Put(ctx, key, bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 100_000+i)), uploader.TypeNAR)
+				errs <- c.Put(ctx, key, bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 100_000+i)), cache.TypeNAR)
 			}()
 		}
 		wg.Wait()
@@ -130,14 +129,14 @@ type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
-func put(t *testing.T, c uploader.Cache, key string, data []byte, ct string) {
+func put(t *testing.T, c cache.Cache, key string, data []byte, ct string) {
 	t.Helper()
 	if err := c.Put(context.Background(), key, bytes.NewReader(data), ct); err != nil {
 		t.Fatalf("Put %s: %v", key, err)
 	}
 }
 
-func get(t *testing.T, c uploader.Cache, key string) []byte {
+func get(t *testing.T, c cache.Cache, key string) []byte {
 	t.Helper()
 	r, err := c.Get(context.Background(), key)
 	if err != nil {

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"nixpush/cache"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"nixpush/uploader"
 )
 
 // nixKeys are keys shaped as Nix and nixpush name objects, each with a
@@ -33,11 +32,11 @@ var nixKeys = map[string]int{
 
 // runListDelete checks List and Delete. A backend that cannot list has
 // no business running the suite: its own tests check ErrCannotList.
-func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
+func runListDelete(t *testing.T, newCache func(t *testing.T) cache.Cache) {
 	ctx := context.Background()
-	putAll := func(t *testing.T, c uploader.Cache) {
+	putAll := func(t *testing.T, c cache.Cache) {
 		for key, size := range nixKeys {
-			put(t, c, key, []byte(strings.Repeat("x", size)), uploader.TypeNAR)
+			put(t, c, key, []byte(strings.Repeat("x", size)), cache.TypeNAR)
 		}
 	}
 	t.Run("ListAll", func(t *testing.T) {
@@ -85,7 +84,7 @@ func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 		putAll(t, c)
 		stop := errors.New("enough")
 		calls := 0
-		err := c.List(ctx, "", func(uploader.Object) error {
+		err := c.List(ctx, "", func(cache.Object) error {
 			calls++
 			return stop
 		})
@@ -93,7 +92,7 @@ func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 			t.Fatalf("List with fn failing: %v after %d calls; want fn's error after 1 call", err, calls)
 		}
 		calls = 0
-		err = c.List(ctx, "nar/", func(o uploader.Object) error {
+		err = c.List(ctx, "nar/", func(o cache.Object) error {
 			calls++
 			return fmt.Errorf("at %s: %w", o.Key, stop)
 		})
@@ -117,7 +116,7 @@ func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 			if ok, err := c.Exists(ctx, key); err != nil || ok {
 				t.Errorf("Exists(%s) after Delete = %v, %v; want false", key, ok, err)
 			}
-			if r, err := c.Get(ctx, key); !errors.Is(err, uploader.ErrNotFound) {
+			if r, err := c.Get(ctx, key); !errors.Is(err, cache.ErrNotFound) {
 				if err == nil {
 					r.Close()
 				}
@@ -150,7 +149,7 @@ func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 		var keys []string
 		for i := range 40 {
 			keys = append(keys, fmt.Sprintf("nar/%03d.nar", i))
-			put(t, c, keys[i], []byte{byte(i)}, uploader.TypeNAR)
+			put(t, c, keys[i], []byte{byte(i)}, cache.TypeNAR)
 		}
 		if err := c.Delete(ctx, keys); err != nil {
 			t.Fatalf("Delete: %v", err)
@@ -163,10 +162,10 @@ func runListDelete(t *testing.T, newCache func(t *testing.T) uploader.Cache) {
 
 // list collects a listing, failing on duplicates and on errors (which
 // must carry no secret).
-func list(t *testing.T, c uploader.Cache, prefix string) map[string]uploader.Object {
+func list(t *testing.T, c cache.Cache, prefix string) map[string]cache.Object {
 	t.Helper()
-	got := map[string]uploader.Object{}
-	err := c.List(context.Background(), prefix, func(o uploader.Object) error {
+	got := map[string]cache.Object{}
+	err := c.List(context.Background(), prefix, func(o cache.Object) error {
 		if _, dup := got[o.Key]; dup {
 			t.Errorf("List(%q) yields %s twice", prefix, o.Key)
 		}

@@ -3,13 +3,13 @@ package filecache_test
 import (
 	"testing"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/cachetest"
 	"nixpush/uploader/filecache"
 )
 
 func TestConformance(t *testing.T) {
-	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+	cachetest.Run(t, func(t *testing.T) cache.Cache {
 		c, err := filecache.New(t.TempDir())
 		if err != nil {
 			t.Fatal(err)

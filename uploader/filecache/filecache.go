@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"nixpush/cache"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,11 +19,9 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sys/unix"
-
-	"nixpush/uploader"
 )
 
-var _ uploader.Cache = (*Cache)(nil)
+var _ cache.Cache = (*Cache)(nil)
 
 // Cache is a binary cache in a directory.
 type Cache struct {
@@ -67,7 +66,7 @@ func (c *Cache) Exists(_ context.Context, key string) (bool, error) {
 func (c *Cache) Get(_ context.Context, key string) (io.ReadCloser, error) {
 	f, err := os.Open(c.file(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", key, uploader.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, cache.ErrNotFound)
 	}
 	if err != nil {
 		return nil, classify(fmt.Errorf("read %s: %w", key, err))

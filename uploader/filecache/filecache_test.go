@@ -12,7 +12,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/filecache"
 )
 
@@ -81,7 +81,7 @@ func TestPutGetExists(t *testing.T) {
 		if exists(t, c, key) {
 			t.Errorf("Exists(%s) in an empty cache", key)
 		}
-		if _, err := c.Get(ctx, key); !errors.Is(err, uploader.ErrNotFound) {
+		if _, err := c.Get(ctx, key); !errors.Is(err, cache.ErrNotFound) {
 			t.Errorf("Get(%s) in an empty cache = %v, want ErrNotFound", key, err)
 		}
 		if err := c.Put(ctx, key, strings.NewReader("v1 "+key), "text/plain"); err != nil {
@@ -96,7 +96,7 @@ func TestPutGetExists(t *testing.T) {
 		}
 	}
 	// Overwrite.
-	if err := c.Put(ctx, "abc.narinfo", strings.NewReader("v2"), uploader.TypeNarInfo); err != nil {
+	if err := c.Put(ctx, "abc.narinfo", strings.NewReader("v2"), cache.TypeNarInfo); err != nil {
 		t.Fatal(err)
 	}
 	if got := get(t, c, "abc.narinfo"); got != "v2" {
@@ -138,7 +138,7 @@ func TestPutAtomic(t *testing.T) {
 	t.Run("reader fails", func(t *testing.T) {
 		c, dir := newCache(t)
 		for _, key := range []string{"new.narinfo", "nar/new.nar.xz"} {
-			err := c.Put(t.Context(), key, &failingReader{data: []byte(strings.Repeat("x", 100_000)), err: errBoom}, uploader.TypeNAR)
+			err := c.Put(t.Context(), key, &failingReader{data: []byte(strings.Repeat("x", 100_000)), err: errBoom}, cache.TypeNAR)
 			if !errors.Is(err, errBoom) {
 				t.Errorf("Put(%s) = %v, want the reader's error", key, err)
 			}
@@ -154,10 +154,10 @@ func TestPutAtomic(t *testing.T) {
 
 	t.Run("reader fails, old object kept", func(t *testing.T) {
 		c, dir := newCache(t)
-		if err := c.Put(t.Context(), "k.narinfo", strings.NewReader("old"), uploader.TypeNarInfo); err != nil {
+		if err := c.Put(t.Context(), "k.narinfo", strings.NewReader("old"), cache.TypeNarInfo); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Put(t.Context(), "k.narinfo", &failingReader{data: []byte("new, half"), err: errBoom}, uploader.TypeNarInfo); !errors.Is(err, errBoom) {
+		if err := c.Put(t.Context(), "k.narinfo", &failingReader{data: []byte("new, half"), err: errBoom}, cache.TypeNarInfo); !errors.Is(err, errBoom) {
 			t.Errorf("Put = %v, want the reader's error", err)
 		}
 		if got := get(t, c, "k.narinfo"); got != "old" {
@@ -175,7 +175,7 @@ func TestPutAtomic(t *testing.T) {
 			c, dir := newCache(t)
 			pr, pw := io.Pipe()
 			done := make(chan error, 1)
-			go func() { done <- c.Put(context.Background(), "nar/x.nar", pr, uploader.TypeNAR) }()
+			go func() { done <- c.Put(context.Background(), "nar/x.nar", pr, cache.TypeNAR) }()
 			// Write returns only once Put has read the bytes.
 			if _, err := pw.Write([]byte("first half")); err != nil {
 				t.Fatal(err)
@@ -183,7 +183,7 @@ func TestPutAtomic(t *testing.T) {
 			if exists(t, c, "nar/x.nar") {
 				t.Error("object visible while Put is still reading")
 			}
-			if _, err := c.Get(t.Context(), "nar/x.nar"); !errors.Is(err, uploader.ErrNotFound) {
+			if _, err := c.Get(t.Context(), "nar/x.nar"); !errors.Is(err, cache.ErrNotFound) {
 				t.Errorf("Get while Put is reading = %v, want ErrNotFound", err)
 			}
 			if fail {
@@ -241,20 +241,20 @@ func TestPermanentErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "nar"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Put(ctx, "nar/a.nar", strings.NewReader("data"), uploader.TypeNAR); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "nar/a.nar") {
+	if err := c.Put(ctx, "nar/a.nar", strings.NewReader("data"), cache.TypeNAR); err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "nar/a.nar") {
 		t.Errorf("Put under a file = %v, want a permanent error naming the key", err)
 	}
 	if _, err := c.Exists(ctx, "nar/a.nar"); err == nil || !isPermanent(err) {
 		t.Errorf("Exists under a file = %v, want a permanent error", err)
 	}
-	if _, err := c.Get(ctx, "nar/a.nar"); err == nil || !isPermanent(err) || errors.Is(err, uploader.ErrNotFound) {
+	if _, err := c.Get(ctx, "nar/a.nar"); err == nil || !isPermanent(err) || errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("Get under a file = %v, want a permanent error, not ErrNotFound", err)
 	}
 	// A directory in the object's place.
 	if err := os.Mkdir(filepath.Join(dir, "x.narinfo"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Put(ctx, "x.narinfo", strings.NewReader("data"), uploader.TypeNarInfo); err == nil || !isPermanent(err) {
+	if err := c.Put(ctx, "x.narinfo", strings.NewReader("data"), cache.TypeNarInfo); err == nil || !isPermanent(err) {
 		t.Errorf("Put onto a directory = %v, want a permanent error", err)
 	}
 	if got := files(t, dir); !slices.Equal(got, []string{"nar", "x.narinfo/"}) {
@@ -262,7 +262,7 @@ func TestPermanentErrors(t *testing.T) {
 	}
 
 	// A missing object is not an error, let alone a permanent one.
-	if _, err := c.Get(ctx, "missing.narinfo"); !errors.Is(err, uploader.ErrNotFound) || isPermanent(err) {
+	if _, err := c.Get(ctx, "missing.narinfo"); !errors.Is(err, cache.ErrNotFound) || isPermanent(err) {
 		t.Errorf("Get(missing) = %v, want a plain ErrNotFound", err)
 	}
 }

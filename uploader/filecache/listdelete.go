@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"nixpush/cache"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,8 +14,6 @@ import (
 	"syscall"
 
 	"github.com/cenkalti/backoff/v4"
-
-	"nixpush/uploader"
 )
 
 // readDirBatch bounds the directory entries held at once while listing:
@@ -25,7 +24,7 @@ const readDirBatch = 1024
 // to it; temp files of writes in progress are not objects and are skipped.
 // Only directories that can hold keys with the prefix are read, so listing
 // "nar/" or "nixpush/pins/" does not walk the whole cache.
-func (c *Cache) List(ctx context.Context, prefix string, fn func(uploader.Object) error) error {
+func (c *Cache) List(ctx context.Context, prefix string, fn func(cache.Object) error) error {
 	// Start at the deepest directory every matching key lies under.
 	start := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
@@ -43,7 +42,7 @@ var errNoDir = errors.New("no such directory")
 
 // walk lists the directory dir (a key prefix without trailing slash, ""
 // for the root) and recurses into subdirectories that may hold matches.
-func (c *Cache) walk(ctx context.Context, dir, prefix string, fn func(uploader.Object) error) error {
+func (c *Cache) walk(ctx context.Context, dir, prefix string, fn func(cache.Object) error) error {
 	f, err := os.Open(c.file(dir))
 	if err != nil {
 		if dir != "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
@@ -74,7 +73,7 @@ func (c *Cache) walk(ctx context.Context, dir, prefix string, fn func(uploader.O
 	}
 }
 
-func (c *Cache) visit(ctx context.Context, dir, prefix string, e fs.DirEntry, fn func(uploader.Object) error) error {
+func (c *Cache) visit(ctx context.Context, dir, prefix string, e fs.DirEntry, fn func(cache.Object) error) error {
 	key := path.Join(dir, e.Name())
 	if strings.HasPrefix(e.Name(), tmpPrefix) {
 		return nil
@@ -104,7 +103,7 @@ func (c *Cache) visit(ctx context.Context, dir, prefix string, e fs.DirEntry, fn
 	if !info.Mode().IsRegular() || !strings.HasPrefix(key, prefix) {
 		return nil
 	}
-	return fn(uploader.Object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
+	return fn(cache.Object{Key: key, Size: info.Size(), ModTime: info.ModTime()})
 }
 
 func (c *Cache) dirName(dir string) string {

@@ -2,21 +2,20 @@ package filecache_test
 
 import (
 	"errors"
+	"nixpush/cache"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"nixpush/uploader"
 )
 
 // listKeys returns the keys List yields for prefix, sorted, with sizes.
-func listKeys(t *testing.T, c uploader.Cache, prefix string) map[string]int64 {
+func listKeys(t *testing.T, c cache.Cache, prefix string) map[string]int64 {
 	t.Helper()
 	got := map[string]int64{}
-	err := c.List(t.Context(), prefix, func(o uploader.Object) error {
+	err := c.List(t.Context(), prefix, func(o cache.Object) error {
 		if _, dup := got[o.Key]; dup {
 			t.Errorf("List(%q) yields %s twice", prefix, o.Key)
 		}
@@ -79,7 +78,7 @@ func TestListDelete(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(dir, "abc.narinfo"), old, old); err != nil {
 		t.Fatal(err)
 	}
-	err := c.List(ctx, "abc.", func(o uploader.Object) error {
+	err := c.List(ctx, "abc.", func(o cache.Object) error {
 		if !o.ModTime.Equal(old) {
 			t.Errorf("ModTime of %s = %v, want %v", o.Key, o.ModTime, old)
 		}
@@ -92,7 +91,7 @@ func TestListDelete(t *testing.T) {
 	// fn's error stops the listing and is returned.
 	errStop := errors.New("stop")
 	calls := 0
-	if err := c.List(ctx, "", func(uploader.Object) error { calls++; return errStop }); !errors.Is(err, errStop) || calls != 1 {
+	if err := c.List(ctx, "", func(cache.Object) error { calls++; return errStop }); !errors.Is(err, errStop) || calls != 1 {
 		t.Errorf("List with failing fn = %v after %d calls, want errStop after 1", err, calls)
 	}
 
@@ -113,7 +112,7 @@ func TestListMissingCacheDir(t *testing.T) {
 	if err := os.Remove(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.List(t.Context(), "", func(uploader.Object) error { return nil }); err == nil {
+	if err := c.List(t.Context(), "", func(cache.Object) error { return nil }); err == nil {
 		t.Error("List of a removed cache directory succeeded")
 	}
 }

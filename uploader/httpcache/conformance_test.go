@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/cachetest"
 	"nixpush/uploader/httpcache"
 	"nixpush/uploader/httpcache/nginxtest"
@@ -18,7 +18,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	cachetest.Secrets = nil
-	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+	cachetest.Run(t, func(t *testing.T) cache.Cache {
 		base, _ := nginxtest.Start(t)
 		return newCache(t, base, httpcache.Config{})
 	})
@@ -28,7 +28,7 @@ func TestConformanceBearerToken(t *testing.T) {
 	const token = "s3cret-token-for-conformance"
 	cachetest.Secrets = []string{token}
 	t.Cleanup(func() { cachetest.Secrets = nil })
-	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+	cachetest.Run(t, func(t *testing.T) cache.Cache {
 		base, _ := nginxtest.StartWithToken(t, token)
 		file := filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(file, []byte("  "+token+"\n"), 0o600); err != nil {
@@ -42,7 +42,7 @@ func TestConformanceBasicAuthInURL(t *testing.T) {
 	const user, pass = "pusher", "pa55word-in-url"
 	cachetest.Secrets = []string{pass}
 	t.Cleanup(func() { cachetest.Secrets = nil })
-	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+	cachetest.Run(t, func(t *testing.T) cache.Cache {
 		base, _ := nginxtest.StartWithBasicAuth(t, user, pass)
 		u, _ := url.Parse(base)
 		u.User = url.UserPassword(user, pass)

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/httpcache"
 )
 
@@ -33,10 +33,10 @@ func TestConnectionRefused(t *testing.T) {
 	ctx := t.Context()
 	_, errExists := c.Exists(ctx, "k")
 	_, errGet := c.Get(ctx, "k")
-	errPut := c.Put(ctx, "k", strings.NewReader("v"), uploader.TypeNarInfo)
-	errStream := c.Put(ctx, "k", &patternReader{n: 1 << 20}, uploader.TypeNAR)
+	errPut := c.Put(ctx, "k", strings.NewReader("v"), cache.TypeNarInfo)
+	errStream := c.Put(ctx, "k", &patternReader{n: 1 << 20}, cache.TypeNAR)
 	for _, err := range []error{errExists, errGet, errPut, errStream} {
-		if !errors.Is(err, syscall.ECONNREFUSED) || isPermanent(err) || errors.Is(err, uploader.ErrNotFound) {
+		if !errors.Is(err, syscall.ECONNREFUSED) || isPermanent(err) || errors.Is(err, cache.ErrNotFound) {
 			t.Errorf("error %v, want a transient connection refused", err)
 		}
 		if err != nil {
@@ -49,7 +49,7 @@ func TestDNSFailure(t *testing.T) {
 	t.Parallel()
 	c := newCache(t, "http://nonexistent.invalid/", httpcache.Config{})
 	_, errExists := c.Exists(t.Context(), "k")
-	errPut := c.Put(t.Context(), "k", &patternReader{n: 100}, uploader.TypeNAR)
+	errPut := c.Put(t.Context(), "k", &patternReader{n: 100}, cache.TypeNAR)
 	for _, err := range []error{errExists, errPut} {
 		var dnsErr *net.DNSError
 		if !errors.As(err, &dnsErr) || isPermanent(err) {
@@ -73,7 +73,7 @@ func TestConnectionDropped(t *testing.T) {
 	})
 	c := newCache(t, srv.URL, httpcache.Config{})
 	for _, body := range []io.Reader{&patternReader{n: 64 << 20}, strings.NewReader(strings.Repeat("x", 8<<20))} {
-		err := c.Put(t.Context(), "nar/x.nar", body, uploader.TypeNAR)
+		err := c.Put(t.Context(), "nar/x.nar", body, cache.TypeNAR)
 		if err == nil || isPermanent(err) || statusOf(err) != 0 {
 			t.Errorf("Put to a server that hangs up = %v, want a transient network error", err)
 		}
@@ -106,7 +106,7 @@ func TestSlowServer(t *testing.T) {
 	const timeout = 2 * time.Second
 	c := newCache(t, srv.URL, httpcache.Config{Timeout: timeout})
 	start := time.Now()
-	if err := c.Put(t.Context(), "nar/slow.nar", &patternReader{n: size}, uploader.TypeNAR); err != nil {
+	if err := c.Put(t.Context(), "nar/slow.nar", &patternReader{n: size}, cache.TypeNAR); err != nil {
 		t.Fatalf("Put to a slow server: %v", err)
 	}
 	if n := <-got; n != size {
@@ -128,7 +128,7 @@ func TestStalledServer(t *testing.T) {
 	t.Cleanup(func() { close(release) }) // before srv.Close, which waits for handlers
 	c := newCache(t, srv.URL, httpcache.Config{Timeout: 300 * time.Millisecond})
 	done := make(chan error, 1)
-	go func() { done <- c.Put(t.Context(), "nar/stall.nar", &patternReader{n: 1 << 40}, uploader.TypeNAR) }()
+	go func() { done <- c.Put(t.Context(), "nar/stall.nar", &patternReader{n: 1 << 40}, cache.TypeNAR) }()
 	select {
 	case err := <-done:
 		var ne net.Error
@@ -148,7 +148,7 @@ func TestEarlyAnswer(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	})
 	c := newCache(t, srv.URL, httpcache.Config{})
-	if err := c.Put(t.Context(), "nar/x.nar", &patternReader{n: 1 << 30}, uploader.TypeNAR); err == nil || isPermanent(err) {
+	if err := c.Put(t.Context(), "nar/x.nar", &patternReader{n: 1 << 30}, cache.TypeNAR); err == nil || isPermanent(err) {
 		t.Errorf("Put answered before its body was sent = %v, want a transient error", err)
 	}
 }
@@ -183,7 +183,7 @@ func TestFailingReaderAborts(t *testing.T) {
 				c = newCache(t, server(t, handler).URL, httpcache.Config{})
 			}
 			boom := errors.New("NAR hash mismatch, on purpose")
-			err := c.Put(t.Context(), "nar/x.nar", failingReader(3<<20, boom), uploader.TypeNAR)
+			err := c.Put(t.Context(), "nar/x.nar", failingReader(3<<20, boom), cache.TypeNAR)
 			if !errors.Is(err, boom) {
 				t.Fatalf("Put = %v, want the reader's error", err)
 			}
@@ -241,7 +241,7 @@ func TestTLS(t *testing.T) {
 	if ok, err := c.Exists(t.Context(), "k"); !ok || err != nil {
 		t.Errorf("Exists with --ca-cert = %v, %v", ok, err)
 	}
-	if err := c.Put(t.Context(), "nar/k.nar", &patternReader{n: 5 << 20}, uploader.TypeNAR); err != nil {
+	if err := c.Put(t.Context(), "nar/k.nar", &patternReader{n: 5 << 20}, cache.TypeNAR); err != nil {
 		t.Errorf("Put over HTTP/2: %v", err)
 	}
 

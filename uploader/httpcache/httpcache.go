@@ -16,13 +16,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"nixpush/cache"
 	"strings"
 	"time"
-
-	"nixpush/uploader"
 )
 
-var _ uploader.Cache = (*Cache)(nil)
+var _ cache.Cache = (*Cache)(nil)
 
 // Cache is a binary cache at an HTTP(S) URL. It is safe for concurrent
 // use; all requests share one pool of connections.
@@ -136,7 +135,7 @@ func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 	return false, c.statusError(req, resp)
 }
 
-// Get sends GET; a 404, 410 or 403 answer is uploader.ErrNotFound.
+// Get sends GET; a 404, 410 or 403 answer is cache.ErrNotFound.
 // The body streams from the connection as the caller reads it.
 func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -156,7 +155,7 @@ func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	case isMissing(resp.StatusCode):
 		discard(resp)
 		cancel(nil)
-		return nil, fmt.Errorf("%s/%s: %w", c.name, key, uploader.ErrNotFound)
+		return nil, fmt.Errorf("%s/%s: %w", c.name, key, cache.ErrNotFound)
 	}
 	err = c.statusError(req, resp)
 	discard(resp)
@@ -261,7 +260,7 @@ func (c *Cache) putStream(ctx context.Context, key string, r io.Reader, contentT
 	req.ContentLength = -1 // unknown: chunked
 	req.Header.Set("Content-Type", contentType)
 
-	src := &uploader.SourceReader{R: r}
+	src := &cache.SourceReader{R: r}
 	copied := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(pw, src)

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/httpcache"
 	"nixpush/uploader/httpcache/nginxtest"
 )
@@ -45,8 +45,8 @@ func TestListWithoutPROPFIND(t *testing.T) {
 				tc.answer(w)
 			})
 			c := newCache(t, strings.Replace(srv.URL, "://", "://u:pw-cannot-list@", 1)+"/cache/", httpcache.Config{})
-			err := c.List(t.Context(), "", func(uploader.Object) error { return nil })
-			if !errors.Is(err, uploader.ErrCannotList) || !isPermanent(err) {
+			err := c.List(t.Context(), "", func(cache.Object) error { return nil })
+			if !errors.Is(err, cache.ErrCannotList) || !isPermanent(err) {
 				t.Fatalf("List = %v; want a permanent ErrCannotList", err)
 			}
 			if !strings.Contains(err.Error(), "does not offer WebDAV listing") || !strings.Contains(err.Error(), "dav_ext_methods PROPFIND") {
@@ -66,7 +66,7 @@ func TestListUnderPath(t *testing.T) {
 	c := newCache(t, base+"/team%20caches/main/", httpcache.Config{})
 	keys := []string{"x.narinfo", "nar/a b+c.nar.zst", "realisations/sha256:ab!out.doi"}
 	for _, key := range keys {
-		if err := c.Put(t.Context(), key, strings.NewReader(key), uploader.TypeNAR); err != nil {
+		if err := c.Put(t.Context(), key, strings.NewReader(key), cache.TypeNAR); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,7 +83,7 @@ func TestListUnderPath(t *testing.T) {
 		}
 	}
 	var got []string
-	err := c.List(t.Context(), "", func(o uploader.Object) error {
+	err := c.List(t.Context(), "", func(o cache.Object) error {
 		if o.Size != int64(len(o.Key)) {
 			t.Errorf("%s: Size %d, want %d", o.Key, o.Size, len(o.Key))
 		}
@@ -111,7 +111,7 @@ func TestListDeleteAuthRefused(t *testing.T) {
 	t.Parallel()
 	base, _ := nginxtest.StartWithToken(t, "right-token")
 	c := newCache(t, base, httpcache.Config{Token: "wrong-token"})
-	errList := c.List(t.Context(), "", func(uploader.Object) error { return nil })
+	errList := c.List(t.Context(), "", func(cache.Object) error { return nil })
 	errDelete := c.Delete(t.Context(), []string{"x.narinfo"})
 	for _, err := range []error{errList, errDelete} {
 		if statusOf(err) != http.StatusUnauthorized || !isPermanent(err) || !strings.Contains(fmt.Sprint(err), "NIXPUSH_TOKEN") {
@@ -241,11 +241,11 @@ func TestListMalformedAnswer(t *testing.T) {
 				io.WriteString(w, `<?xml version="1.0"?><D:multistatus xmlns:D="DAV:">`+tc.body)
 			})
 			listed := 0
-			err := newCache(t, srv.URL+"/c", httpcache.Config{}).List(t.Context(), "", func(uploader.Object) error {
+			err := newCache(t, srv.URL+"/c", httpcache.Config{}).List(t.Context(), "", func(cache.Object) error {
 				listed++
 				return nil
 			})
-			if err == nil || isPermanent(err) || errors.Is(err, uploader.ErrCannotList) || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || isPermanent(err) || errors.Is(err, cache.ErrCannotList) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("List = %v (after %d objects); want a transient error saying %q", err, listed, tc.want)
 			}
 		})

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/httpcache"
 	"nixpush/uploader/httpcache/nginxtest"
 )
@@ -25,7 +25,7 @@ func TestNginxFailedPutLeavesNothing(t *testing.T) {
 	ctx := t.Context()
 	boom := errors.New("reader failed on purpose")
 	for _, key := range []string{"nar/failed.nar.zst", "failed.narinfo"} {
-		err := c.Put(ctx, key, failingReader(8<<20, boom), uploader.TypeNAR)
+		err := c.Put(ctx, key, failingReader(8<<20, boom), cache.TypeNAR)
 		if !errors.Is(err, boom) {
 			t.Fatalf("Put(%s) = %v, want the reader's error", key, err)
 		}
@@ -49,7 +49,7 @@ func TestNginxFailedPutLeavesNothing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := c.Put(ctx, "nar/failed.nar.zst", &patternReader{n: 1 << 20}, uploader.TypeNAR); err != nil {
+	if err := c.Put(ctx, "nar/failed.nar.zst", &patternReader{n: 1 << 20}, cache.TypeNAR); err != nil {
 		t.Fatalf("Put after a failed one: %v", err)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "nar/failed.nar.zst")); err != nil || fi.Size() != 1<<20 {
@@ -66,7 +66,7 @@ func TestNginxWrongToken(t *testing.T) {
 	for _, cfg := range []httpcache.Config{{Token: bad}, {}} {
 		c := newCache(t, base, cfg)
 		// nginx answers 401 on the headers and discards the 32 MiB body.
-		err := c.Put(t.Context(), "nar/x.nar", &patternReader{n: 32 << 20}, uploader.TypeNAR)
+		err := c.Put(t.Context(), "nar/x.nar", &patternReader{n: 32 << 20}, cache.TypeNAR)
 		if !isPermanent(err) || statusOf(err) != 401 {
 			t.Fatalf("Put with token %q = %v, want a permanent 401", cfg.Token, err)
 		}
@@ -84,7 +84,7 @@ func TestNginxWrongToken(t *testing.T) {
 		t.Errorf("refused uploads left %d entries in the cache", len(entries))
 	}
 	ok := newCache(t, base, httpcache.Config{Token: good})
-	if err := ok.Put(t.Context(), "nar/x.nar", &patternReader{n: 10}, uploader.TypeNAR); err != nil {
+	if err := ok.Put(t.Context(), "nar/x.nar", &patternReader{n: 10}, cache.TypeNAR); err != nil {
 		t.Errorf("Put with the right token: %v", err)
 	}
 }

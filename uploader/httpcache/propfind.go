@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"nixpush/cache"
 	"strconv"
 	"strings"
 	"time"
-
-	"nixpush/uploader"
 )
 
 // Listing is WebDAV PROPFIND, as nginx's dav-ext module serves it. That
@@ -46,7 +45,7 @@ type davPropstat struct {
 // from the deepest one the prefix names ("nar/" for "nar/0a"), and calls
 // fn for each object in it. fn runs on List's goroutine, one object at a
 // time, while the server's answer streams in.
-func (c *Cache) List(ctx context.Context, prefix string, fn func(uploader.Object) error) error {
+func (c *Cache) List(ctx context.Context, prefix string, fn func(cache.Object) error) error {
 	start := prefix[:strings.LastIndex(prefix, "/")+1] // "" or ends in "/"
 	queue := []string{start}
 	seen := map[string]bool{start: true} // a symlink loop must not walk forever
@@ -63,7 +62,7 @@ func (c *Cache) List(ctx context.Context, prefix string, fn func(uploader.Object
 				}
 				return nil
 			case strings.HasPrefix(m.key, prefix):
-				return fn(uploader.Object{Key: m.key, Size: m.size, ModTime: m.modTime})
+				return fn(cache.Object{Key: m.key, Size: m.size, ModTime: m.modTime})
 			}
 			return nil
 		})
@@ -143,7 +142,7 @@ func (c *Cache) propfind(ctx context.Context, dir string, each func(davMember) e
 // cannotList is the permanent error of a server without WebDAV listing.
 func (c *Cache) cannotList(req *http.Request, answer string) error {
 	return permanent(fmt.Errorf("list %s: the server does not offer WebDAV listing (PROPFIND %s answered %s): enable PROPFIND (nginx: load ngx_http_dav_ext_module, dav_ext_methods PROPFIND OPTIONS): %w",
-		c.name, redacted(req.URL), answer, uploader.ErrCannotList))
+		c.name, redacted(req.URL), answer, cache.ErrCannotList))
 }
 
 var errNotMultistatus = errors.New("not a WebDAV multistatus")

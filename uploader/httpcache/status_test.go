@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/httpcache"
 )
 
@@ -104,7 +104,7 @@ func TestStatusClassification(t *testing.T) {
 					if err == nil {
 						r.Close()
 					}
-					if errors.Is(err, uploader.ErrNotFound) != tt.want.notFound {
+					if errors.Is(err, cache.ErrNotFound) != tt.want.notFound {
 						t.Errorf("Get error %v; want ErrNotFound: %v", err, tt.want.notFound)
 					}
 				case "PUT":
@@ -112,7 +112,7 @@ func TestStatusClassification(t *testing.T) {
 					if stream {
 						body = &patternReader{n: 1 << 20}
 					}
-					err = c.Put(ctx, "x.narinfo", body, uploader.TypeNarInfo)
+					err = c.Put(ctx, "x.narinfo", body, cache.TypeNarInfo)
 				}
 				if tt.want.notFound {
 					if isPermanent(err) {
@@ -142,7 +142,7 @@ func TestStatusClassification(t *testing.T) {
 				if !strings.Contains(err.Error(), tt.want.hint) || !strings.Contains(err.Error(), srv.URL+"/x.narinfo") {
 					t.Errorf("error %q should name the URL and say %q", err, tt.want.hint)
 				}
-				if errors.Is(err, uploader.ErrNotFound) {
+				if errors.Is(err, cache.ErrNotFound) {
 					t.Errorf("error %v is ErrNotFound", err)
 				}
 			})
@@ -182,7 +182,7 @@ func TestAuthRefused(t *testing.T) {
 				c := newCache(t, strings.Replace(srv.URL, "://", "://"+tc.url, 1)+"/", tc.cfg)
 				wantNoSecret(t, "String()", c.String(), tc.secrets...)
 				for _, body := range []io.Reader{strings.NewReader("x"), &patternReader{n: 100}} {
-					err := c.Put(t.Context(), "abc.narinfo", body, uploader.TypeNarInfo)
+					err := c.Put(t.Context(), "abc.narinfo", body, cache.TypeNarInfo)
 					if err == nil || !isPermanent(err) {
 						t.Fatalf("Put = %v, want a permanent error", err)
 					}
@@ -267,10 +267,10 @@ func TestCredentialsSent(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.Close()
-			if err := c.Put(ctx, "k", strings.NewReader("v"), uploader.TypeNarInfo); err != nil {
+			if err := c.Put(ctx, "k", strings.NewReader("v"), cache.TypeNarInfo); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Put(ctx, "k", &patternReader{n: 10}, uploader.TypeNAR); err != nil {
+			if err := c.Put(ctx, "k", &patternReader{n: 10}, cache.TypeNAR); err != nil {
 				t.Fatal(err)
 			}
 			want := []string{"HEAD " + tt.want, "GET " + tt.want, "PUT " + tt.want, "PUT " + tt.want}
@@ -335,9 +335,9 @@ func TestURLs(t *testing.T) {
 	}
 	ctx := t.Context()
 	c.Exists(ctx, "abc.narinfo")
-	c.Put(ctx, "nar/abc.nar.zst", &patternReader{n: 5}, uploader.TypeNAR)
-	c.Put(ctx, "nix-cache-info", strings.NewReader("x"), uploader.TypeCacheInfo)
-	c.Put(ctx, "nar/big.nar", bytes.NewReader(make([]byte, 2<<20)), uploader.TypeNAR)
+	c.Put(ctx, "nar/abc.nar.zst", &patternReader{n: 5}, cache.TypeNAR)
+	c.Put(ctx, "nix-cache-info", strings.NewReader("x"), cache.TypeCacheInfo)
+	c.Put(ctx, "nar/big.nar", bytes.NewReader(make([]byte, 2<<20)), cache.TypeNAR)
 	// Small in-memory bodies have a length; the rest are streamed.
 	want := []string{
 		"HEAD /caches/main/abc.narinfo  0",
@@ -369,7 +369,7 @@ func TestPutRedirectNotFollowed(t *testing.T) {
 	})
 	c := newCache(t, srv.URL+"/old", httpcache.Config{})
 	for _, body := range []io.Reader{strings.NewReader("x"), &patternReader{n: 1000}} {
-		err := c.Put(t.Context(), "x.narinfo", body, uploader.TypeNarInfo)
+		err := c.Put(t.Context(), "x.narinfo", body, cache.TypeNarInfo)
 		if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), srv.URL+"/new/x.narinfo") {
 			t.Errorf("Put redirected: %v; want a permanent error naming the new URL", err)
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/httpcache"
 )
 
@@ -64,7 +64,7 @@ func TestPutStreamsInBoundedMemory(t *testing.T) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	err := c.Put(t.Context(), "nar/big.nar", &patternReader{n: size}, uploader.TypeNAR)
+	err := c.Put(t.Context(), "nar/big.nar", &patternReader{n: size}, cache.TypeNAR)
 	runtime.ReadMemStats(&after)
 	close(stop)
 	<-sampled
@@ -75,8 +75,8 @@ func TestPutStreamsInBoundedMemory(t *testing.T) {
 	if s.readError != nil || s.n != size || s.crc != want.Sum32() {
 		t.Errorf("server got %d bytes (crc match %v, error %v), want %d", s.n, s.crc == want.Sum32(), s.readError, size)
 	}
-	if !s.chunked || s.length != -1 || s.typ != uploader.TypeNAR {
-		t.Errorf("request: chunked %v, Content-Length %d, Content-Type %q; want chunked, unknown length, %s", s.chunked, s.length, s.typ, uploader.TypeNAR)
+	if !s.chunked || s.length != -1 || s.typ != cache.TypeNAR {
+		t.Errorf("request: chunked %v, Content-Length %d, Content-Type %q; want chunked, unknown length, %s", s.chunked, s.length, s.typ, cache.TypeNAR)
 	}
 	alloc := after.TotalAlloc - before.TotalAlloc
 	heapGrowth := int64(peak.Load()) - int64(before.HeapInuse)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"nixpush/retry"
 	"slices"
 	"sync"
 	"time"
@@ -19,10 +20,10 @@ import (
 // waits no longer.
 const maxAbortGrace = 5 * time.Second
 
-// abortAttempts bounds the clean-up of a failed multipart upload. S3 may
+// abortRetry bounds the clean-up of a failed multipart upload. S3 may
 // keep a part that was still arriving when the abort came, so an abort
 // is checked, and repeated if the upload is still there.
-const abortAttempts = 3
+var abortRetry = retry.Policy{Initial: 200 * time.Millisecond, Attempts: 3}
 
 // graceContext is detached from ctx, so that parts in flight finish and
 // a failed upload is cleaned up after ctx is cancelled, but it ends
@@ -50,27 +51,20 @@ func (c *Cache) graceContext(ctx context.Context) (context.Context, context.Canc
 func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause error) error {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	var err error
-	for attempt := range abortAttempts {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
-			case <-actx.Done():
-				return abortFailed(cause, c.reword(err))
-			}
-		}
-		_, err = c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+	err := abortRetry.Do(actx, func() error {
+		_, err := c.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 			Bucket:   aws.String(c.bucket),
 			Key:      aws.String(c.key(key)),
 			UploadId: uploadID,
 		})
 		if err != nil && errorCode(err) != "NoSuchUpload" {
-			continue
+			return err
 		}
-		var gone bool
-		if gone, err = c.uploadGone(actx, key, uploadID); gone {
-			return cause
-		}
+		_, err = c.uploadGone(actx, key, uploadID)
+		return err
+	})
+	if err == nil {
+		return cause
 	}
 	c.leftovers.add(key, uploadID)
 	return abortFailed(cause, c.reword(err))

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/cachetest"
 	"nixpush/uploader/s3cache"
 	"nixpush/uploader/s3cache/s3test"
@@ -18,7 +18,7 @@ func TestConformance(t *testing.T) {
 	cachetest.Secrets = []string{s.SecretKey}
 	t.Cleanup(func() { cachetest.Secrets = nil })
 	n := 0
-	cachetest.Run(t, func(t *testing.T) uploader.Cache {
+	cachetest.Run(t, func(t *testing.T) cache.Cache {
 		n++
 		c, err := s3cache.New(t.Context(), s.URL(fmt.Sprintf("conformance/%d", n)), s3cache.Config{})
 		if err != nil {

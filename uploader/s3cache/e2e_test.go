@@ -18,6 +18,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap/zaptest"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
@@ -54,11 +55,11 @@ func TestPushSubstitute(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	cache, err := s3cache.New(ctx, u, s3cache.Config{})
+	sc, err := s3cache.New(ctx, u, s3cache.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := uploader.EnsureCacheInfo(ctx, cache, 40); err != nil {
+	if err := cache.EnsureCacheInfo(ctx, sc, 40); err != nil {
 		t.Fatal(err)
 	}
 	closure, err := st.Closure(ctx, roots)
@@ -68,11 +69,11 @@ func TestPushSubstitute(t *testing.T) {
 	if len(closure) != 8 { // fib 0..5, and top with its dep
 		t.Fatalf("closure of %q has %d paths, want 8", roots, len(closure))
 	}
-	plan, err := uploader.MakePlan(ctx, cache, closure, uploader.Filter{})
+	plan, err := uploader.MakePlan(ctx, sc, closure, uploader.Filter{})
 	if err != nil || len(plan.Upload) != len(closure) {
 		t.Fatalf("plan: %+v, %v; want all %d paths to upload", plan, err, len(closure))
 	}
-	up := uploader.New(st, cache, uploader.DefaultCompression, []signature.SecretKey{key}, 4, zaptest.NewLogger(t))
+	up := uploader.New(st, sc, uploader.DefaultCompression, []signature.SecretKey{key}, 4, zaptest.NewLogger(t))
 	for p, r := range up.Upload(ctx, plan.Upload) {
 		if r.Err != nil {
 			t.Errorf("upload %s: %v", p, r.Err)
@@ -81,7 +82,7 @@ func TestPushSubstitute(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if plan, err := uploader.MakePlan(ctx, cache, closure, uploader.Filter{}); err != nil || plan.Present != len(closure) {
+	if plan, err := uploader.MakePlan(ctx, sc, closure, uploader.Filter{}); err != nil || plan.Present != len(closure) {
 		t.Errorf("second plan: %+v, %v; want all %d present", plan, err, len(closure))
 	}
 
@@ -94,8 +95,8 @@ func TestPushSubstitute(t *testing.T) {
 	}
 	want := map[string]bool{"nix-cache-info": true}
 	for _, info := range closure {
-		want[uploader.NarInfoKey(info.Path)] = true
-		want[uploader.NARKeyPrefix(info)] = true
+		want[cache.NarInfoKey(info.Path)] = true
+		want[cache.NARKeyPrefix(info)] = true
 	}
 	var got []string
 	for _, o := range list.Contents {
@@ -105,7 +106,7 @@ func TestPushSubstitute(t *testing.T) {
 		} else {
 			got = append(got, k)
 		}
-		r, err := cache.Get(ctx, k)
+		r, err := sc.Get(ctx, k)
 		if err != nil {
 			t.Fatal(err)
 		}

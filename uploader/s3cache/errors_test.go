@@ -10,7 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache/s3test"
 )
 
@@ -53,9 +53,9 @@ func TestBadCredentials(t *testing.T) {
 			}
 			_, err = c.Get(t.Context(), "x.narinfo")
 			check("Get", err)
-			err = c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo)
+			err = c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo)
 			check("Put", err)
-			err = c.Put(t.Context(), "nar/x.nar", bytes.NewReader(make([]byte, 6<<20)), uploader.TypeNAR)
+			err = c.Put(t.Context(), "nar/x.nar", bytes.NewReader(make([]byte, 6<<20)), cache.TypeNAR)
 			check("Put (multipart)", err)
 		})
 	}
@@ -93,12 +93,12 @@ func TestMissingBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo)
+	err = c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo)
 	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Put into a missing bucket = %v; want a permanent error", err)
 	}
 	_, err = c.Get(t.Context(), "x.narinfo")
-	if err == nil || !isPermanent(err) || errors.Is(err, uploader.ErrNotFound) {
+	if err == nil || !isPermanent(err) || errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("Get from a missing bucket = %v; want a permanent error, not ErrNotFound", err)
 	}
 }
@@ -125,10 +125,10 @@ func TestErrorsNameTheScheme(t *testing.T) {
 			t.Errorf("%s = %v; want it to say %q", what, err, want)
 		}
 	}
-	check("Put refused", c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo),
+	check("Put refused", c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo),
 		"S3 PutObject: 403 Forbidden from http://"+s.Endpoint)
 	var perm *backoff.PermanentError
-	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo); !errors.As(err, &perm) || errorCode(err) != "SignatureDoesNotMatch" {
+	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo); !errors.As(err, &perm) || errorCode(err) != "SignatureDoesNotMatch" {
 		t.Errorf("Put refused = %v; want a permanent error with the SDK's code inside", err)
 	}
 	s.Stop()

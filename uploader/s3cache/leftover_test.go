@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache"
 	"nixpush/uploader/s3cache/s3test"
 )
@@ -93,7 +93,7 @@ func TestAbortWithPartsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("NAR stream broke on purpose")
-	err = c.Put(t.Context(), "nar/broken.nar", &errAfter{n: 4*5<<20 + 1<<20, err: boom}, uploader.TypeNAR)
+	err = c.Put(t.Context(), "nar/broken.nar", &errAfter{n: 4*5<<20 + 1<<20, err: boom}, cache.TypeNAR)
 	if !errors.Is(err, boom) {
 		t.Errorf("Put with a failing body = %v; want its error", err)
 	}
@@ -101,7 +101,7 @@ func TestAbortWithPartsInFlight(t *testing.T) {
 	// it when the abort comes: a few rounds make that likely.
 	for range 4 {
 		ctx, cancel := context.WithCancel(t.Context())
-		err = c.Put(ctx, "nar/cancelled.nar", &stopAfter{n: 8 * 5 << 20, stop: cancel}, uploader.TypeNAR)
+		err = c.Put(ctx, "nar/cancelled.nar", &stopAfter{n: 8 * 5 << 20, stop: cancel}, cache.TypeNAR)
 		cancel()
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("cancelled Put = %v; want context.Canceled", err)

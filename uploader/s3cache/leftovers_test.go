@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache/s3test"
 )
 
@@ -47,7 +47,7 @@ func TestLeftoverUploadAbortedLater(t *testing.T) {
 	if n := inProgress(); n != 1 {
 		t.Fatalf("%d uploads in progress, want the leftover", n)
 	}
-	if err := c.Put(ctx, "small", strings.NewReader("x"), uploader.TypeNarInfo); err != nil {
+	if err := c.Put(ctx, "small", strings.NewReader("x"), cache.TypeNarInfo); err != nil {
 		t.Fatal(err)
 	}
 	if n := inProgress(); n != 0 {

@@ -3,20 +3,19 @@ package s3cache
 import (
 	"context"
 	"fmt"
+	"nixpush/cache"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/cenkalti/backoff/v4"
-
-	"nixpush/uploader"
 )
 
 // List pages through ListObjectsV2 under the cache's key prefix, 1000
 // keys a page, calling fn for each object of a page before asking for
 // the next.
-func (c *Cache) List(ctx context.Context, prefix string, fn func(uploader.Object) error) error {
+func (c *Cache) List(ctx context.Context, prefix string, fn func(cache.Object) error) error {
 	strip := ""
 	if c.prefix != "" {
 		strip = c.prefix + "/"
@@ -35,7 +34,7 @@ func (c *Cache) List(ctx context.Context, prefix string, fn func(uploader.Object
 			if !ok {
 				return fmt.Errorf("list %s: the server returned key %q outside the prefix", c, aws.ToString(o.Key))
 			}
-			err := fn(uploader.Object{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			err := fn(cache.Object{Key: key, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
 			if err != nil {
 				return err
 			}

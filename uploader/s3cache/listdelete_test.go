@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache/s3test"
 )
 
@@ -27,7 +27,7 @@ func TestListDeleteManyPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Put(ctx, "nar/kept.nar", strings.NewReader("nar/kept.nar"), uploader.TypeNAR); err != nil {
+	if err := other.Put(ctx, "nar/kept.nar", strings.NewReader("nar/kept.nar"), cache.TypeNAR); err != nil {
 		t.Fatal(err)
 	}
 	const n = deleteBatch + 7
@@ -37,7 +37,7 @@ func TestListDeleteManyPages(t *testing.T) {
 	for i := range keys {
 		keys[i] = fmt.Sprintf("nar/%04d.nar", i)
 		g.Go(func() error {
-			return c.Put(ctx, keys[i], strings.NewReader(keys[i]), uploader.TypeNAR)
+			return c.Put(ctx, keys[i], strings.NewReader(keys[i]), cache.TypeNAR)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -47,7 +47,7 @@ func TestListDeleteManyPages(t *testing.T) {
 	count := func(c *Cache, prefix string) int {
 		t.Helper()
 		seen := map[string]bool{}
-		err := c.List(ctx, prefix, func(o uploader.Object) error {
+		err := c.List(ctx, prefix, func(o cache.Object) error {
 			if seen[o.Key] || o.Size != int64(len(o.Key)) {
 				return fmt.Errorf("object %+v listed twice or with the wrong size", o)
 			}
@@ -86,7 +86,7 @@ func TestListDeleteRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing.bucket = "no-such-bucket"
-	errList := missing.List(ctx, "", func(uploader.Object) error { return nil })
+	errList := missing.List(ctx, "", func(cache.Object) error { return nil })
 	errDelete := missing.Delete(ctx, []string{"x.narinfo"})
 	for _, err := range []error{errList, errDelete} {
 		if !isPermanent(err) || !strings.Contains(fmt.Sprint(err), "does not exist") {
@@ -100,7 +100,7 @@ func TestListDeleteRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errList = c.List(ctx, "", func(uploader.Object) error { return nil })
+	errList = c.List(ctx, "", func(cache.Object) error { return nil })
 	errDelete = c.Delete(ctx, []string{"x.narinfo"})
 	for _, err := range []error{errList, errDelete} {
 		switch {

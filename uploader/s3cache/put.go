@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"nixpush/cache"
 	"slices"
 	"sync"
 
@@ -13,8 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
-
-	"nixpush/uploader"
 )
 
 // headSize is how much of a body Put reads before it needs a part-sized
@@ -24,7 +23,7 @@ const headSize = 256 << 10
 // Put streams r to the object. A body shorter than PartSize goes up in one
 // PutObject; a longer one as a multipart upload with up to Concurrency
 // parts in flight, so memory stays within PartSize × Concurrency whatever
-// the size. A body that offers a size hint (uploader.SizeHinter) may go
+// the size. A body that offers a size hint (cache.SizeHinter) may go
 // up in larger parts, fewer at a time: see partPlan. S3 shows an object only once its PUT or its multipart upload
 // completes, so readers see all of it or none; a failed multipart upload
 // is aborted, leaving neither object nor parts behind.
@@ -40,7 +39,7 @@ func (c *Cache) Put(ctx context.Context, key string, r io.Reader, contentType st
 		return c.putObject(ctx, key, (*head)[:n], contentType)
 	}
 	var hint int64
-	if h, ok := r.(uploader.SizeHinter); ok {
+	if h, ok := r.(cache.SizeHinter); ok {
 		hint = h.SizeHint()
 	}
 	size, inFlight := partPlan(hint, c.cfg.PartSize, c.cfg.Concurrency)

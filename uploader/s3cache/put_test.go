@@ -21,7 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cenkalti/backoff/v4"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache"
 	"nixpush/uploader/s3cache/s3test"
 )
@@ -90,10 +90,10 @@ func TestLayout(t *testing.T) {
 			key, contentType string
 			body             []byte
 		}{
-			{"nix-cache-info", uploader.TypeCacheInfo, []byte("StoreDir: /nix/store\n")},
-			{"abc.narinfo", uploader.TypeNarInfo, []byte("StorePath: x\n")},
-			{"nar/abc.nar.zst", uploader.TypeNAR, big},
-			{"nar/empty.nar", uploader.TypeNAR, nil},
+			{"nix-cache-info", cache.TypeCacheInfo, []byte("StoreDir: /nix/store\n")},
+			{"abc.narinfo", cache.TypeNarInfo, []byte("StorePath: x\n")},
+			{"nar/abc.nar.zst", cache.TypeNAR, big},
+			{"nar/empty.nar", cache.TypeNAR, nil},
 		}
 		for _, o := range objects {
 			if err := c.Put(t.Context(), o.key, bytes.NewReader(o.body), o.contentType); err != nil {
@@ -177,7 +177,7 @@ func TestMultipartMemory(t *testing.T) {
 	})
 
 	want := sha256.New()
-	err := c.Put(t.Context(), "nar/big.nar", io.TeeReader(&randReader{rand.New(rand.NewSource(7)), size}, want), uploader.TypeNAR)
+	err := c.Put(t.Context(), "nar/big.nar", io.TeeReader(&randReader{rand.New(rand.NewSource(7)), size}, want), cache.TypeNAR)
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -227,7 +227,7 @@ func TestFailingReaderAbortsMultipart(t *testing.T) {
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2})
 	boom := errors.New("NAR stream broke on purpose")
 	for _, n := range []int64{5 << 20, 12 << 20, 23<<20 + 1} {
-		err := c.Put(t.Context(), "nar/broken.nar", &errAfter{n: n, err: boom}, uploader.TypeNAR)
+		err := c.Put(t.Context(), "nar/broken.nar", &errAfter{n: n, err: boom}, cache.TypeNAR)
 		if !errors.Is(err, boom) || !strings.Contains(err.Error(), "nar/broken.nar") {
 			t.Errorf("Put failing after %d bytes = %v; want the reader's error, naming the key", n, err)
 		}
@@ -242,7 +242,7 @@ func TestFailingReaderAbortsMultipart(t *testing.T) {
 	// The caller gives up mid-upload: the abort still runs.
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	err := c.Put(ctx, "nar/cancelled.nar", &stopAfter{n: 30 << 20, stop: cancel}, uploader.TypeNAR)
+	err := c.Put(ctx, "nar/cancelled.nar", &stopAfter{n: 30 << 20, stop: cancel}, cache.TypeNAR)
 	if !errors.Is(err, context.Canceled) || isPermanent(err) {
 		t.Errorf("Put cancelled midway = %v; want a transient context.Canceled", err)
 	}
@@ -282,7 +282,7 @@ func (r *stopAfter) Read(p []byte) (int, error) {
 func TestServerStopped(t *testing.T) {
 	s := s3test.NewServer(t)
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2})
-	err := c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 30 << 20, stop: s.Stop}, uploader.TypeNAR)
+	err := c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 30 << 20, stop: s.Stop}, cache.TypeNAR)
 	if err == nil || isPermanent(err) {
 		t.Fatalf("Put while the server stops = %v; want a transient error", err)
 	}
@@ -290,10 +290,10 @@ func TestServerStopped(t *testing.T) {
 	if _, err := c.Exists(t.Context(), "x.narinfo"); err == nil || isPermanent(err) {
 		t.Errorf("Exists with the server down = %v; want a transient error", err)
 	}
-	if _, err := c.Get(t.Context(), "x.narinfo"); err == nil || isPermanent(err) || errors.Is(err, uploader.ErrNotFound) {
+	if _, err := c.Get(t.Context(), "x.narinfo"); err == nil || isPermanent(err) || errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("Get with the server down = %v; want a transient error", err)
 	}
-	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo); err == nil || isPermanent(err) {
+	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo); err == nil || isPermanent(err) {
 		t.Errorf("Put with the server down = %v; want a transient error", err)
 	}
 	if _, err := s3cache.New(t.Context(), s.URL(""), s3cache.Config{}); err == nil || isPermanent(err) {
@@ -319,12 +319,12 @@ func TestHugeBodyLargerParts(t *testing.T) {
 	const size = 20 << 20 // 4 parts of 5 MiB; 3 of 8 MiB with the margin
 	body := func() io.Reader { return &randReader{rand.New(rand.NewSource(3)), size} }
 
-	err := c.Put(t.Context(), "nar/nohint.nar", body(), uploader.TypeNAR)
+	err := c.Put(t.Context(), "nar/nohint.nar", body(), cache.TypeNAR)
 	if !isPermanent(err) || !strings.Contains(err.Error(), "larger than 3 parts") {
 		t.Errorf("Put of 4 parts without a hint = %v; want a permanent error about the parts limit", err)
 	}
 
-	if err := c.Put(t.Context(), "nar/huge.nar", hinted{body(), size}, uploader.TypeNAR); err != nil {
+	if err := c.Put(t.Context(), "nar/huge.nar", hinted{body(), size}, cache.TypeNAR); err != nil {
 		t.Fatalf("Put with a size hint: %v", err)
 	}
 	head, err := s.Client().HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String("nar/huge.nar"), PartNumber: aws.Int32(1)})

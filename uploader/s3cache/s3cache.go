@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"nixpush/cache"
 	"strings"
 	"sync"
 	"time"
@@ -24,11 +25,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/cenkalti/backoff/v4"
-
-	"nixpush/uploader"
 )
 
-var _ uploader.Cache = (*Cache)(nil)
+var _ cache.Cache = (*Cache)(nil)
 
 // Part sizes: S3 refuses parts (other than the last) under 5 MiB. The
 // defaults buffer 32 MiB per NAR in flight (8 MiB × 4), which keeps a
@@ -291,7 +290,7 @@ func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return out.Body, nil
 	}
 	if missingObject(err) {
-		return nil, fmt.Errorf("%s: %w", key, uploader.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", key, cache.ErrNotFound)
 	}
 	return nil, c.classify("read "+key, err)
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/uploader"
+	"nixpush/cache"
 	"nixpush/uploader/s3cache"
 	"nixpush/uploader/s3cache/s3test"
 )
@@ -49,7 +49,7 @@ func TestFrozenServer(t *testing.T) {
 	const timeout = time.Second
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2, Timeout: timeout})
 	const bigSize = 24 << 20 // more than loopback's socket buffers hold
-	if err := c.Put(t.Context(), "nar/big.nar", bytes.NewReader(make([]byte, bigSize)), uploader.TypeNAR); err != nil {
+	if err := c.Put(t.Context(), "nar/big.nar", bytes.NewReader(make([]byte, bigSize)), cache.TypeNAR); err != nil {
 		t.Fatal(err)
 	}
 	body, err := c.Get(t.Context(), "nar/big.nar")
@@ -64,7 +64,7 @@ func TestFrozenServer(t *testing.T) {
 	// Frozen in the middle of a multipart upload: parts in flight, then
 	// the abort, each stall at most once for timeout.
 	err = within(t, "Put frozen midway", 4*timeout, func() error {
-		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() { s.Freeze(t) }}, uploader.TypeNAR)
+		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() { s.Freeze(t) }}, cache.TypeNAR)
 	})
 	wantStalled(t, "Put frozen midway", err)
 	t.Log(err)
@@ -87,11 +87,11 @@ func TestFrozenServer(t *testing.T) {
 			return err
 		},
 		"Put": func() error {
-			return c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), uploader.TypeNarInfo)
+			return c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo)
 		},
 		// CreateMultipartUpload stalls: there is nothing to abort.
 		"Put (multipart)": func() error {
-			return c.Put(t.Context(), "nar/y.nar", bytes.NewReader(make([]byte, 6<<20)), uploader.TypeNAR)
+			return c.Put(t.Context(), "nar/y.nar", bytes.NewReader(make([]byte, 6<<20)), cache.TypeNAR)
 		},
 	} {
 		t.Run(what, func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestShutdownBoundsAbort(t *testing.T) {
 		cancel()
 	}
 	err := within(t, "Put", time.Minute, func() error {
-		return c.Put(ctx, "nar/x.nar", &stopAfter{n: 40 << 20, stop: shutdown}, uploader.TypeNAR)
+		return c.Put(ctx, "nar/x.nar", &stopAfter{n: 40 << 20, stop: shutdown}, cache.TypeNAR)
 	})
 	if took, limit := time.Since(cancelled), timeout+time.Second; took > limit {
 		t.Errorf("Put returned %v after its context was cancelled, want at most %v", took.Round(time.Millisecond), limit)

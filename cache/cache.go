@@ -1,4 +1,10 @@
-package uploader
+// Package cache is the binary cache as Nix sees it, for every command that
+// reads or writes one: the Cache interface and its error contract, the
+// keys and content types of its objects, narinfo and realisation formats,
+// nix-cache-info, and the one retrying wrapper (WithRetry). The backends
+// live beneath it, one package per URL scheme; the writer (uploader) and
+// the readers (verify, gc, doctor) import it, never each other.
+package cache
 
 import (
 	"context"
@@ -9,7 +15,7 @@ import (
 
 // Cache is one binary cache: a flat namespace of objects named as Nix
 // names them ("nix-cache-info", "<hash>.narinfo", "nar/<...>.nar.zst").
-// Implementations live in one package per URL scheme beneath uploader/.
+// Implementations live in one package per URL scheme beneath cache/.
 //
 // Error contract, for every method: a missing object is ErrNotFound (Exists
 // reports it as false); an error that can never succeed by retrying (auth

@@ -1,14 +1,13 @@
-package cachecheck
+package cache
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"path"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo"
@@ -16,7 +15,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/nixhash"
 
 	"nixpush/nixstore"
-	"nixpush/uploader"
+	"nixpush/retry"
 )
 
 // MaxNarInfoSize bounds what is read of one narinfo: real ones are a few
@@ -76,7 +75,7 @@ func ParseNarInfo(key string, text []byte) (*narinfo.NarInfo, error) {
 		return fail(err)
 	}
 	switch {
-	case uploader.NarInfoKey(ni.StorePath) != key:
+	case NarInfoKey(ni.StorePath) != key:
 		return fail(fmt.Errorf("StorePath %s does not belong under this key", ni.StorePath))
 	case ni.URL == "":
 		return fail(errors.New("no URL"))
@@ -133,9 +132,9 @@ func truncate(s string) string {
 }
 
 // ReadNarInfo gets and parses one narinfo, retrying transient errors for
-// up to a minute. A missing narinfo is uploader.ErrNotFound; one that does
+// up to a minute. A missing narinfo is ErrNotFound; one that does
 // not parse is a *ParseError.
-func ReadNarInfo(ctx context.Context, cache uploader.Cache, key string) (*narinfo.NarInfo, error) {
+func ReadNarInfo(ctx context.Context, cache Cache, key string) (*narinfo.NarInfo, error) {
 	text, err := ReadSmall(ctx, cache, key, MaxNarInfoSize)
 	if err != nil {
 		return nil, err
@@ -144,12 +143,12 @@ func ReadNarInfo(ctx context.Context, cache uploader.Cache, key string) (*narinf
 }
 
 // ReadSmall reads a small object whole (a narinfo, a pin, a realisation),
-// retrying transient errors. Missing is uploader.ErrNotFound.
-func ReadSmall(ctx context.Context, cache uploader.Cache, key string, limit int64) ([]byte, error) {
+// retrying transient errors. Missing is ErrNotFound.
+func ReadSmall(ctx context.Context, cache Cache, key string, limit int64) ([]byte, error) {
 	var text []byte
-	err := Retry(ctx, func() error {
+	err := retry.Reads.Do(ctx, func() error {
 		r, err := cache.Get(ctx, key)
-		if errors.Is(err, uploader.ErrNotFound) {
+		if errors.Is(err, ErrNotFound) {
 			return backoff.Permanent(err)
 		}
 		if err != nil {
@@ -168,25 +167,23 @@ func ReadSmall(ctx context.Context, cache uploader.Cache, key string, limit int6
 	return text, err
 }
 
-// Retry runs op until it succeeds, fails permanently, ctx ends or a
-// minute has passed: verify and gc read thousands of objects, and one
-// network hiccup should not abort the run. The error returned is op's,
-// unwrapped from backoff.Permanent.
-func Retry(ctx context.Context, op func() error) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 200 * time.Millisecond
-	b.MaxElapsedTime = time.Minute
-	err := backoff.Retry(op, backoff.WithContext(b, ctx))
-	var perm *backoff.PermanentError
-	if errors.As(err, &perm) {
-		return perm.Err
+// TrustedSigner returns the name of a key in keys whose signature of ni
+// verifies, or "" when none does, and the names of all of ni's signatures.
+// The fingerprint is the one Nix checks: references sorted, in case the
+// narinfo lists them in another order.
+func TrustedSigner(ni *narinfo.NarInfo, keys []signature.PublicKey) (signer string, names []string) {
+	sorted := *ni
+	sorted.References = slices.Sorted(slices.Values(ni.References))
+	fingerprint := sorted.Fingerprint()
+	for _, sig := range ni.Signatures {
+		names = append(names, sig.Name)
 	}
-	return err
+	for _, sig := range ni.Signatures {
+		for _, k := range keys {
+			if k.Verify(fingerprint, sig) { // Verify checks the names match
+				return k.Name, names
+			}
+		}
+	}
+	return "", names
 }
-
-// NarInfoKeyOfRef is the narinfo key of a reference as a narinfo lists it
-// (a base name) or as a full store path.
-func NarInfoKeyOfRef(ref string) string { return uploader.NarInfoKey(path.Base(ref)) }
-
-// StorePathOfRef makes a narinfo reference (a base name) a full path.
-func StorePathOfRef(ref string) string { return nixstore.StoreDir + "/" + path.Base(ref) }

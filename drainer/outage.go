@@ -1,55 +1,16 @@
 package drainer
 
 import (
-	"errors"
 	"sync"
 	"time"
+
+	"nixpush/retry"
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
 
 	"nixpush/metrics"
 )
-
-// RetryPolicy spaces the attempts of one path: capped exponential growth
-// with jitter, so a fleet recovering from an outage does not retry in step.
-type RetryPolicy struct {
-	Initial time.Duration // delay after the first failure
-	Max     time.Duration // cap on the interval; jitter spreads each delay ±50 % around it
-}
-
-// DefaultRetry retries after ~2 s, then ~4 s, ... up to ~10 min.
-var DefaultRetry = RetryPolicy{Initial: 2 * time.Second, Max: 10 * time.Minute}
-
-// Delay is the wait before attempt number attempt+1, given attempt
-// failures so far. The queue stores only the attempt count, so the
-// exponential schedule is replayed from it.
-func (p RetryPolicy) Delay(attempt int) time.Duration {
-	b := p.newBackOff()
-	d := b.NextBackOff()
-	for i := 1; i < attempt && d < p.Max; i++ {
-		d = b.NextBackOff()
-	}
-	return d
-}
-
-func (p RetryPolicy) newBackOff() *backoff.ExponentialBackOff {
-	if p.Initial <= 0 {
-		p = DefaultRetry
-	}
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(p.Initial),
-		backoff.WithMaxInterval(p.Max),
-		backoff.WithMaxElapsedTime(0),
-	)
-}
-
-// isPermanent reports errors classified where they arose as never
-// succeeding on retry (backoff.Permanent).
-func isPermanent(err error) bool {
-	var p *backoff.PermanentError
-	return errors.As(err, &p)
-}
 
 // outage pauses the whole drainer while the cache keeps failing, so that
 // an unreachable cache costs one attempt per backoff interval rather than
@@ -82,7 +43,7 @@ func (o *outage) failed(now time.Time, err error) time.Time {
 	}
 	if o.since.IsZero() {
 		o.since = now
-		o.policy = DefaultRetry.newBackOff()
+		o.policy = retry.Paths.BackOff()
 		o.metrics.CacheFailing(now)
 	}
 	o.until = now.Add(o.policy.NextBackOff())

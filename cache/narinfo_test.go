@@ -1,11 +1,10 @@
-package cachecheck_test
+package cache_test
 
 import (
 	"errors"
+	"nixpush/cache"
 	"strings"
 	"testing"
-
-	"nixpush/cachecheck"
 )
 
 const goodNarInfo = `StorePath: /nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60
@@ -23,7 +22,7 @@ Sig: cache.nixos.org-1:sn5s/RrqEI+YG6/PjwdbPjcAC7rcta7sJU4mFOawGvJBLsWkyLtBrT2Eu
 const key = "00bgd045z0d4icpbc2yyz4gx48ak44la.narinfo"
 
 func TestParseNarInfo(t *testing.T) {
-	ni, err := cachecheck.ParseNarInfo(key, []byte(goodNarInfo))
+	ni, err := cache.ParseNarInfo(key, []byte(goodNarInfo))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,14 +50,14 @@ func TestParseNarInfo(t *testing.T) {
 			if tc.key != "" {
 				k = tc.key
 			}
-			_, err := cachecheck.ParseNarInfo(k, []byte(tc.text))
+			_, err := cache.ParseNarInfo(k, []byte(tc.text))
 			if tc.want == "" {
 				if err != nil {
 					t.Errorf("error %v", err)
 				}
 				return
 			}
-			var perr *cachecheck.ParseError
+			var perr *cache.ParseError
 			if !errors.As(err, &perr) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want a ParseError mentioning %q", err, tc.want)
 			}

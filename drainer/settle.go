@@ -9,11 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"nixpush/queue"
+	"nixpush/retry"
 )
-
-// settleRetry is the schedule of outcome writes that fail (a full disk):
-// soon at first, then every few seconds.
-var settleRetry = RetryPolicy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 
 // settle records a batch's outcomes, retrying until they land: a row left
 // uploading by a live process that no longer works on it would never be
@@ -45,7 +42,7 @@ func (d *Drainer) settle(ctx context.Context, outcomes []queue.Outcome, now time
 		select {
 		case <-ctx.Done():
 			return d.giveBack(fmt.Errorf("record outcomes: %w", err))
-		case <-time.After(settleRetry.Delay(attempt)):
+		case <-time.After(retry.LocalWrites.Delay(attempt)):
 		}
 	}
 }

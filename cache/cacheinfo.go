@@ -1,4 +1,4 @@
-package uploader
+package cache
 
 import (
 	"bufio"
