@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/cache/s3cache/s3test"
 	"nixpush/internal/freeport"
-	"nixpush/uploader/httpcache/nginxtest"
-	"nixpush/uploader/s3cache/s3test"
 )
 
 // cacheServer is a server the remote suite pushes to, started on

@@ -4,9 +4,9 @@ import (
 	"path"
 	"strings"
 
-	"nixpush/nixstore"
-
 	"github.com/nix-community/go-nix/pkg/nixbase32"
+
+	"nixpush/nixstore"
 )
 
 // NarInfoKey is the cache key of a store path's narinfo: the 32-character

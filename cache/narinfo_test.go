@@ -2,9 +2,10 @@ package cache_test
 
 import (
 	"errors"
-	"nixpush/cache"
 	"strings"
 	"testing"
+
+	"nixpush/cache"
 )
 
 const goodNarInfo = `StorePath: /nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-net-tools-1.60

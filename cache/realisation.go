@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"nixpush/nixstore"
 	"path"
 	"slices"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+
+	"nixpush/nixstore"
 )
 
 // realisationJSON is a .doi document. Nix 2.8 writes it with nlohmann::json,

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"nixpush/cache"
-	"nixpush/cacheurl"
+	"nixpush/cache/location"
 	"nixpush/nixconf"
 	"nixpush/nixstore"
 )
@@ -26,7 +26,7 @@ type Options struct {
 	URL string
 	// Open configures the backend Run opens for URL; a zero Timeout
 	// means DefaultHTTPTimeout.
-	Open cacheurl.Options
+	Open location.Options
 	// Key is the cache's public key (NAME:BASE64 or a file); empty skips
 	// the trusted-key check with a warning.
 	Key string
@@ -182,7 +182,7 @@ func (d *doctor) checkCache(ctx context.Context) bool {
 // open opens the cache through the one URL type, except that a missing
 // file:// directory is reported, not created as filecache.New would.
 func (d *doctor) open(ctx context.Context) (cache.Cache, error) {
-	u, err := cacheurl.Parse(d.opts.URL)
+	u, err := location.Parse(d.opts.URL)
 	if err != nil {
 		return nil, err
 	}

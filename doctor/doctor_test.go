@@ -12,10 +12,10 @@ import (
 
 	"nixpush/cache"
 	"nixpush/internal/nixtest"
-	"nixpush/nixconf"
+	"nixpush/use"
 )
 
-// machine is a client configured by nixconf.Use, and caches to ask about.
+// machine is a client configured by use.Run, and caches to ask about.
 type machine struct {
 	env      []string
 	dep, top string
@@ -70,7 +70,7 @@ func newMachine(t *testing.T) *machine {
 	}
 	m.env = append(m.env, "NIX_CONF_DIR="+confDir)
 	for _, u := range []string{m.good, m.otherKey, m.noDep, m.shortNAR} {
-		if _, err := nixconf.Use(t.Context(), nixconf.Options{URL: u, Key: pub, Env: m.env}); err != nil {
+		if _, err := use.Run(t.Context(), use.Options{URL: u, Key: pub, Env: m.env}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -162,7 +162,7 @@ func untrusted(t *testing.T, m *machine, user bool) []string {
 		t.Fatal(err)
 	}
 	env := append(slices.Clone(m.env), "NIX_CONF_DIR="+confDir, "XDG_CONFIG_HOME="+xdg)
-	if _, err := nixconf.Use(t.Context(), nixconf.Options{URL: m.good, Key: m.pub, User: user, Env: env}); err != nil {
+	if _, err := use.Run(t.Context(), use.Options{URL: m.good, Key: m.pub, User: user, Env: env}); err != nil {
 		t.Fatal(err)
 	}
 	return env

@@ -4,12 +4,11 @@ import (
 	"sync"
 	"time"
 
-	"nixpush/retry"
-
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
 
 	"nixpush/metrics"
+	"nixpush/retry"
 )
 
 // outage pauses the whole drainer while the cache keeps failing, so that

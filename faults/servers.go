@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/cache/s3cache/s3test"
 	"nixpush/internal/freeport"
-	"nixpush/uploader/httpcache/nginxtest"
-	"nixpush/uploader/s3cache/s3test"
 )
 
 // server is a cache server the suite runs on 127.0.0.1 and can stop,

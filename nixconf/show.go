@@ -1,3 +1,7 @@
+// Package nixconf reads a machine's Nix configuration as Nix itself sees
+// it (nix show-config, for the user and for the daemon) and the public
+// keys a user gives: what `nixpush use` writes against and what `nixpush
+// doctor` checks.
 package nixconf
 
 import (
@@ -83,9 +87,13 @@ func DaemonEnv(env []string) []string {
 // HasSubstituter reports whether url is among subs, ignoring a trailing
 // slash and Nix store settings in the query (?priority=...).
 func HasSubstituter(subs []string, url string) bool {
-	want := normalizeURL(url)
-	return slices.ContainsFunc(subs, func(s string) bool { return normalizeURL(s) == want })
+	return slices.ContainsFunc(subs, func(s string) bool { return SameSubstituter(s, url) })
 }
+
+// SameSubstituter reports whether two substituter URLs name the same
+// cache, as far as nix.conf is concerned: settings and a trailing slash
+// aside.
+func SameSubstituter(a, b string) bool { return normalizeURL(a) == normalizeURL(b) }
 
 func normalizeURL(u string) string {
 	u, _, _ = strings.Cut(u, "?")

@@ -12,10 +12,10 @@ import (
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
 	"nixpush/cache"
+	"nixpush/cache/filecache"
 	"nixpush/internal/nixtest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
-	"nixpush/uploader/filecache"
 )
 
 // openStore opens the nixstore view of a private test store.

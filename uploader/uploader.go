@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"nixpush/cache"
+	"nixpush/memo"
 	"nixpush/nixstore"
 )
 
@@ -35,7 +36,7 @@ type Uploader struct {
 	// Memo remembers which paths the cache holds, so a plan asks the
 	// cache only about the others (see Plan). New sets one that lives as
 	// long as the Uploader; the commands give a persistent one.
-	Memo Memo
+	Memo memo.Memo
 	// Recheck ignores what Memo knew before this Uploader was made: every
 	// path is asked for once (what it finds is remembered again).
 	Recheck bool
@@ -75,7 +76,7 @@ type flight struct {
 func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signature.SecretKey, jobs int, log *zap.Logger) *Uploader {
 	return &Uploader{
 		Store: store, Cache: c, Compression: comp, Keys: keys, Log: log.Named("uploader"),
-		Memo:     NewMemoryMemo(DefaultMemoTTL),
+		Memo:     memo.NewMemory(memo.DefaultTTL),
 		limits:   newLimits(jobs),
 		created:  time.Now(),
 		inflight: map[string]*flight{},

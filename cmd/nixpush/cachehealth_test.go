@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/cache/s3cache/s3test"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader/httpcache/nginxtest"
-	"nixpush/uploader/s3cache/s3test"
 )
 
 // TestVerifyRepairGC runs verify, verify --repair and gc against each

@@ -14,8 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"nixpush/uploader"
-	"nixpush/uploader/memo"
+	"nixpush/memo"
 )
 
 // openMemo opens the cache's memo of present paths, beside its queue;
@@ -47,7 +46,7 @@ func forgetCollected(ctx context.Context, stateDir, identity string, paths []str
 	if _, err := os.Stat(file); err != nil || len(paths) == 0 {
 		return nil // no memo: nothing to forget
 	}
-	m, err := memo.Open(file, uploader.DefaultMemoTTL)
+	m, err := memo.Open(file, memo.DefaultTTL)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"nixpush/cacheurl"
+	"nixpush/cache/location"
 )
 
 // newConfigCommand is `nixpush config check [--for COMMAND]`: it validates
@@ -67,11 +67,11 @@ func redactValue(f *pflag.Flag) string {
 	if sv, ok := f.Value.(pflag.SliceValue); ok {
 		vals := sv.GetSlice()
 		for i, v := range vals {
-			vals[i] = cacheurl.Redact(v)
+			vals[i] = location.Redact(v)
 		}
 		return fmt.Sprintf("%q", vals)
 	}
-	v := cacheurl.Redact(f.Value.String())
+	v := location.Redact(f.Value.String())
 	if f.Value.Type() == "string" {
 		return strconv.Quote(v)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nix-community/go-nix/pkg/storepath"
 	"github.com/spf13/cobra"
 
-	"nixpush/cacheurl"
+	"nixpush/cache/location"
 	"nixpush/nixstore"
 )
 
@@ -41,7 +41,7 @@ func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
 	if len(c.to) == 0 {
 		return usageError("--to is required: it selects the cache's queue")
 	}
-	var urls []*cacheurl.URL
+	var urls []*location.URL
 	for _, to := range c.to {
 		u, err := cacheURLFlag(to)
 		if err != nil {

@@ -11,10 +11,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"nixpush/cache"
-	"nixpush/cacheurl"
+	"nixpush/cache/httpcache"
+	"nixpush/cache/location"
+	"nixpush/cache/s3cache"
+	"nixpush/memo"
 	"nixpush/uploader"
-	"nixpush/uploader/httpcache"
-	"nixpush/uploader/s3cache"
 )
 
 // pipelineFlags are the flags of every command that pushes (push,
@@ -55,7 +56,7 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.IntVar(&p.priority, "priority", 40, "Priority written to a new cache's nix-cache-info")
 	fs.BoolVar(&p.narListing, "nar-listing", false, "write <hash>.ls file listings, as Nix's write-nar-listing=1 (also in the URL)")
 	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
-	fs.DurationVar(&p.memoTTL, "memo-ttl", uploader.DefaultMemoTTL, "trust for this long that a path seen in the cache (or written there) is still there, and ask the cache only about the others (0: ask about every path every time)")
+	fs.DurationVar(&p.memoTTL, "memo-ttl", memo.DefaultTTL, "trust for this long that a path seen in the cache (or written there) is still there, and ask the cache only about the others (0: ask about every path every time)")
 	fs.BoolVar(&p.recheck, "recheck", false, "ask the cache about every path of the closure, ignoring what earlier runs saw there")
 	p.network.add(fs)
 	p.drain.add(fs, defaultAttempts)
@@ -98,8 +99,8 @@ func (n *networkFlags) add(fs *pflag.FlagSet) {
 	fs.IntVar(&n.partConcurrency, "part-concurrency", s3cache.DefaultConcurrency, "s3:// parts of one NAR in flight; each upload buffers up to part size × this")
 }
 
-func (n *networkFlags) options() cacheurl.Options {
-	return cacheurl.Options{
+func (n *networkFlags) options() location.Options {
+	return location.Options{
 		TokenFile: n.tokenFile, Token: os.Getenv("NIXPUSH_TOKEN"), NetrcFile: n.netrcFile,
 		CACert: n.caCert, Timeout: n.timeout,
 		PartSize: n.partSizeMiB << 20, Concurrency: n.partConcurrency,
@@ -109,7 +110,7 @@ func (n *networkFlags) options() cacheurl.Options {
 // openCache opens the cache u names with these settings. closeCache
 // releases what the backend holds; it does nothing for one that holds
 // nothing.
-func (n *networkFlags) openCache(ctx context.Context, u *cacheurl.URL) (cc cache.Cache, closeCache func() error, err error) {
+func (n *networkFlags) openCache(ctx context.Context, u *location.URL) (cc cache.Cache, closeCache func() error, err error) {
 	if cc, err = u.Open(ctx, n.options()); err != nil {
 		return nil, nil, err
 	}
@@ -137,11 +138,11 @@ func addStateDirFlag(fs *pflag.FlagSet, dir *string) {
 }
 
 // cacheURLFlag parses a --to value; an empty one is a usage error.
-func cacheURLFlag(to string) (*cacheurl.URL, error) {
+func cacheURLFlag(to string) (*location.URL, error) {
 	if to == "" {
 		return nil, usageError("--to is required (e.g. --to file:///srv/cache)")
 	}
-	u, err := cacheurl.Parse(to)
+	u, err := location.Parse(to)
 	if err != nil {
 		return nil, usageError("%w", err)
 	}

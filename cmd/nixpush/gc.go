@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"nixpush/cachegc"
+	"nixpush/cache/gc"
 )
 
 // gcCommand is `nixpush gc --to URL`: it keeps the closures of what the
@@ -46,22 +46,22 @@ func (g *gcFlags) add(fs *pflag.FlagSet) {
 }
 
 // options resolves the kept paths (./result links too) through the store.
-func (g *gcFlags) options(storeRoot string, del bool) (cachegc.Options, error) {
+func (g *gcFlags) options(storeRoot string, del bool) (gc.Options, error) {
 	keep := g.keep
 	if g.keepFrom != "" {
 		listed, err := readPathsFile(g.keepFrom)
 		if err != nil {
-			return cachegc.Options{}, err
+			return gc.Options{}, err
 		}
 		keep = append(keep, listed...)
 	}
 	if len(keep) > 0 {
 		var err error
 		if keep, err = resolvePaths(storeRoot, keep); err != nil {
-			return cachegc.Options{}, err
+			return gc.Options{}, err
 		}
 	}
-	return cachegc.Options{KeepDays: g.keepDays, Keep: keep, MaxSize: g.maxSize, Grace: g.grace, Delete: del}, nil
+	return gc.Options{KeepDays: g.keepDays, Keep: keep, MaxSize: g.maxSize, Grace: g.grace, Delete: del}, nil
 }
 
 func newGCCommand() *cobra.Command {
@@ -98,7 +98,7 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer closeCache()
-	res, err := cachegc.Collect(ctx, cache, opts)
+	res, err := gc.Collect(ctx, cache, opts)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
-func printGC(w io.Writer, r cachegc.Result) {
+func printGC(w io.Writer, r gc.Result) {
 	verb := "would delete"
 	if r.Deleted {
 		verb = "deleted"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader/httpcache/nginxtest"
 )
 
 // TestPushHTTPSubstitutes pushes build outputs (one with a runtime

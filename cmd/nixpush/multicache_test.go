@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader/httpcache/nginxtest"
 )
 
 // TestDaemonSeveralCaches: one daemon pushes to a file:// cache and an

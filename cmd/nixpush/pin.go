@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpush/cache"
-	"nixpush/cachegc"
+	"nixpush/cache/gc"
 )
 
 // pinFlags locate the cache pins live in (under nixpush/pins/ in the
@@ -50,7 +50,7 @@ func newPinCommand() *cobra.Command {
 	cmd.RunE = withSignals(func(cmd *cobra.Command, args []string) error {
 		if list {
 			return f.withCache(cmd, func(c cache.Cache) error {
-				pins, err := cachegc.Pins(cmd.Context(), c)
+				pins, err := gc.Pins(cmd.Context(), c)
 				if err != nil {
 					return err
 				}
@@ -73,7 +73,7 @@ func newPinCommand() *cobra.Command {
 			return err
 		}
 		return f.withCache(cmd, func(c cache.Cache) error {
-			return cachegc.Pin(cmd.Context(), c, args[0], paths[0])
+			return gc.Pin(cmd.Context(), c, args[0], paths[0])
 		})
 	})
 	return cmd
@@ -91,7 +91,7 @@ func newUnpinCommand() *cobra.Command {
 			return usageError("unpin takes NAME")
 		}
 		return f.withCache(cmd, func(c cache.Cache) error {
-			return cachegc.Unpin(cmd.Context(), c, args[0])
+			return gc.Unpin(cmd.Context(), c, args[0])
 		})
 	})
 	return cmd

@@ -6,18 +6,17 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"go.uber.org/zap"
 
 	"nixpush/cache"
-	"nixpush/cacheurl"
+	"nixpush/cache/location"
 	"nixpush/drainer"
+	"nixpush/memo"
 	"nixpush/nixstore"
 	"nixpush/queue"
 	"nixpush/retry"
 	"nixpush/uploader"
-	"nixpush/uploader/memo"
 	"nixpush/watcher"
 )
 
@@ -26,7 +25,7 @@ import (
 // watch-store and watch-exec differ only in what they run on it.
 type pipeline struct {
 	log      *zap.Logger
-	url      *cacheurl.URL
+	url      *location.URL
 	store    *nixstore.Store
 	cache    cache.Cache
 	memo     *memo.File // what the cache is known to hold; nil: none
@@ -57,7 +56,7 @@ type openOptions struct {
 // cacheSettings are the checked settings of one cache: its URL, and the
 // compression and keys its URL or the flags give.
 type cacheSettings struct {
-	url    *cacheurl.URL
+	url    *location.URL
 	comp   uploader.Compression
 	keys   []signature.SecretKey
 	filter uploader.Filter
@@ -195,7 +194,7 @@ func (f *pipelineFlags) open(ctx context.Context, log *zap.Logger, s *cacheSetti
 	p.closers = append(p.closers, closeCache)
 	priority := f.priority
 	if s := u.Setting("priority"); s != "" {
-		priority = atoiOr(s, priority) // checked by cacheurl.Parse
+		priority = atoiOr(s, priority) // checked by location.Parse
 	}
 	p.memo = f.openMemo(log, u.Identity())
 	if p.memo != nil {

@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
-	"nixpush/uploader/httpcache/nginxtest"
 )
 
 // TestPushMemoNeverHidesAMissingPath pushes a closure {dep, top}, deletes

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"nixpush/nixconf"
+	"nixpush/use"
 )
 
 // useCommand is `nixpush use URL --key KEY`: the consumer's end of the
@@ -50,15 +51,15 @@ func (c *useCommand) run(cmd *cobra.Command, args []string) error {
 		if err != nil {
 			return usageError("%w", err)
 		}
-		fmt.Fprint(cmd.OutOrStdout(), nixconf.NixOSSnippet(u.Identity(), pub.String()))
+		fmt.Fprint(cmd.OutOrStdout(), use.NixOSSnippet(u.Identity(), pub.String()))
 		return nil
 	}
-	opts := nixconf.Options{URL: args[0], Key: c.key, User: c.user}
+	opts := use.Options{URL: args[0], Key: c.key, User: c.user}
 	if c.netrc {
 		// The password never comes from a flag: it would show in ps.
-		opts.Netrc = &nixconf.Netrc{Password: os.Getenv("NIXPUSH_NETRC_PASSWORD")}
+		opts.Netrc = &use.Netrc{Password: os.Getenv("NIXPUSH_NETRC_PASSWORD")}
 	}
-	ch, err := nixconf.Use(cmd.Context(), opts)
+	ch, err := use.Run(cmd.Context(), opts)
 	if err != nil {
 		return err
 	}

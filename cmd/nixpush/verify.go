@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"nixpush/cachecheck"
+	"nixpush/cache/verify"
 	"nixpush/nixstore"
 )
 
@@ -51,7 +51,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := cachecheck.Options{Full: c.full}
+	opts := verify.Options{Full: c.full}
 	if len(args) > 0 {
 		if opts.Paths, err = resolvePaths(c.flags.store, args); err != nil {
 			return err
@@ -67,7 +67,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	defer closeCache()
 	stop := startCountProgress(stderr, "verifying")
 	opts.Progress = stop.update
-	report, err := cachecheck.Verify(ctx, cache, opts)
+	report, err := verify.Run(ctx, cache, opts)
 	stop.done()
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 		if err := c.runRepair(cmd, &report); err != nil {
 			return err
 		}
-		report, err = cachecheck.Verify(ctx, cache, opts)
+		report, err = verify.Run(ctx, cache, opts)
 		if err != nil {
 			return err
 		}
@@ -98,7 +98,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 
 // runRepair deletes the broken narinfos, then pushes the closures of what
 // the local store has; what it lacks is listed, not guessed.
-func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report) error {
+func (c *verifyCommand) runRepair(cmd *cobra.Command, report *verify.Report) error {
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	log, err := c.flags.log.logger(stderr)
 	if err != nil {
@@ -116,7 +116,7 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 		_, err := p.store.QueryPathInfo(ctx, path)
 		return err == nil
 	}
-	push, unrepairable, err := cachecheck.PrepareRepair(ctx, p.cache, report, canPush)
+	push, unrepairable, err := verify.PrepareRepair(ctx, p.cache, report, canPush)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *cachecheck.Report)
 }
 
 // printReport prints problems one per line, then the counts.
-func printReport(w io.Writer, r cachecheck.Report) {
+func printReport(w io.Writer, r verify.Report) {
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "%s %s: %s\n", p.Kind, firstNonEmpty(p.Path, p.Key), p.Detail)
 	}

@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"nixpush/cachegc"
+	"nixpush/cache/gc"
 	"nixpush/metrics"
 	"nixpush/nixstore"
 	"nixpush/queue"
@@ -194,7 +194,7 @@ func (c *watchStoreCommand) collectEvery(ctx context.Context, p *pipeline, m *me
 			return nil
 		case <-tick.C:
 		}
-		res, err := cachegc.Collect(ctx, p.cache, opts)
+		res, err := gc.Collect(ctx, p.cache, opts)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Error("scheduled gc failed", zap.Error(err))

@@ -1,0 +1,193 @@
+// Package filecache is the file:// cache backend: a binary cache in a local
+// directory, laid out exactly as Nix's own file:// store lays it out, so
+// the directory can be used as a substituter directly or served by any
+// static HTTP server.
+package filecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/sys/unix"
+
+	"nixpush/cache"
+)
+
+var _ cache.Cache = (*Cache)(nil)
+
+// Cache is a binary cache in a directory.
+type Cache struct {
+	dir string
+}
+
+// tmpPrefix marks files being written; Nix never reads them, and a crash
+// can leave them behind without harm.
+const tmpPrefix = ".nixpush-tmp-"
+
+// New returns the cache rooted at dir, creating the directory if needed.
+// A path that exists but is not a directory is a permanent error.
+func New(dir string) (*Cache, error) {
+	if dir == "" {
+		return nil, backoff.Permanent(errors.New("file:// cache needs a directory path"))
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, backoff.Permanent(fmt.Errorf("open file cache: %w", err))
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, classify(fmt.Errorf("create cache directory: %w", err))
+	}
+	return &Cache{dir: abs}, nil
+}
+
+func (c *Cache) String() string { return "file://" + c.dir }
+
+// Exists stats the object's file.
+func (c *Cache) Exists(_ context.Context, key string) (bool, error) {
+	_, err := os.Stat(c.file(key))
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return false, classify(fmt.Errorf("stat %s: %w", key, err))
+}
+
+// Get opens the object's file.
+func (c *Cache) Get(_ context.Context, key string) (io.ReadCloser, error) {
+	f, err := os.Open(c.file(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", key, cache.ErrNotFound)
+	}
+	if err != nil {
+		return nil, classify(fmt.Errorf("read %s: %w", key, err))
+	}
+	return f, nil
+}
+
+// Put writes r to an unnamed file in the object's directory (O_TMPFILE)
+// and links it into place once complete, so the object appears whole or
+// not at all, and a crash leaves no partial file behind at all. Where
+// O_TMPFILE is unsupported, or the object already exists (link cannot
+// replace), it falls back to a named temp file renamed over the object.
+// Like Nix's file:// store it does not fsync: ordering (NAR before its
+// narinfo) is what keeps the cache consistent across a crash of nixpush.
+func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error {
+	dst := c.file(key)
+	f, named, err := createTemp(filepath.Dir(dst))
+	if err != nil {
+		return classify(fmt.Errorf("write %s: %w", key, err))
+	}
+	_, err = io.Copy(f, r)
+	if err == nil && (named || umask&0o044 != 0) {
+		err = f.Chmod(0o644) // caches are served to others: world-readable
+	}
+	if err == nil {
+		err = publish(f, named, dst)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if named {
+		os.Remove(f.Name()) // gone already when renamed into place
+	}
+	if err != nil {
+		return classify(fmt.Errorf("write %s: %w", key, err))
+	}
+	return nil
+}
+
+// umask is the process's file mode mask: an unnamed file is created 0644
+// minus the mask, so with the usual 022 it needs no chmod.
+var umask = func() int {
+	m := unix.Umask(0)
+	unix.Umask(m)
+	return m
+}()
+
+// createTemp opens an unnamed file in dir, or a named one (named=true)
+// where the filesystem has no O_TMPFILE. It creates dir when missing.
+// Unnamed files matter here: creating and renaming a named file costs
+// twice the directory updates, and on a slow disk those dominate the cost
+// of a small path.
+func createTemp(dir string) (f *os.File, named bool, err error) {
+	for range 2 {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			return os.NewFile(uintptr(fd), dir), false, nil
+		}
+		if errors.Is(err, unix.ENOENT) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+			return nil, false, &fs.PathError{Op: "create", Path: dir, Err: err}
+		}
+		break
+	}
+	f, err = os.CreateTemp(dir, tmpPrefix+"*")
+	return f, true, err
+}
+
+// publish gives the finished file its name.
+func publish(f *os.File, named bool, dst string) error {
+	if named {
+		return os.Rename(f.Name(), dst)
+	}
+	// Linking through /proc needs no privilege, unlike AT_EMPTY_PATH.
+	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if !errors.Is(err, unix.EEXIST) {
+		if err != nil {
+			return &fs.PathError{Op: "link", Path: dst, Err: err}
+		}
+		return nil
+	}
+	// Replacing an object: link under a temp name, then rename over it.
+	tmp := filepath.Join(filepath.Dir(dst), tmpPrefix+strconv.FormatInt(rand.Int64(), 36))
+	if err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &fs.PathError{Op: "link", Path: tmp, Err: err}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func (c *Cache) file(key string) string { return filepath.Join(c.dir, filepath.FromSlash(key)) }
+
+// classify marks errors that retrying cannot fix as permanent: a cache
+// path that is not a directory. A full disk, a read-only remount or wrong
+// permissions are transient: an operator can fix them while the queue
+// waits, and the daemon then drains without a restart.
+func classify(err error) error {
+	var perr *backoff.PermanentError
+	if errors.As(err, &perr) {
+		return err
+	}
+	for _, e := range []error{syscall.ENOTDIR, syscall.EISDIR} {
+		if errors.Is(err, e) {
+			return backoff.Permanent(err)
+		}
+	}
+	// os.Rename reports a directory in the object's place as EEXIST, not
+	// EISDIR: the same dead end.
+	var lerr *os.LinkError
+	if errors.As(err, &lerr) && lerr.Op == "rename" && errors.Is(lerr.Err, syscall.EEXIST) {
+		return backoff.Permanent(err)
+	}
+	return err
+}

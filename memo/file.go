@@ -1,0 +1,280 @@
+package memo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the database/sql driver
+)
+
+var _ Memo = (*File)(nil)
+
+// FileSuffix ends a memo file's name; it must not end in the queue's
+// suffix (".queue.db"), which marks the files status reads as queues.
+const FileSuffix = ".present.db"
+
+// chunk bounds the parameters of one statement (SQLite's limit is 32,766).
+const chunk = 500
+
+const schema = `CREATE TABLE IF NOT EXISTS present (
+	hash TEXT PRIMARY KEY, -- the store path's hash part, as in its narinfo's name
+	seen INTEGER NOT NULL  -- unix milliseconds when it was last written or found
+) WITHOUT ROWID`
+
+// The persistent Memo holds, for one cache, the store
+// paths known to be in it, kept in a small SQLite file beside the cache's
+// queue in the state dir, so that a re-run asks the cache only about the
+// paths it does not know.
+//
+// A file of its own rather than a table in the queue, because the two
+// hold different kinds of data. The queue is state that must not be lost:
+// it is versioned, migrated, checked at open, and a damaged queue stops
+// pushing. The memo is a cache of the cache: losing it at any moment costs
+// only existence checks, so a memo that cannot be opened is started afresh
+// and one that fails is ignored. Its rows (every path of every closure
+// checked, hundreds of thousands on a busy builder) would also grow the
+// queue file, and its writes would queue behind the queue's single writer
+// lock with every claim and settle of every process sharing the cache.
+
+// File is a Memo in an SQLite file. Remember buffers in memory until
+// Flush; Present sees the buffer at once.
+type File struct {
+	db  *sql.DB
+	ttl time.Duration
+
+	mu      sync.Mutex
+	pending map[string]int64 // hash → seen, not yet written
+}
+
+// Open opens (creating) the memo file at file, whose entries expire after
+// ttl, and drops the expired ones. A file that is not a memo (damaged,
+// or an older layout) is replaced by an empty one.
+func Open(file string, ttl time.Duration) (*File, error) {
+	m, err := open(file, ttl)
+	if err != nil && !errors.Is(err, errBusy) {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(file + suffix)
+		}
+		m, err = open(file, ttl)
+	}
+	return m, err
+}
+
+var errBusy = errors.New("memo file is locked")
+
+func open(file string, ttl time.Duration) (*File, error) {
+	// The state dir, as the queue makes it: the memo may be opened first.
+	if err := os.MkdirAll(path.Dir(file), 0o700); err != nil {
+		return nil, fmt.Errorf("open cache memo: %w", err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open cache memo: %w", err)
+	}
+	// One connection: writes are serialised anyway, and it keeps the
+	// per-connection pragmas in force.
+	db.SetMaxOpenConns(1)
+	m := &File{db: db, ttl: ttl, pending: map[string]int64{}}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		if strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "busy") {
+			return nil, fmt.Errorf("open cache memo: %w: %v", errBusy, err)
+		}
+		return nil, fmt.Errorf("open cache memo: %w", err)
+	}
+	if _, err := db.Exec(`DELETE FROM present WHERE seen <= ?`, m.expiry(time.Time{})); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prune cache memo: %w", err)
+	}
+	return m, nil
+}
+
+// expiry is the unix millisecond at or before which entries are not trusted.
+func (m *File) expiry(since time.Time) int64 {
+	e := time.Now().Add(-m.ttl).UnixMilli()
+	if !since.IsZero() {
+		e = max(e, since.UnixMilli()-1)
+	}
+	return e
+}
+
+// hashPart is the key of a store path: its 32-character hash.
+func hashPart(storePath string) string {
+	h, _, _ := strings.Cut(path.Base(storePath), "-")
+	return h
+}
+
+// Present returns which of paths were remembered at or after since (to
+// the millisecond) and within the TTL.
+func (m *File) Present(ctx context.Context, paths []string, since time.Time) (map[string]bool, error) {
+	byHash := make(map[string]string, len(paths))
+	hashes := make([]string, 0, len(paths))
+	for _, p := range paths {
+		h := hashPart(p)
+		byHash[h] = p
+		hashes = append(hashes, h)
+	}
+	known, err := m.known(ctx, hashes, m.expiry(since))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(known))
+	for _, h := range known {
+		out[byHash[h]] = true
+	}
+	return out, nil
+}
+
+// known returns the keys seen after the unix millisecond after.
+func (m *File) known(ctx context.Context, keys []string, after int64) ([]string, error) {
+	var out []string
+	var ask []any
+	m.mu.Lock()
+	for _, h := range keys {
+		if seen, ok := m.pending[h]; ok && seen > after {
+			out = append(out, h)
+		} else {
+			ask = append(ask, h)
+		}
+	}
+	m.mu.Unlock()
+	for len(ask) > 0 {
+		n := min(len(ask), chunk)
+		args := append([]any{after}, ask[:n]...)
+		ask = ask[n:]
+		rows, err := m.db.QueryContext(ctx, `SELECT hash FROM present WHERE seen > ? AND hash IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read cache memo: %w", err)
+		}
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read cache memo: %w", err)
+			}
+			out = append(out, h)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read cache memo: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// cacheInfoKey is the row of the cache's nix-cache-info: no store path's
+// hash part (32 nixbase32 characters) can equal it.
+const cacheInfoKey = "nix-cache-info"
+
+// CacheInfoKnown reports whether the cache's nix-cache-info was found
+// right (or written) within the TTL; an error counts as no.
+func (m *File) CacheInfoKnown(ctx context.Context) bool {
+	known, err := m.known(ctx, []string{cacheInfoKey}, m.expiry(time.Time{}))
+	return err == nil && len(known) == 1
+}
+
+// RememberCacheInfo records the cache's nix-cache-info as right now, in
+// memory until Flush.
+func (m *File) RememberCacheInfo() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending[cacheInfoKey] = time.Now().UnixMilli()
+}
+
+// Remember records paths as present now, in memory until Flush.
+func (m *File) Remember(paths []string) {
+	now := time.Now().UnixMilli()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range paths {
+		m.pending[hashPart(p)] = now
+	}
+}
+
+// Flush writes what Remember buffered, in one transaction.
+func (m *File) Flush(ctx context.Context) error {
+	m.mu.Lock()
+	batch := m.pending
+	m.pending = map[string]int64{}
+	m.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := m.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO present (hash, seen) VALUES (?, ?)
+			ON CONFLICT (hash) DO UPDATE SET seen = max(seen, excluded.seen)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for h, seen := range batch {
+			if _, err := stmt.ExecContext(ctx, h, seen); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Put them back, unless forgotten meanwhile: the next Flush tries again.
+		m.mu.Lock()
+		for h, seen := range batch {
+			if _, ok := m.pending[h]; !ok {
+				m.pending[h] = seen
+			}
+		}
+		m.mu.Unlock()
+		return fmt.Errorf("write cache memo: %w", err)
+	}
+	return nil
+}
+
+// Forget drops paths from the buffer and the file.
+func (m *File) Forget(ctx context.Context, paths []string) error {
+	hashes := make([]any, 0, len(paths))
+	m.mu.Lock()
+	for _, p := range paths {
+		h := hashPart(p)
+		delete(m.pending, h)
+		hashes = append(hashes, h)
+	}
+	m.mu.Unlock()
+	err := m.write(ctx, func(tx *sql.Tx) error {
+		for len(hashes) > 0 {
+			n := min(len(hashes), chunk)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM present WHERE hash IN (?`+strings.Repeat(",?", n-1)+`)`, hashes[:n]...); err != nil {
+				return err
+			}
+			hashes = hashes[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget in cache memo: %w", err)
+	}
+	return nil
+}
+
+func (m *File) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := m.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close writes what is buffered and closes the file.
+func (m *File) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(m.Flush(ctx), m.db.Close())
+}

@@ -1,0 +1,120 @@
+package memo_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"nixpush/memo"
+)
+
+const (
+	a = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
+	b = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b"
+	c = "/nix/store/cccccccccccccccccccccccccccccccc-c"
+)
+
+func open(t *testing.T, file string, ttl time.Duration) *memo.File {
+	t.Helper()
+	m, err := memo.Open(file, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func present(t *testing.T, m *memo.File, since time.Time) map[string]bool {
+	t.Helper()
+	got, err := m.Present(t.Context(), []string{a, b, c}, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestRememberFlushForgetAcrossOpens(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "x"+memo.FileSuffix)
+	m := open(t, file, time.Hour)
+	m.Remember([]string{a, b})
+	if got := present(t, m, time.Time{}); !got[a] || !got[b] || got[c] {
+		t.Fatalf("buffered: Present = %v, want a and b", got)
+	}
+	if err := m.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forget(t.Context(), []string{b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	m = open(t, file, time.Hour)
+	if got := present(t, m, time.Time{}); !got[a] || got[b] || got[c] {
+		t.Errorf("reopened: Present = %v, want only a", got)
+	}
+	// Recheck: only what was seen after since counts.
+	since := time.Now()
+	m.Remember([]string{c})
+	if got := present(t, m, since); got[a] || !got[c] {
+		t.Errorf("since now: Present = %v, want only c", got)
+	}
+}
+
+func TestExpiredEntriesAreNotTrusted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "x"+memo.FileSuffix)
+	m := open(t, file, time.Hour)
+	m.Remember([]string{a})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The same file read with a TTL shorter than the entry's age.
+	m = open(t, file, time.Nanosecond)
+	if got := present(t, m, time.Time{}); got[a] {
+		t.Errorf("Present = %v after the TTL", got)
+	}
+}
+
+func TestDamagedFileStartsAfresh(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "x"+memo.FileSuffix)
+	if err := os.WriteFile(file, []byte("not a database, but long enough to look like a header of one......"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := open(t, file, time.Hour)
+	if got := present(t, m, time.Time{}); len(got) != 0 {
+		t.Errorf("Present = %v on a fresh memo", got)
+	}
+	m.Remember([]string{a})
+	if err := m.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheInfoKnownAcrossOpensUntilTheTTL(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state", "x"+memo.FileSuffix) // the state dir is made
+	m := open(t, file, time.Hour)
+	if m.CacheInfoKnown(t.Context()) {
+		t.Fatal("a new memo knows the nix-cache-info")
+	}
+	m.RememberCacheInfo()
+	if !m.CacheInfoKnown(t.Context()) {
+		t.Fatal("buffered: nix-cache-info not known")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m = open(t, file, time.Hour); !m.CacheInfoKnown(t.Context()) {
+		t.Error("reopened: nix-cache-info not known")
+	}
+	if got := present(t, m, time.Time{}); len(got) != 0 {
+		t.Errorf("Present = %v: the nix-cache-info row is no path", got)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m = open(t, file, time.Nanosecond); m.CacheInfoKnown(t.Context()) {
+		t.Error("nix-cache-info known after the TTL")
+	}
+}

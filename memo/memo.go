@@ -1,0 +1,103 @@
+// Package memo remembers, on this machine, which store paths a cache is
+// known to hold, so a push asks the cache only about the others: over a
+// slow link that is what makes a re-run cheap. Memo is the interface the
+// uploader trusts (documented on uploader.Uploader.Plan); Memory lives as
+// long as a process, File persists beside a cache's queue.
+package memo
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Memo remembers which store paths a cache is known to hold: written
+// there by us, or found there by an existence check. A plan asks the
+// cache only about the paths the memo does not know, which over a slow
+// link is what makes a re-run of an all-present push cheap.
+//
+// A memo may never cause a missing path, so what it knows is bounded:
+// entries expire after a TTL (the cache may be pruned behind our back),
+// the Uploader ignores entries older than itself when Recheck is set,
+// and forgets a path at once when its upload fails or its narinfo turns
+// out missing. What the memo does and does not trust is documented on
+// Uploader.Plan.
+//
+// Errors: a memo that cannot be read or written costs only existence
+// checks, so the Uploader logs its errors and goes on without it. Forget
+// is the exception: a failed Forget makes the Uploader stop trusting the
+// memo for the rest of its life.
+type Memo interface {
+	// Present returns which of paths are known present, as remembered
+	// after since (and within the memo's TTL).
+	Present(ctx context.Context, paths []string, since time.Time) (map[string]bool, error)
+	// Remember records paths as present now. It may buffer them until
+	// Flush, but Present sees them at once.
+	Remember(paths []string)
+	// Forget drops paths, at once and durably.
+	Forget(ctx context.Context, paths []string) error
+	// Flush writes what Remember buffered.
+	Flush(ctx context.Context) error
+}
+
+// DefaultTTL is how long a path found in a cache is trusted to stay
+// there: a day, the scale on which caches are pruned (nixpush gc's grace
+// period is longer), and short enough that a path deleted behind our back
+// is pushed again by the next day's runs.
+const DefaultTTL = 24 * time.Hour
+
+// memoryLimit bounds a Memory; past it, it starts afresh, which only
+// costs checks.
+const memoryLimit = 200_000
+
+// Memory is a Memo held in memory, for the life of a process.
+type Memory struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+var _ Memo = (*Memory)(nil)
+
+// NewMemory returns an empty memo whose entries expire after ttl.
+func NewMemory(ttl time.Duration) *Memory {
+	return &Memory{ttl: ttl, seen: map[string]time.Time{}}
+}
+
+func (m *Memory) Present(_ context.Context, paths []string, since time.Time) (map[string]bool, error) {
+	if t := time.Now().Add(-m.ttl); t.After(since) {
+		since = t
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]bool{}
+	for _, p := range paths {
+		if t, ok := m.seen[p]; ok && t.After(since) {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+func (m *Memory) Remember(paths []string) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.seen)+len(paths) > memoryLimit {
+		m.seen = map[string]time.Time{}
+	}
+	for _, p := range paths {
+		m.seen[p] = now
+	}
+}
+
+func (m *Memory) Forget(_ context.Context, paths []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range paths {
+		delete(m.seen, p)
+	}
+	return nil
+}
+
+func (m *Memory) Flush(context.Context) error { return nil }
