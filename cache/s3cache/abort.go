@@ -67,7 +67,12 @@ func (c *Cache) abort(ctx context.Context, key string, uploadID *string, cause e
 	if err == nil {
 		return cause
 	}
-	c.leftovers.add(key, uploadID)
+	if actx.Err() == nil {
+		// The server answered but the upload stayed (or it refused):
+		// try again before the next Put and at Close. One that made no
+		// progress for Timeout is not retried by every later Put.
+		c.leftovers.add(key, uploadID)
+	}
 	return abortFailed(cause, c.reword(err))
 }
 
