@@ -45,11 +45,8 @@ type Drainer struct {
 	Queue       *queue.Queue
 	Uploader    Pusher
 	MaxAttempts int // transient failures before a path is failed
-	// Only, when set, lists the paths this drainer may take (push,
-	// watch-exec: their own items); it may grow while Run runs.
-	Only  func() []string
-	Log   *zap.Logger
-	Retry retry.Policy
+	Log         *zap.Logger
+	Retry       retry.Policy
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration
@@ -89,10 +86,26 @@ func (d *Drainer) init() {
 	})
 }
 
-// Run drains until ctx ends or, with untilEmpty, until no item it may
-// claim is pending or uploading. Batches in flight when ctx ends get
-// ShutdownTimeout to finish; what they do not finish returns to pending.
-func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
+// Scope says which items a run may claim and when it ends.
+type Scope struct {
+	// Paths, when set, lists the paths the run may take (push,
+	// watch-exec: their own items); it may grow while Run runs. Unset,
+	// every item of the queue is the run's.
+	Paths func() []string
+	// UntilEmpty ends the run once no item it may claim is pending or
+	// uploading; otherwise it runs until ctx ends (the daemon).
+	UntilEmpty bool
+}
+
+// Everything is the daemon's scope: every item, until stopped.
+var Everything = Scope{}
+
+// Run drains the items of scope until ctx ends or, with
+// scope.UntilEmpty, until none is left. Batches in flight when ctx ends
+// get ShutdownTimeout to finish; what they do not finish returns to
+// pending.
+func (d *Drainer) Run(ctx context.Context, scope Scope) error {
+	untilEmpty := scope.UntilEmpty
 	d.init()
 	// Uploads run on their own context so a shutdown lets them finish.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -122,8 +135,8 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 			continue
 		}
 		var items []queue.Item
-		// An empty Only list means none of ours yet, not everything.
-		if only := d.only(); d.Only == nil || len(only) > 0 {
+		// An empty list of paths means none of ours yet, not everything.
+		if only := scope.paths(); scope.Paths == nil || len(only) > 0 {
 			var err error
 			if items, err = d.Queue.Claim(ctx, batchSize, time.Now(), only); err != nil {
 				if err := d.queueTrouble(ctx, err, untilEmpty); err != nil {
@@ -143,7 +156,7 @@ func (d *Drainer) Run(ctx context.Context, untilEmpty bool) error {
 		next, ok, err := time.Time{}, false, error(nil)
 		if untilEmpty && running == 0 {
 			var empty bool
-			if empty, err = d.empty(ctx); err == nil && empty {
+			if empty, err = d.empty(ctx, scope); err == nil && empty {
 				return nil
 			}
 		}
@@ -196,18 +209,18 @@ func (d *Drainer) sleep(ctx context.Context, done <-chan error, until time.Time)
 	return false, nil
 }
 
-// only is the claim filter: nil for every item.
-func (d *Drainer) only() []string {
-	if d.Only == nil {
+// paths is the claim filter: nil for every item.
+func (s Scope) paths() []string {
+	if s.Paths == nil {
 		return nil
 	}
-	return d.Only()
+	return s.Paths()
 }
 
-// empty reports whether nothing this drainer may take is left to do.
-func (d *Drainer) empty(ctx context.Context) (bool, error) {
-	only := d.only()
-	if d.Only == nil {
+// empty reports whether nothing of scope is left to do.
+func (d *Drainer) empty(ctx context.Context, scope Scope) (bool, error) {
+	only := scope.paths()
+	if scope.Paths == nil {
 		st, err := d.Queue.Status(ctx, time.Now())
 		if err != nil {
 			return false, err

@@ -46,7 +46,7 @@ func runUntilEmpty(t *testing.T, d *Drainer) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := d.Run(ctx, true)
+	err := d.Run(ctx, Scope{Paths: func() []string { return []string{testPath} }, UntilEmpty: true})
 	if ctx.Err() != nil {
 		t.Fatal("the drain did not end: a row was stranded")
 	}
@@ -59,7 +59,7 @@ func runUntilEmpty(t *testing.T, d *Drainer) error {
 func TestOutcomeWrittenOnceDiskFrees(t *testing.T) {
 	q, dir := queueOnTmpfs(t)
 	var filler string
-	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: 20 * time.Second, Only: func() []string { return []string{testPath} },
+	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: 20 * time.Second,
 		Uploader: pushFunc(func() {
 			filler = fulldisk.Fill(t, dir)
 			time.AfterFunc(500*time.Millisecond, func() { os.Remove(filler) })
@@ -77,7 +77,7 @@ func TestOutcomeWrittenOnceDiskFrees(t *testing.T) {
 // after its shutdown timeout with the error, instead of waiting forever.
 func TestOutcomeNeverWrittenEndsTheRun(t *testing.T) {
 	q, dir := queueOnTmpfs(t)
-	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: time.Second, Only: func() []string { return []string{testPath} },
+	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: time.Second,
 		Uploader: pushFunc(func() { fulldisk.Fill(t, dir) })}
 	err := runUntilEmpty(t, d)
 	if err == nil {

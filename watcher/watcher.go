@@ -14,7 +14,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
-	"nixpush/metrics"
 	"nixpush/nixstore"
 )
 
@@ -49,7 +48,9 @@ type Watcher struct {
 	Log  *zap.Logger
 	// Enqueued, when set, is told after each batch lands in the Sink.
 	Enqueued func(paths []string)
-	Metrics  *metrics.Metrics // may be nil
+	// Detected, when set, is told how long after its registration each
+	// new path was found (the detection latency metric).
+	Detected func(time.Duration)
 	// Ready, when set, is called once the watches are in place and the
 	// first scan is done: from then on no registration is missed.
 	Ready func()
@@ -151,7 +152,9 @@ func (w *Watcher) Scan(ctx context.Context) error {
 		w.Mark = mark
 		now := time.Now()
 		for _, r := range kept {
-			w.Metrics.Detected(now.Sub(r.Registered))
+			if w.Detected != nil {
+				w.Detected(now.Sub(r.Registered))
+			}
 		}
 		if len(paths) > 0 {
 			w.Log.Debug("enqueued new paths", zap.Int("count", len(paths)), zap.Int64("mark", w.Mark))

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"nixpush/cache"
-	"nixpush/cache/verify"
-	"nixpush/internal/pushtest"
 	"nixpush/cache/gc"
+	"nixpush/cache/verify"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/pushtest"
 )
 
 // sharing builds two closures sharing a dependency: a → {only-a, shared},

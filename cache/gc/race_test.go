@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"nixpush/cache"
-	"nixpush/internal/pushtest"
 	"nixpush/cache/gc"
+	"nixpush/internal/pushtest"
 )
 
 // hookCache runs a hook after each Delete: the moment a pusher racing gc

@@ -11,8 +11,8 @@ import (
 	"nixpush/cache"
 	"nixpush/cache/filecache"
 	"nixpush/cache/verify"
-	"nixpush/internal/pushtest"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/pushtest"
 )
 
 func runVerify(t *testing.T, c cache.Cache, opts verify.Options) verify.Report {

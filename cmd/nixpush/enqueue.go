@@ -11,6 +11,7 @@ import (
 
 	"nixpush/cache/location"
 	"nixpush/nixstore"
+	"nixpush/pipeline"
 )
 
 // enqueueCommand records store paths in a cache's queue and returns:
@@ -75,7 +76,7 @@ func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
 }
 
 func enqueueIn(ctx context.Context, stateDir, identity string, paths []string) error {
-	q, err := openQueue(ctx, stateDir, identity, false)
+	q, err := pipeline.OpenQueue(ctx, stateDir, identity, false)
 	if err != nil {
 		return err
 	}

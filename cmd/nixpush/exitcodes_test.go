@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"nixpush/internal/nixtest"
+	"nixpush/pipeline"
 )
 
 // TestPermanentStartErrorsExit78: errors a restart cannot fix exit 78,
@@ -28,7 +29,7 @@ func TestPermanentStartErrorsExit78(t *testing.T) {
 	if err := os.MkdirAll(damagedState, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(queueFile(damagedState, "file://"+filepath.Join(dir, "cache")), []byte("garbage, not SQLite at all, definitely damaged"), 0o600); err != nil {
+	if err := os.WriteFile(pipeline.QueueFile(damagedState, "file://"+filepath.Join(dir, "cache")), []byte("garbage, not SQLite at all, definitely damaged"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

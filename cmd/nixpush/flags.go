@@ -3,18 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"time"
 
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"nixpush/cache"
 	"nixpush/cache/httpcache"
 	"nixpush/cache/location"
 	"nixpush/cache/s3cache"
 	"nixpush/memo"
+	"nixpush/pipeline"
 	"nixpush/uploader"
 )
 
@@ -79,6 +82,81 @@ func (p *pipelineFlags) filter() (uploader.Filter, error) {
 	return f, nil
 }
 
+// config checks every flag of every --to cache, writing nothing, and
+// turns them into the pipeline's Config: a bad second URL leaves the
+// first cache untouched.
+func (p *pipelineFlags) config(log *zap.Logger) (pipeline.Config, error) {
+	if len(p.to) == 0 {
+		return pipeline.Config{}, usageError("--to is required (e.g. --to file:///srv/cache)")
+	}
+	filter, err := p.filter()
+	if err != nil {
+		return pipeline.Config{}, err
+	}
+	cfg := pipeline.Config{
+		StoreRoot: p.store, StateDir: p.drain.stateDir, Network: p.network.options(),
+		Jobs: p.jobs, Filter: filter, Logs: !p.noLogs, MemoTTL: p.memoTTL, Recheck: p.recheck,
+		MaxAttempts: p.drain.maxAttempts, ShutdownTimeout: p.drain.shutdownTimeout, Log: log,
+	}
+	seen := map[string]bool{}
+	for _, to := range p.to {
+		c, err := p.cacheConfig(to)
+		if err != nil {
+			return pipeline.Config{}, err
+		}
+		if seen[c.URL.Identity()] {
+			return pipeline.Config{}, usageError("--to names the cache %s twice", c.URL.Identity())
+		}
+		seen[c.URL.Identity()] = true
+		cfg.Caches = append(cfg.Caches, c)
+	}
+	return cfg, nil
+}
+
+// cacheConfig reads one --to URL: its settings override the flags'.
+func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
+	u, err := cacheURLFlag(to)
+	if err != nil {
+		return pipeline.CacheConfig{}, err
+	}
+	method, level := u.Setting("compression"), u.Setting("compression-level")
+	if p.compression != "" {
+		method = p.compression
+	}
+	if p.level != "" {
+		level = p.level
+	}
+	comp, err := uploader.ParseCompression(method, level)
+	if err != nil {
+		return pipeline.CacheConfig{}, usageError("%w", err)
+	}
+	keyFiles := p.signingKeys
+	if k := u.Setting("secret-key"); k != "" {
+		keyFiles = append(keyFiles, k)
+	}
+	var keys []signature.SecretKey
+	for _, file := range keyFiles {
+		k, err := uploader.LoadSigningKey(file)
+		if err != nil {
+			return pipeline.CacheConfig{}, usageError("%w", err)
+		}
+		keys = append(keys, k)
+	}
+	priority := p.priority
+	if s := u.Setting("priority"); s != "" {
+		if priority, err = strconv.Atoi(s); err != nil { // checked by location.Parse
+			return pipeline.CacheConfig{}, usageError("priority=%q is not a number", s)
+		}
+	}
+	return pipeline.CacheConfig{
+		URL: u, Compression: comp, Keys: keys, Priority: priority,
+		Listing: p.narListing || isTrue(u.Setting("write-nar-listing")),
+	}, nil
+}
+
+// isTrue reads a boolean Nix store setting as Nix does ("1" or "true").
+func isTrue(v string) bool { return v == "1" || v == "true" }
+
 // networkFlags configure the network backends. The bearer token itself is
 // never a flag (it would show in ps): it comes from --token-file or the
 // environment variable NIXPUSH_TOKEN. Where an S3 bucket is (region,
@@ -107,17 +185,10 @@ func (n *networkFlags) options() location.Options {
 	}
 }
 
-// openCache opens the cache u names with these settings. closeCache
-// releases what the backend holds; it does nothing for one that holds
-// nothing.
-func (n *networkFlags) openCache(ctx context.Context, u *location.URL) (cc cache.Cache, closeCache func() error, err error) {
-	if cc, err = u.Open(ctx, n.options()); err != nil {
-		return nil, nil, err
-	}
-	if c, ok := cc.(io.Closer); ok {
-		return cc, c.Close, nil
-	}
-	return cc, func() error { return nil }, nil
+// openCache opens the cache u names with these settings, for a command
+// that reads or deletes (verify, gc, pin); cache.Close releases it.
+func (n *networkFlags) openCache(ctx context.Context, u *location.URL) (cache.Cache, error) {
+	return u.Open(ctx, n.options())
 }
 
 // drainFlags configure the queue → cache half of the pipeline.
@@ -134,7 +205,7 @@ func (d *drainFlags) add(fs *pflag.FlagSet, defaultAttempts int) {
 }
 
 func addStateDirFlag(fs *pflag.FlagSet, dir *string) {
-	fs.StringVar(dir, "state-dir", defaultStateDir(), "directory holding the queues (env NIXPUSH_STATE_DIR)")
+	fs.StringVar(dir, "state-dir", pipeline.DefaultStateDir(), "directory holding the queues (env NIXPUSH_STATE_DIR)")
 }
 
 // cacheURLFlag parses a --to value; an empty one is a usage error.

@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"nixpush/cache"
 	"nixpush/cache/gc"
+	"nixpush/pipeline"
 )
 
 // gcCommand is `nixpush gc --to URL`: it keeps the closures of what the
@@ -93,17 +95,17 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	cache, closeCache, err := c.network.openCache(ctx, u)
+	cc, err := c.network.openCache(ctx, u)
 	if err != nil {
 		return err
 	}
-	defer closeCache()
-	res, err := gc.Collect(ctx, cache, opts)
+	defer cache.Close(cc)
+	res, err := gc.Collect(ctx, cc, opts)
 	if err != nil {
 		return err
 	}
 	if res.Deleted {
-		if err := forgetCollected(ctx, c.stateDir, u.Identity(), res.Paths); err != nil {
+		if err := pipeline.ForgetCollected(ctx, c.stateDir, u.Identity(), res.Paths); err != nil {
 			return fmt.Errorf("gc deleted %d paths but this machine's memo of the cache still lists them (push --recheck asks the cache again): %w", len(res.Paths), err)
 		}
 	}

@@ -12,8 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/spf13/cobra"
@@ -155,3 +158,14 @@ func startCPUProfile() (stop func()) {
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// quoteInput shows user input in a message safely: input with control
+// or invalid bytes (a NUL from a bad script) is shown quoted and escaped.
+func quoteInput(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}

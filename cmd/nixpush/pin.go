@@ -30,11 +30,11 @@ func (f *pinFlags) withCache(cmd *cobra.Command, fn func(cache.Cache) error) err
 	if err != nil {
 		return err
 	}
-	c, closeCache, err := f.network.openCache(cmd.Context(), u)
+	c, err := f.network.openCache(cmd.Context(), u)
 	if err != nil {
 		return err
 	}
-	defer closeCache()
+	defer cache.Close(c)
 	return fn(c)
 }
 

@@ -9,12 +9,12 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"nixpush/nixstore"
+	"nixpush/pipeline"
 	"nixpush/queue"
 	"nixpush/uploader"
 )
@@ -59,39 +59,44 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 		}
 	}
 
-	var closure []*nixstore.PathInfo
-	ps, err := c.flags.openAll(ctx, log, openOptions{
-		beforeWrite: func(store *nixstore.Store) (err error) {
-			closure, err = resolveClosure(ctx, store, args)
-			return err
-		},
-	})
+	cfg, err := c.flags.config(log)
 	if err != nil {
 		return err
 	}
-	defer ps.Close()
-	// Each cache is pushed on its own, at once: one that is down or slow
-	// does not hold back the others.
-	errs := make([]error, len(ps))
+	// A .drv the user names is pushed with its closure (the derivations
+	// and sources it names), as nix copy does: the .drv filter is for
+	// paths found by watching, not for what a user asks for.
+	cfg.Filter.IncludeDrv = cfg.Filter.IncludeDrv || namesDrv(args)
+	cfg.Roots = args
+	p, err := pipeline.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return pushLanes(ctx, stderr, p, p.Closure, c.drainAll)
+}
+
+// pushLanes pushes a closure to every cache at once, so one that is down
+// or slow does not hold back the others, and reports each: the core of
+// push, shared by verify --repair.
+func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, closure []*nixstore.PathInfo, drainAll bool) error {
+	errs := make([]error, len(p.Lanes))
 	var wg sync.WaitGroup
-	for i, p := range ps {
-		// A .drv the user names is pushed with its closure (the
-		// derivations and sources it names), as nix copy does: the .drv
-		// filter is for paths found by watching, not for what a user
-		// asks for.
-		if namesDrv(args) {
-			p.uploader.Filter.IncludeDrv = true
-		}
+	for i, l := range p.Lanes {
 		w := stderr
-		if len(ps) > 1 {
-			p.progressOff = true
-			w = &linePrefixer{w: stderr, prefix: p.url.Identity() + ": "}
+		if label := p.Label(l); label != "" {
+			w = &linePrefixer{w: stderr, prefix: label + ": "}
+		}
+		o := pipeline.PushOptions{DrainAll: drainAll}
+		if len(p.Lanes) == 1 { // several bars would mix on one terminal
+			o.Started = func(total int) func() { return startProgress(stderr, &l.Uploader.Stats, total) }
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = p.pushClosure(ctx, w, closure, c.drainAll); errs[i] != nil && len(ps) > 1 {
-				errs[i] = fmt.Errorf("%s: %w", p.url.Identity(), errs[i])
+			errs[i] = report(ctx, w, l, closure, o)
+			if label := p.Label(l); errs[i] != nil && label != "" {
+				errs[i] = fmt.Errorf("%s: %w", label, errs[i])
 			}
 		}()
 	}
@@ -99,96 +104,25 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	return errors.Join(errs...)
 }
 
-// pushClosure enqueues what the cache lacks of a closure (what the memo
-// trusts: uploader.Uploader.Plan), drains exactly those items (or, with
-// drainAll, the whole queue) and reports: the core of push, shared by
-// verify --repair.
-func (p *pipeline) pushClosure(ctx context.Context, stderr io.Writer, closure []*nixstore.PathInfo, drainAll bool) error {
-	var plan uploader.Plan
-	var err error
-	if len(closure) > 0 {
-		if plan, err = p.uploader.Plan(ctx, closure); err != nil {
-			return err
-		}
-	}
-	var only []string
-	for _, info := range plan.Upload {
-		only = append(only, info.Path)
-	}
-	// Rows that a killed push left uploading go back to pending, so the
-	// whole queue (push --drain, status) sees them.
-	if _, err := p.queue.RecoverOrphans(ctx); err != nil {
+// report pushes to one lane and says what happened.
+func report(ctx context.Context, w io.Writer, l *pipeline.Lane, closure []*nixstore.PathInfo, o pipeline.PushOptions) error {
+	res, err := l.Push(ctx, closure, o)
+	if err != nil {
 		return err
 	}
-	if _, err := p.queue.Requeue(ctx, only); err != nil {
-		return err
-	}
-	total := len(only)
-	p.drainer.Only = func() []string { return only }
-	if drainAll {
-		st, err := p.queue.Status(ctx, time.Now())
-		if err != nil {
-			return err
-		}
-		total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
-		p.drainer.Only, only = nil, nil
-	}
-	stats := &p.uploader.Stats
-	if total == 0 {
-		printSummary(stderr, stats, plan, 0)
-		explainFiltered(stderr, plan)
+	printSummary(w, res.Stats, res.Plan, len(res.Unfinished))
+	if res.Total == 0 {
+		explainFiltered(w, res.Plan)
 		return nil
 	}
-	stop := func() {}
-	if !p.progressOff {
-		stop = startProgress(stderr, stats, total)
-	}
-	runErr := p.drainer.Run(ctx, true)
-	stop()
-	if runErr != nil {
-		return runErr
-	}
-	unfinished, err := unfinishedItems(p.queue, only, drainAll)
-	if err != nil {
-		return err
-	}
-	printSummary(stderr, stats, plan, len(unfinished))
-	explainUnfinished(stderr, unfinished, p.stateDir, p.url.Identity())
+	explainUnfinished(w, res.Unfinished, l.StateDir, l.URL.Identity())
 	if ctx.Err() != nil {
-		return &exitError{code: 130, err: fmt.Errorf("interrupted; paths not pushed stay queued in %s: nixpush watch-store or nixpush push --drain finishes them", p.stateDir)}
+		return &exitError{code: 130, err: fmt.Errorf("interrupted; paths not pushed stay queued in %s: nixpush watch-store or nixpush push --drain finishes them", l.StateDir)}
 	}
-	if len(unfinished) > 0 {
-		return fmt.Errorf("%d paths not pushed (nixpush status shows why; nixpush retry --failed after fixing the cause)", len(unfinished))
+	if len(res.Unfinished) > 0 {
+		return fmt.Errorf("%d paths not pushed (nixpush status shows why; nixpush retry --failed after fixing the cause)", len(res.Unfinished))
 	}
 	return nil
-}
-
-// unfinishedItems lists the items of the given paths that did not end up
-// done or skipped; with no paths, the problems of the whole queue (a
-// push --drain).
-func unfinishedItems(q *queue.Queue, only []string, wholeQueue bool) ([]queue.Item, error) {
-	ctx := context.Background()
-	if wholeQueue {
-		st, err := q.Status(ctx, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		return append(st.RecentFailures, st.PendingErrors...), nil
-	}
-	if len(only) == 0 {
-		return nil, nil
-	}
-	items, err := q.Get(ctx, only)
-	if err != nil {
-		return nil, err
-	}
-	var out []queue.Item
-	for _, p := range only {
-		if it, ok := items[p]; ok && it.State != queue.Done && it.State != queue.Skipped {
-			out = append(out, it)
-		}
-	}
-	return out, nil
 }
 
 // explainUnfinished prints what was not pushed and how to finish it.
@@ -239,23 +173,6 @@ func readPaths(r io.Reader) ([]string, error) {
 		return nil, fmt.Errorf("read paths from stdin: %w", err)
 	}
 	return paths, nil
-}
-
-// resolveClosure maps arguments to store paths and reads their closure:
-// a non-store path or a path the DB does not know is an error.
-func resolveClosure(ctx context.Context, store *nixstore.Store, args []string) ([]*nixstore.PathInfo, error) {
-	if len(args) == 0 {
-		return nil, nil
-	}
-	roots := make([]string, 0, len(args))
-	for _, a := range args {
-		p, err := store.Resolve(a)
-		if err != nil {
-			return nil, err
-		}
-		roots = append(roots, p)
-	}
-	return store.Closure(ctx, roots)
 }
 
 func printSummary(w io.Writer, s *uploader.Stats, plan uploader.Plan, failed int) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"nixpush/pipeline"
 	"nixpush/queue"
 )
 
@@ -106,7 +107,7 @@ func newStatusCommand() *cobra.Command {
 // selectQueues finds the queue files to report on.
 func selectQueues(stateDir string, to []string) ([]string, error) {
 	if len(to) == 0 {
-		return queueFiles(stateDir)
+		return pipeline.QueueFiles(stateDir)
 	}
 	var files []string
 	for _, t := range to {
@@ -114,7 +115,7 @@ func selectQueues(stateDir string, to []string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		f := queueFile(stateDir, u.Identity())
+		f := pipeline.QueueFile(stateDir, u.Identity())
 		if _, err := os.Stat(f); err != nil {
 			return nil, fmt.Errorf("no queue for %s in %s", u.Identity(), stateDir)
 		}
@@ -131,7 +132,7 @@ func readQueueStatus(ctx context.Context, file string, now time.Time) (queueStat
 		return queueStatus{}, err
 	}
 	defer q.Close()
-	cache, _, err := q.GetMeta(ctx, cacheMetaKey)
+	cache, _, err := q.GetMeta(ctx, pipeline.CacheMetaKey)
 	if err != nil {
 		return queueStatus{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"nixpush/internal/fulldisk"
+	"nixpush/pipeline"
 )
 
 // TestStatusReportsEveryQueue: status reads queue files without writing
@@ -21,7 +22,7 @@ func TestStatusReportsEveryQueue(t *testing.T) {
 			t.Fatalf("enqueue:\n%s", r)
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(state, "*"+queueFileSuffix))
+	files, _ := filepath.Glob(filepath.Join(state, "*"+pipeline.QueueSuffix))
 	if len(files) != 2 {
 		t.Fatalf("queue files %q", files)
 	}

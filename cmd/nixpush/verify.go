@@ -10,8 +10,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"nixpush/cache"
 	"nixpush/cache/verify"
 	"nixpush/nixstore"
+	"nixpush/pipeline"
 )
 
 // verifyCommand is `nixpush verify --to URL [PATH...]`: it reads the
@@ -60,14 +62,14 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	for _, k := range c.trustedKeys {
 		opts.TrustedKeys = append(opts.TrustedKeys, readKeyArg(k))
 	}
-	cache, closeCache, err := c.flags.network.openCache(ctx, u)
+	cc, err := c.flags.network.openCache(ctx, u)
 	if err != nil {
 		return err
 	}
-	defer closeCache()
+	defer cache.Close(cc)
 	stop := startCountProgress(stderr, "verifying")
 	opts.Progress = stop.update
-	report, err := verify.Run(ctx, cache, opts)
+	report, err := verify.Run(ctx, cc, opts)
 	stop.done()
 	if err != nil {
 		return err
@@ -76,7 +78,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 		if err := c.runRepair(cmd, &report); err != nil {
 			return err
 		}
-		report, err = verify.Run(ctx, cache, opts)
+		report, err = verify.Run(ctx, cc, opts)
 		if err != nil {
 			return err
 		}
@@ -104,19 +106,24 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *verify.Report) err
 	if err != nil {
 		return err
 	}
+	cfg, err := c.flags.config(log)
+	if err != nil {
+		return err
+	}
 	// Repair trusts what verify has just seen, not the memo of what
-	// earlier runs saw (the cache's nix-cache-info included).
-	c.flags.recheck = true
-	p, err := c.flags.one(ctx, log, openOptions{})
+	// earlier runs saw (the cache's nix-cache-info included); what the
+	// user asks to repair is pushed whatever the filters say.
+	cfg.Recheck, cfg.Filter.IncludeDrv = true, true
+	p, err := pipeline.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	canPush := func(path string) bool {
-		_, err := p.store.QueryPathInfo(ctx, path)
+		_, err := p.Store.QueryPathInfo(ctx, path)
 		return err == nil
 	}
-	push, unrepairable, err := verify.PrepareRepair(ctx, p.cache, report, canPush)
+	push, unrepairable, err := verify.PrepareRepair(ctx, p.Lanes[0].Cache, report, canPush)
 	if err != nil {
 		return err
 	}
@@ -126,14 +133,12 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *verify.Report) err
 	if len(push) == 0 {
 		return nil
 	}
-	closure, err := p.store.Closure(ctx, push)
+	closure, err := p.Store.Closure(ctx, push)
 	if err != nil {
 		return err
 	}
-	// What the user asks to repair is pushed whatever the filters say.
-	p.uploader.Filter.IncludeDrv = true
 	log.Info("repairing", zap.Int("paths", len(push)))
-	return p.pushClosure(ctx, stderr, closure, false)
+	return pushLanes(ctx, stderr, p, closure, false)
 }
 
 // printReport prints problems one per line, then the counts.
@@ -179,13 +184,5 @@ func resolvePaths(root string, args []string) ([]string, error) {
 		return nil, err
 	}
 	defer store.Close()
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		p, err := store.Resolve(a)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return pipeline.ResolvePaths(store, args)
 }

@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.uber.org/zap"
 
 	"nixpush/nixstore"
-	"nixpush/uploader"
-	"nixpush/watcher"
+	"nixpush/pipeline"
 )
 
 // exitCodePushFailed is watch-exec's exit code, with --fail-on-push-error,
@@ -64,18 +59,13 @@ func (c *watchExecCommand) run(cmd *cobra.Command, argv []string) error {
 
 	// Everything that can fail is checked before the command starts.
 	ctx := cmd.Context()
-	for _, to := range c.flags.to {
-		if _, err := c.flags.settings(to); err != nil {
-			return err
-		}
+	cfg, err := c.flags.config(log)
+	if err != nil {
+		return err
 	}
-	if len(c.flags.to) == 0 {
-		return usageError("--to is required (e.g. --to file:///srv/cache)")
-	}
-	run := &watchExecRun{cmd: c, log: log}
-	open := func() error {
-		var err error
-		run.ps, err = c.flags.openAll(ctx, log, openOptions{only: run.paths})
+	var p *pipeline.Pipeline
+	open := func() (err error) {
+		p, err = pipeline.Open(ctx, cfg)
 		return err
 	}
 	// A command that creates its store (nix-build --store NEW) starts
@@ -86,8 +76,8 @@ func (c *watchExecCommand) run(cmd *cobra.Command, argv []string) error {
 		if err := open(); err != nil {
 			return err
 		}
-		defer run.ps.Close()
-		if mark, err = run.ps[0].store.MaxID(ctx); err != nil {
+		defer p.Close()
+		if mark, err = p.Store.MaxID(ctx); err != nil {
 			return err
 		}
 	}
@@ -116,149 +106,52 @@ func (c *watchExecCommand) run(cmd *cobra.Command, argv []string) error {
 			child.kill()
 			return err
 		}
-		defer run.ps.Close()
+		defer p.Close()
 	}
-	return run.watch(ctx, afterChild, child, mark)
-}
-
-// watchExecRun is one watch-exec: the pipelines of its caches and the
-// paths its command registered.
-type watchExecRun struct {
-	cmd  *watchExecCommand
-	log  *zap.Logger
-	ps   pipelines
-	mu   sync.Mutex
-	mine []string
-}
-
-// paths is the drainers' claim filter: the command's paths only.
-func (r *watchExecRun) paths() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.mine)
-}
-
-// add is a watcher sink feeding every cache's queue (rows only: a daemon
-// sharing a queue owns its saved mark).
-func (r *watchExecRun) Add(ctx context.Context, paths []string, mark int64) error {
-	for _, p := range r.ps {
-		if err := watcher.RowsOnly(p.queue).Add(ctx, paths, mark); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.watch(ctx, afterChild, p, child, mark)
 }
 
 // watch pushes while the command runs, then waits (bounded) for the rest.
-func (r *watchExecRun) watch(ctx, afterChild context.Context, child *child, mark int64) error {
-	c := r.cmd
-	w := r.ps[0].watcher(r, mark)
-	w.Poll = 2 * time.Second
-	w.Enqueued = func(paths []string) {
-		r.mu.Lock()
-		r.mine = append(r.mine, paths...)
-		r.mu.Unlock()
-		for _, p := range r.ps {
-			p.drainer.Wake()
-		}
-	}
+func (c *watchExecCommand) watch(ctx, afterChild context.Context, p *pipeline.Pipeline, child *child, mark int64) error {
+	run := p.StartExec(mark)
 	// While the command runs, new paths are found and pushed at once.
 	during, stopDuring := context.WithCancel(ctx)
 	defer stopDuring()
-	var wg sync.WaitGroup
-	var pipelineErr error
-	var errOnce sync.Once
-	wg.Add(1 + len(r.ps))
-	go func() { defer wg.Done(); _ = w.Run(during) }()
-	for _, p := range r.ps {
-		go func() {
-			defer wg.Done()
-			if err := p.drainer.Run(during, false); err != nil {
-				errOnce.Do(func() { pipelineErr = err })
-				stopDuring()
-			}
-		}()
-	}
+	failed := make(chan error, 1)
+	go func() { failed <- run.Watch(during) }()
 	select {
 	case <-child.done:
-	case <-during.Done():
+		stopDuring()
+		<-failed // a failure now shows in the drain below
+	case err := <-failed:
 		child.kill()
-		wg.Wait()
-		return fmt.Errorf("push pipeline failed, command stopped: %w", pipelineErr)
+		return fmt.Errorf("push pipeline failed, command stopped: %w", err)
 	}
-	stopDuring()
-	wg.Wait()
 	code := child.exitCode()
 
 	// Then: the last registrations, and a bounded wait for the uploads of
 	// every cache at once.
-	if err := w.Scan(ctx); err != nil {
-		return &exitError{code: code, err: fmt.Errorf("find paths built by the command: %w", err)}
-	}
-	errs := make([]error, len(r.ps))
-	notPushed := make([]int, len(r.ps))
-	for i, p := range r.ps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			notPushed[i], errs[i] = r.drain(afterChild, p)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	results, err := run.Finish(afterChild, c.drainTimeout, c.stallTimeout)
+	if err != nil {
 		return &exitError{code: code, err: err}
 	}
-	if slices.Max(notPushed) > 0 && c.failOnPushError && code == 0 {
+	notPushed := 0
+	for _, r := range results {
+		w := io.Writer(c.stderr)
+		if label := p.Label(r.Lane); label != "" {
+			w = &linePrefixer{w: c.stderr, prefix: label + ": "}
+		}
+		stats := &r.Lane.Uploader.Stats
+		fmt.Fprintf(w, "nixpush: pushed %d paths, %s, of %d new paths; %d not pushed\n",
+			stats.Paths.Load(), mib(stats.Bytes.Load()), r.New, len(r.Unfinished))
+		explainUnfinished(w, r.Unfinished, r.Lane.StateDir, r.Lane.URL.Identity())
+		notPushed = max(notPushed, len(r.Unfinished))
+	}
+	if notPushed > 0 && c.failOnPushError && code == 0 {
 		return &exitError{code: exitCodePushFailed}
 	}
 	if code == 0 {
 		return nil
 	}
 	return &exitError{code: code}
-}
-
-// drain waits for one cache's uploads of the command's paths, bounded by
-// --drain-timeout and --no-progress-timeout, and reports.
-func (r *watchExecRun) drain(afterChild context.Context, p *pipeline) (notPushed int, err error) {
-	c := r.cmd
-	w := io.Writer(c.stderr)
-	if len(r.ps) > 1 {
-		w = &linePrefixer{w: c.stderr, prefix: p.url.Identity() + ": "}
-	}
-	drainCtx, cancel := context.WithTimeout(afterChild, c.drainTimeout)
-	defer cancel()
-	go cancelOnStall(drainCtx, cancel, &p.uploader.Stats, c.stallTimeout, p.log)
-	if err := p.drainer.Run(drainCtx, true); err != nil {
-		return 0, err
-	}
-	mine := r.paths()
-	unfinished, err := unfinishedItems(p.queue, mine, false)
-	if err != nil {
-		return 0, err
-	}
-	fmt.Fprintf(w, "nixpush: pushed %d paths, %s, of %d new paths; %d not pushed\n",
-		p.uploader.Stats.Paths.Load(), mib(p.uploader.Stats.Bytes.Load()), len(mine), len(unfinished))
-	explainUnfinished(w, unfinished, p.stateDir, p.url.Identity())
-	return len(unfinished), nil
-}
-
-// cancelOnStall cancels the drain when no path has been pushed for stall.
-func cancelOnStall(ctx context.Context, cancel context.CancelFunc, s *uploader.Stats, stall time.Duration, log *zap.Logger) {
-	last := s.Paths.Load()
-	t := time.NewTicker(stall)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := s.Paths.Load()
-		if now == last {
-			log.Warn("no path pushed for a while, giving up waiting", zap.Duration("no_progress_timeout", stall))
-			cancel()
-			return
-		}
-		last = now
-	}
 }

@@ -1,20 +1,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"nixpush/cache/gc"
 	"nixpush/metrics"
 	"nixpush/nixstore"
-	"nixpush/queue"
-	"nixpush/watcher"
+	"nixpush/pipeline"
 )
 
 // watchStoreCommand is the daemon: watcher → queue → drainer, forever.
@@ -54,8 +50,13 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer log.Sync()                //nolint:errcheck // stderr
-	for _, to := range c.flags.to { // bad flags fail now, not once the store exists
-		if _, err := c.flags.settings(to); err != nil {
+	cfg, err := c.flags.config(log) // bad flags fail now, not once the store exists
+	if err != nil {
+		return err
+	}
+	opts := pipeline.WatchOptions{Backfill: c.backfill, Poll: c.poll, KeepDone: c.keepDone, GCEvery: c.gcEvery}
+	if c.gcEvery > 0 {
+		if opts.GC, err = c.gc.options(c.flags.store, true); err != nil {
 			return err
 		}
 	}
@@ -68,36 +69,22 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 			return nil
 		}
 		store.Close()
-		c.backfill = true
+		opts.Backfill = true
 	}
-	ps, err := c.flags.openAll(ctx, log, openOptions{daemon: true})
+	cfg.Daemon = true
+	if c.metricsAddr != "" {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	p, err := pipeline.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer ps.Close()
-	var reg *metrics.Registry
-	if c.metricsAddr != "" {
-		reg = metrics.NewRegistry()
-	}
+	defer p.Close()
 	sd := notifier{log: log}
+	opts.Ready = sd.ready
 	shutdown := c.flags.drain.shutdownTimeout
 	g, gctx := errgroup.WithContext(ctx)
-	// Ready once every cache's watcher is in place.
-	var ready sync.WaitGroup
-	ready.Add(len(ps))
-	g.Go(func() error { ready.Wait(); sd.ready(); return nil })
-	for _, p := range ps {
-		w, err := c.start(ctx, p, reg, ready.Done)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return w.Run(gctx) })
-		g.Go(func() error { return p.drainer.Run(gctx, false) })
-		g.Go(func() error { return housekeeping(gctx, p.queue, c.keepDone, p.log) })
-		if c.gcEvery > 0 {
-			g.Go(func() error { return c.collectEvery(gctx, p, p.drainer.Metrics) })
-		}
-	}
+	g.Go(func() error { return p.WatchStore(gctx, opts) })
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -105,9 +92,9 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		sd.stopping(shutdown)
 		return nil
 	})
-	if reg != nil {
+	if cfg.Metrics != nil {
 		g.Go(func() error {
-			if err := reg.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
+			if err := cfg.Metrics.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
 				return fmt.Errorf("serve metrics on %s: %w", c.metricsAddr, err)
 			}
 			return nil
@@ -116,97 +103,4 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
-}
-
-// start readies one cache's half of the daemon: orphans requeued, metrics
-// labelled by the cache, and a watcher resuming from the mark saved in
-// the cache's queue.
-func (c *watchStoreCommand) start(ctx context.Context, p *pipeline, reg *metrics.Registry, ready func()) (*watcher.Watcher, error) {
-	q := p.queue
-	// Rows a crashed run left uploading go back to pending.
-	if n, err := q.RecoverOrphans(ctx); err != nil {
-		return nil, err
-	} else if n > 0 {
-		p.log.Info("requeued uploads interrupted by a crash", zap.Int("count", n))
-	}
-	var m *metrics.Metrics
-	if reg != nil {
-		m = reg.ForCache(p.url.Identity(), q)
-	}
-	p.drainer.Metrics = m
-	m.WatchProgress(func() (bool, time.Time) {
-		busy, started := p.drainer.Busy()
-		return busy, later(started, time.Unix(0, p.uploader.Stats.Moved.Load()))
-	})
-	mark, err := watcher.SavedMark(ctx, q, p.store.MaxID, c.backfill)
-	if err != nil {
-		return nil, err
-	}
-	w := p.watcher(watcher.SavingMark(q), mark)
-	w.Metrics, w.Ready, w.Poll = m, ready, c.poll
-	p.log.Info("watching", zap.String("store", p.store.RealStoreDir()), zap.String("cache", p.url.Identity()),
-		zap.String("queue", queueFile(p.stateDir, p.url.Identity())))
-	return w, nil
-}
-
-// housekeeping prunes old rows and requeues rows of processes that died,
-// once an hour (and once at start).
-func housekeeping(ctx context.Context, q *queue.Queue, keepDone time.Duration, log *zap.Logger) error {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		if n, err := q.Prune(ctx, time.Now().Add(-keepDone)); err != nil {
-			log.Warn("prune queue", zap.Error(err))
-		} else if n > 0 {
-			log.Info("pruned finished rows", zap.Int("count", n))
-		}
-		if _, err := q.RecoverOrphans(ctx); err != nil {
-			log.Warn("recover orphaned rows", zap.Error(err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// collectEvery runs gc --delete on the pipeline's cache every --gc-every,
-// first after one interval. A failed run is logged and tried again at the
-// next one: gc is housekeeping, never a reason to stop pushing.
-func (c *watchStoreCommand) collectEvery(ctx context.Context, p *pipeline, m *metrics.Metrics) error {
-	opts, err := c.gc.options(c.flags.store, true)
-	if err != nil {
-		return err
-	}
-	tick := time.NewTicker(c.gcEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-		res, err := gc.Collect(ctx, p.cache, opts)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.log.Error("scheduled gc failed", zap.Error(err))
-			}
-			continue
-		}
-		p.uploader.Forget(res.Paths...) // this machine's next push asks again
-		m.Collected(len(res.Paths), res.Bytes)
-		p.log.Info("scheduled gc", zap.Int("paths", len(res.Paths)), zap.Int("nars", len(res.NARs)),
-			zap.Int64("bytes", res.Bytes), zap.Int("kept_paths", res.KeptPaths))
-		if len(res.Damaged) > 0 {
-			p.log.Error("paths pushed during gc lost their NAR: run nixpush verify --repair", zap.Strings("paths", res.Damaged))
-		}
-	}
 }

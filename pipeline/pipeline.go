@@ -1,0 +1,238 @@
+// Package pipeline is the one pipeline every pushing command runs: the
+// local store, one watcher, and per cache a lane (cache, memo, uploader,
+// queue, drainer). push, watch-store, watch-exec and verify --repair
+// differ only in what they run on it: Lane.Push, Pipeline.WatchStore,
+// Pipeline.Exec. cmd/ turns flags into a Config; nothing is changed on a
+// pipeline after Open.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"go.uber.org/zap"
+
+	"nixpush/cache"
+	"nixpush/cache/location"
+	"nixpush/drainer"
+	"nixpush/memo"
+	"nixpush/metrics"
+	"nixpush/nixstore"
+	"nixpush/queue"
+	"nixpush/retry"
+	"nixpush/uploader"
+)
+
+// Config is everything a pipeline is built from.
+type Config struct {
+	StoreRoot string // root of the local Nix store, as Nix's --store ("/" for the system's)
+	// Roots are the paths a command names (store paths, ./result links):
+	// Open resolves them and reads their closure (Pipeline.Closure)
+	// before it writes anything, so a bad one fails with no side effects.
+	Roots    []string
+	Caches   []CacheConfig // one lane each, in this order
+	StateDir string        // where the queues and memos live
+	Network  location.Options
+
+	Jobs    int             // NARs of 4 MiB or more uploaded at once
+	Filter  uploader.Filter // what is left out
+	Logs    bool            // upload build logs of pushed outputs
+	MemoTTL time.Duration   // trust a path seen in a cache this long (0: no memo)
+	Recheck bool            // ask the cache about every path, ignoring earlier runs
+
+	MaxAttempts     int           // transient failures before a path is failed
+	ShutdownTimeout time.Duration // how long uploads in flight may finish once a run is stopped
+
+	// Daemon makes Open check every page of each queue (the daemon runs
+	// for months; quick commands skip it).
+	Daemon bool
+	// Metrics, when set, gets each cache's metrics (watch-store).
+	Metrics *metrics.Registry
+	Log     *zap.Logger
+}
+
+// CacheConfig is one cache and how paths are packed for it.
+type CacheConfig struct {
+	URL         *location.URL
+	Compression uploader.Compression
+	Keys        []signature.SecretKey // sign narinfos and realisations with these
+	Listing     bool                  // write <hash>.ls listings
+	Priority    int                   // written to a new nix-cache-info
+}
+
+// Pipeline is the store and the lanes of every cache.
+type Pipeline struct {
+	Store   *nixstore.Store
+	Closure []*nixstore.PathInfo // of Config.Roots, dependencies first
+	Lanes   []*Lane
+	cfg     Config
+	log     *zap.Logger
+}
+
+// Lane is one cache's half of the pipeline: each drains on its own, so a
+// cache that is down never holds back another.
+type Lane struct {
+	URL      *location.URL
+	Cache    cache.Cache
+	Uploader *uploader.Uploader
+	Queue    *queue.Queue
+	Drainer  *drainer.Drainer
+	Metrics  *metrics.Metrics // nil without Config.Metrics
+	StateDir string
+	Log      *zap.Logger
+
+	memo    *memo.File // what the cache is known to hold; nil: none
+	closers []func() error
+}
+
+// Open opens the store, then for each cache in turn its backend and memo
+// (checking its nix-cache-info), uploader, queue and drainer. On error,
+// whatever was opened is closed again.
+func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
+	if len(cfg.Caches) == 0 {
+		return nil, errors.New("no cache to push to")
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	p := &Pipeline{cfg: cfg, log: cfg.Log}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.Store, err = nixstore.Open(cfg.StoreRoot); err != nil {
+		return nil, err
+	}
+	if p.Closure, err = ResolveClosure(ctx, p.Store, cfg.Roots); err != nil {
+		return nil, err
+	}
+	if len(cfg.Keys()) == 0 {
+		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
+	}
+	limitHeap()
+	for _, cc := range cfg.Caches {
+		log := cfg.Log
+		if len(cfg.Caches) > 1 {
+			log = log.With(zap.String("cache", cc.URL.Identity()))
+		}
+		l, err := p.openLane(ctx, cc, log)
+		if l != nil {
+			p.Lanes = append(p.Lanes, l)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Keys are the signing keys of every cache.
+func (c Config) Keys() []signature.SecretKey {
+	var keys []signature.SecretKey
+	for _, cc := range c.Caches {
+		keys = append(keys, cc.Keys...)
+	}
+	return keys
+}
+
+// openLane opens one cache's lane; on error it returns what it opened,
+// for Close.
+func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger) (*Lane, error) {
+	cfg := p.cfg
+	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log}
+	c, err := cc.URL.Open(ctx, cfg.Network)
+	if err != nil {
+		return l, err
+	}
+	l.Cache = c
+	l.closers = append(l.closers, func() error { return cache.Close(c) })
+	if l.memo = openMemo(log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
+		l.closers = append(l.closers, l.memo.Close)
+	}
+	if err := l.checkCacheInfo(ctx, cfg.Recheck, cc.Priority); err != nil {
+		return l, err
+	}
+	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, log)
+	up.Filter, up.Listing, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cfg.Logs, cfg.Recheck
+	if l.memo != nil {
+		up.Memo = l.memo
+	}
+	l.Uploader = up
+	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
+		return l, err
+	}
+	l.closers = append(l.closers, l.Queue.Close)
+	if cfg.Metrics != nil {
+		l.Metrics = cfg.Metrics.ForCache(cc.URL.Identity(), l.Queue)
+	}
+	l.Drainer = &drainer.Drainer{
+		Queue:           l.Queue,
+		Uploader:        up,
+		MaxAttempts:     cfg.MaxAttempts,
+		Log:             log.Named("drainer"),
+		Retry:           retry.Paths,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Metrics:         l.Metrics,
+	}
+	l.Metrics.WatchProgress(func() (bool, time.Time) {
+		busy, started := l.Drainer.Busy()
+		return busy, later(started, time.Unix(0, up.Stats.Moved.Load()))
+	})
+	return l, nil
+}
+
+// Close closes every lane, in reverse order of opening, then the store.
+func (p *Pipeline) Close() error {
+	var errs []error
+	for i := len(p.Lanes) - 1; i >= 0; i-- {
+		errs = append(errs, p.Lanes[i].close())
+	}
+	p.Lanes = nil
+	if p.Store != nil {
+		errs = append(errs, p.Store.Close())
+		p.Store = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Lane) close() error {
+	var errs []error
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		errs = append(errs, l.closers[i]())
+	}
+	l.closers = nil
+	return errors.Join(errs...)
+}
+
+// Label prefixes a lane's messages when there are several caches.
+func (p *Pipeline) Label(l *Lane) string {
+	if len(p.Lanes) < 2 {
+		return ""
+	}
+	return l.URL.Identity()
+}
+
+// passesNameFilter is the watcher's filter: paths the uploader would refuse by
+// name never reach a queue.
+func (p *Pipeline) passesNameFilter(path string) bool {
+	return p.cfg.Filter.CheckName(path) == uploader.Keep
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// errorf prefixes a lane's error with its cache when there are several.
+func (p *Pipeline) errorf(l *Lane, err error) error {
+	if err == nil || len(p.Lanes) < 2 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", l.URL.Identity(), err)
+}
