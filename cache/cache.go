@@ -20,7 +20,7 @@ import (
 // Error contract, for every method: a missing object is ErrNotFound (Exists
 // reports it as false); an error that can never succeed by retrying (auth
 // refused, bucket missing, disk read-only) is wrapped with
-// backoff.Permanent; anything else is transient and may be retried by the
+// retry.Permanent; anything else is transient and may be retried by the
 // caller. Implementations do not retry on their own, and never put
 // credentials in an error.
 type Cache interface {

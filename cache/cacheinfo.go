@@ -8,9 +8,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"nixpush/nixstore"
+	"nixpush/retry"
 )
 
 // EnsureCacheInfo creates nix-cache-info when the cache has none, and
@@ -34,7 +33,7 @@ func EnsureCacheInfo(ctx context.Context, c Cache, priority int) error {
 		return fmt.Errorf("read nix-cache-info of %s: %w", c, err)
 	}
 	if storeDir != nixstore.StoreDir {
-		return backoff.Permanent(fmt.Errorf("cache %s is for store %s, not %s", c, storeDir, nixstore.StoreDir))
+		return retry.Permanent(fmt.Errorf("cache %s is for store %s, not %s", c, storeDir, nixstore.StoreDir))
 	}
 	return nil
 }

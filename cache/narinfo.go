@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 	"github.com/nix-community/go-nix/pkg/nixhash"
@@ -149,7 +148,7 @@ func ReadSmall(ctx context.Context, cache Cache, key string, limit int64) ([]byt
 	err := retry.Reads.Do(ctx, func() error {
 		r, err := cache.Get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
-			return backoff.Permanent(err)
+			return retry.Permanent(err)
 		}
 		if err != nil {
 			return err
@@ -160,7 +159,7 @@ func ReadSmall(ctx context.Context, cache Cache, key string, limit int64) ([]byt
 			return fmt.Errorf("read %s: %w", key, err)
 		}
 		if int64(len(text)) > limit {
-			return backoff.Permanent(fmt.Errorf("read %s: larger than %d bytes", key, limit))
+			return retry.Permanent(fmt.Errorf("read %s: larger than %d bytes", key, limit))
 		}
 		return nil
 	})

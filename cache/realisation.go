@@ -7,10 +7,10 @@ import (
 	"path"
 	"slices"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
 	"nixpush/nixstore"
+	"nixpush/retry"
 )
 
 // realisationJSON is a .doi document. Nix 2.8 writes it with nlohmann::json,
@@ -37,7 +37,7 @@ func RealisationDoc(r nixstore.Realisation, keys []signature.SecretKey) ([]byte,
 	for _, k := range keys {
 		sig, err := k.Sign(nil, string(fingerprint))
 		if err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("sign realisation %s: %w", r.ID, err))
+			return nil, retry.Permanent(fmt.Errorf("sign realisation %s: %w", r.ID, err))
 		}
 		sigs = append(sigs, sig.String())
 	}

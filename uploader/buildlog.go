@@ -8,11 +8,11 @@ import (
 	"io"
 	"sync"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/semaphore"
 
 	"nixpush/cache"
 	"nixpush/nixstore"
+	"nixpush/retry"
 )
 
 // PutBuildLog uploads the build log of drvPath (a pushed path's Deriver)
@@ -48,7 +48,7 @@ func putBuildLog(ctx context.Context, c cache.Cache, store *nixstore.Store, drvP
 		return false, nil
 	}
 	if err != nil {
-		return false, backoff.Permanent(err)
+		return false, retry.Permanent(err)
 	}
 	defer r.Close()
 	head, err := io.ReadAll(io.LimitReader(r, heldLog+1))
@@ -71,7 +71,7 @@ func putBuildLog(ctx context.Context, c cache.Cache, store *nixstore.Store, drvP
 func logError(drvPath string, err error) error {
 	err = fmt.Errorf("upload build log of %s: %w", drvPath, err)
 	if errors.Is(err, nixstore.ErrCorruptBuildLog) {
-		err = backoff.Permanent(err)
+		err = retry.Permanent(err)
 	}
 	return err
 }

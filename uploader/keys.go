@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+
+	"nixpush/retry"
 )
 
 // LoadSigningKey reads a secret key file in Nix's format
@@ -18,11 +19,11 @@ import (
 func LoadSigningKey(file string) (signature.SecretKey, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return signature.SecretKey{}, backoff.Permanent(fmt.Errorf("read signing key: %w", err))
+		return signature.SecretKey{}, retry.Permanent(fmt.Errorf("read signing key: %w", err))
 	}
 	k, err := signature.LoadSecretKey(strings.TrimSpace(string(b)))
 	if err != nil {
-		return signature.SecretKey{}, backoff.Permanent(fmt.Errorf("signing key %s is not a Nix secret key (want NAME:BASE64, as nix-store --generate-binary-cache-key writes)", file))
+		return signature.SecretKey{}, retry.Permanent(fmt.Errorf("signing key %s is not a Nix secret key (want NAME:BASE64, as nix-store --generate-binary-cache-key writes)", file))
 	}
 	// go-nix checks only the length. A key whose two halves (seed and
 	// public key) disagree signs narinfos no client can verify, so prove
@@ -30,7 +31,7 @@ func LoadSigningKey(file string) (signature.SecretKey, error) {
 	const probe = "nixpush signing key self-test"
 	sig, err := k.Sign(nil, probe)
 	if err != nil || !k.ToPublicKey().Verify(probe, sig) {
-		return signature.SecretKey{}, backoff.Permanent(fmt.Errorf("signing key %s is corrupt: its secret and public halves do not match", file))
+		return signature.SecretKey{}, retry.Permanent(fmt.Errorf("signing key %s is corrupt: its secret and public halves do not match", file))
 	}
 	return k, nil
 }

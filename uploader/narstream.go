@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
 	"nixpush/nixstore"
+	"nixpush/retry"
 )
 
 // bufSize is the size of the buffers between the pipeline's stages. Small
@@ -91,7 +91,7 @@ func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c C
 	out := bufio.NewWriterSize(w, bufFor(info.NarSize))
 	zw, err := c.NewWriter(out, info.NarSize)
 	if err != nil {
-		return backoff.Permanent(err)
+		return retry.Permanent(err)
 	}
 	narHash := sha256.New()
 	counter := &countingWriter{}
@@ -111,7 +111,7 @@ func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c C
 		return fmt.Errorf("compress NAR of %s: %w", info.Path, err)
 	}
 	if got := narHash.Sum(nil); !bytes.Equal(got, info.NarHash) || counter.n != info.NarSize {
-		return backoff.Permanent(fmt.Errorf("%w for %s: the Nix DB says sha256:%s (%d bytes), the files on disk give sha256:%s (%d bytes); run nix-store --verify --check-contents",
+		return retry.Permanent(fmt.Errorf("%w for %s: the Nix DB says sha256:%s (%d bytes), the files on disk give sha256:%s (%d bytes); run nix-store --verify --check-contents",
 			ErrHashMismatch, info.Path, nixbase32.EncodeToString(info.NarHash), info.NarSize,
 			nixbase32.EncodeToString(got), counter.n))
 	}

@@ -16,10 +16,10 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sys/unix"
 
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 var _ cache.Cache = (*Cache)(nil)
@@ -37,11 +37,11 @@ const tmpPrefix = ".nixpush-tmp-"
 // A path that exists but is not a directory is a permanent error.
 func New(dir string) (*Cache, error) {
 	if dir == "" {
-		return nil, backoff.Permanent(errors.New("file:// cache needs a directory path"))
+		return nil, retry.Permanent(errors.New("file:// cache needs a directory path"))
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("open file cache: %w", err))
+		return nil, retry.Permanent(fmt.Errorf("open file cache: %w", err))
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, classify(fmt.Errorf("create cache directory: %w", err))
@@ -174,20 +174,19 @@ func (c *Cache) file(key string) string { return filepath.Join(c.dir, filepath.F
 // permissions are transient: an operator can fix them while the queue
 // waits, and the daemon then drains without a restart.
 func classify(err error) error {
-	var perr *backoff.PermanentError
-	if errors.As(err, &perr) {
+	if retry.IsPermanent(err) {
 		return err
 	}
 	for _, e := range []error{syscall.ENOTDIR, syscall.EISDIR} {
 		if errors.Is(err, e) {
-			return backoff.Permanent(err)
+			return retry.Permanent(err)
 		}
 	}
 	// os.Rename reports a directory in the object's place as EEXIST, not
 	// EISDIR: the same dead end.
 	var lerr *os.LinkError
 	if errors.As(err, &lerr) && lerr.Op == "rename" && errors.Is(lerr.Err, syscall.EEXIST) {
-		return backoff.Permanent(err)
+		return retry.Permanent(err)
 	}
 	return err
 }

@@ -12,9 +12,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 // readDirBatch bounds the directory entries held at once while listing:
@@ -119,7 +118,7 @@ func (c *Cache) dirName(dir string) string {
 func (c *Cache) Delete(ctx context.Context, keys []string) error {
 	for _, key := range keys {
 		if !filepath.IsLocal(filepath.FromSlash(key)) {
-			return backoff.Permanent(fmt.Errorf("delete %q: not a key inside the cache", key))
+			return retry.Permanent(fmt.Errorf("delete %q: not a key inside the cache", key))
 		}
 	}
 	for _, key := range keys {

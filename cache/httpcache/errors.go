@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/cenkalti/backoff/v4"
+	"nixpush/retry"
 )
 
 // RetryAfterError is implemented by errors that carry the server's
@@ -30,7 +30,7 @@ var _ RetryAfterError = (*StatusError)(nil)
 
 // StatusError is an HTTP answer that is neither success nor, for HEAD and
 // GET, "missing". Permanent ones (auth refused, bad location, other 4xx
-// to a PUT) come wrapped with backoff.Permanent; errors.As finds the
+// to a PUT) come wrapped with retry.Permanent; errors.As finds the
 // StatusError inside either way.
 type StatusError struct {
 	Method  string        // "PUT"
@@ -60,7 +60,7 @@ func (e *StatusError) Error() string {
 // RetryAfter is the server's Retry-After, 0 when it sent none.
 func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
 
-func permanent(err error) error { return backoff.Permanent(err) }
+func permanent(err error) error { return retry.Permanent(err) }
 
 // statusError classifies an unwanted answer. 401 anywhere, and 403, 404
 // and every other 4xx to a PUT are permanent, with a hint on what to fix;

@@ -26,7 +26,7 @@ func TestStatusClassification(t *testing.T) {
 		ok        bool   // no error
 		exists    bool   // HEAD only
 		notFound  bool   // GET only
-		permanent bool   // an error wrapped with backoff.Permanent
+		permanent bool   // an error wrapped with retry.Permanent
 		wait      int    // RetryAfter in seconds
 		hint      string // in the message
 	}

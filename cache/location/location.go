@@ -16,9 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 // URL is a parsed cache URL.
@@ -196,5 +195,5 @@ func scrub(msg, input string) string {
 }
 
 func permanent(format string, args ...any) error {
-	return backoff.Permanent(fmt.Errorf(format, args...))
+	return retry.Permanent(fmt.Errorf(format, args...))
 }

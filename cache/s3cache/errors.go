@@ -9,7 +9,8 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
-	"github.com/cenkalti/backoff/v4"
+
+	"nixpush/retry"
 )
 
 // transientCodes are S3 error codes that a later attempt can get past,
@@ -91,20 +92,19 @@ func isCredentialsError(err error) bool {
 }
 
 // classify applies the Cache error contract to an SDK error: refusals that
-// retrying cannot fix are wrapped with backoff.Permanent and say what to
+// retrying cannot fix are wrapped with retry.Permanent and say what to
 // fix; throttling, server errors and network failures (no response at
 // all: timeouts, resets, refused connections, DNS) stay plain, i.e.
 // transient. op names what failed ("put nar/x.nar"). SDK errors carry the
 // code, status and request id, never the credentials.
 func (c *Cache) classify(op string, err error) error {
-	var perm *backoff.PermanentError
-	if errors.As(err, &perm) {
+	if retry.IsPermanent(err) {
 		return err
 	}
 	status, code := httpStatus(err), errorCode(err)
 	err = c.reword(err)
 	permanent := func(format string, args ...any) error {
-		return backoff.Permanent(fmt.Errorf("%s: %s: %w", op, fmt.Sprintf(format, args...), err))
+		return retry.Permanent(fmt.Errorf("%s: %s: %w", op, fmt.Sprintf(format, args...), err))
 	}
 	switch {
 	case code == "NoSuchBucket":

@@ -8,9 +8,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/cenkalti/backoff/v4"
 
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 // List pages through ListObjectsV2 under the cache's key prefix, 1000
@@ -102,7 +102,7 @@ func (c *Cache) deleteErrors(failed []types.Error) error {
 	}
 	err := fmt.Errorf("delete from %s: %s%s", c, strings.Join(msgs, "; "), more)
 	if permanent {
-		return backoff.Permanent(fmt.Errorf("%w: access denied: check AWS credentials / profile and the bucket policy", err))
+		return retry.Permanent(fmt.Errorf("%w: access denied: check AWS credentials / profile and the bucket policy", err))
 	}
 	return err
 }

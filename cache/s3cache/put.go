@@ -11,10 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/sync/errgroup"
 
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 // headSize is how much of a body Put reads before it needs a part-sized
@@ -169,7 +169,7 @@ func (c *Cache) putMultipart(ctx context.Context, key, contentType string, r io.
 				free <- buf
 			case int64(num) > maxParts:
 				free <- buf
-				return backoff.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, size))
+				return retry.Permanent(fmt.Errorf("put %s: larger than %d parts of %d bytes: raise the part size", key, maxParts, size))
 			default:
 				send(num, buf, n)
 			}

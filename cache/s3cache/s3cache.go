@@ -23,9 +23,9 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/cenkalti/backoff/v4"
 
 	"nixpush/cache"
+	"nixpush/retry"
 )
 
 var _ cache.Cache = (*Cache)(nil)
@@ -107,19 +107,19 @@ func New(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 // open builds the client without talking to the server.
 func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	if u.Scheme != "s3" {
-		return nil, backoff.Permanent(fmt.Errorf("cache URL scheme %q is not s3", u.Scheme))
+		return nil, retry.Permanent(fmt.Errorf("cache URL scheme %q is not s3", u.Scheme))
 	}
 	if u.Host == "" {
-		return nil, backoff.Permanent(errors.New("cache URL s3:// needs a bucket name (s3://bucket)"))
+		return nil, retry.Permanent(errors.New("cache URL s3:// needs a bucket name (s3://bucket)"))
 	}
 	if u.User != nil {
-		return nil, backoff.Permanent(errors.New("cache URL s3://: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ?profile="))
+		return nil, retry.Permanent(errors.New("cache URL s3://: credentials do not belong in the URL; use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ?profile="))
 	}
 	if cfg.PartSize == 0 {
 		cfg.PartSize = DefaultPartSize
 	}
 	if cfg.PartSize < MinPartSize || cfg.PartSize > maxPartSize {
-		return nil, backoff.Permanent(fmt.Errorf("s3 part size %d is outside S3's limits (5 MiB to 5 GiB)", cfg.PartSize))
+		return nil, retry.Permanent(fmt.Errorf("s3 part size %d is outside S3's limits (5 MiB to 5 GiB)", cfg.PartSize))
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
@@ -128,15 +128,15 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Timeout < 0 {
-		return nil, backoff.Permanent(fmt.Errorf("s3 timeout %v is negative", cfg.Timeout))
+		return nil, retry.Permanent(fmt.Errorf("s3 timeout %v is negative", cfg.Timeout))
 	}
 	if cfg.Concurrency < 0 {
-		return nil, backoff.Permanent(fmt.Errorf("s3 concurrency %d is negative", cfg.Concurrency))
+		return nil, retry.Permanent(fmt.Errorf("s3 concurrency %d is negative", cfg.Concurrency))
 	}
 	q := u.Query()
 	endpoint, err := endpointURL(q.Get("endpoint"), q.Get("scheme"))
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("cache URL s3://%s: %w", u.Host, err))
+		return nil, retry.Permanent(fmt.Errorf("cache URL s3://%s: %w", u.Host, err))
 	}
 
 	// The queue drives retries: one attempt per call here, so a failing
@@ -159,7 +159,7 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, backoff.Permanent(fmt.Errorf("load AWS config for s3://%s: %w", u.Host, err))
+		return nil, retry.Permanent(fmt.Errorf("load AWS config for s3://%s: %w", u.Host, err))
 	}
 	// Wrapped only now: the config loader adds AWS_CA_BUNDLE to the
 	// client it knows.
@@ -253,7 +253,7 @@ func (c *Cache) checkBucket(ctx context.Context) error {
 	}
 	if isCredentialsError(err) {
 		// No credentials anywhere in the chain: a setup problem.
-		return backoff.Permanent(fmt.Errorf("open %s: no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or ?profile= for a profile of ~/.aws/config: %w", c, err))
+		return retry.Permanent(fmt.Errorf("open %s: no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or ?profile= for a profile of ~/.aws/config: %w", c, err))
 	}
 	if status := httpStatus(err); status >= 400 && status < 500 {
 		// A HEAD response has no body, hence no error code: a 404 may be
@@ -264,7 +264,7 @@ func (c *Cache) checkBucket(ctx context.Context) error {
 		case lerr == nil:
 			return nil
 		case errorCode(lerr) == "NoSuchBucket" || (httpStatus(lerr) == http.StatusNotFound && !authCodes[errorCode(lerr)]):
-			return backoff.Permanent(fmt.Errorf("open %s: bucket %q does not exist: create it or fix the cache URL", c, c.bucket))
+			return retry.Permanent(fmt.Errorf("open %s: bucket %q does not exist: create it or fix the cache URL", c, c.bucket))
 		case httpStatus(lerr) != 0:
 			err = lerr
 		}

@@ -11,7 +11,6 @@ import (
 	"hash"
 	"io"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/klauspost/compress/zstd"
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/nixhash"
@@ -33,7 +32,7 @@ func checkNAR(ctx context.Context, c cache.Cache, key string, ni *narinfo.NarInf
 	err := retry.Reads.Do(ctx, func() error {
 		r, err := c.Get(ctx, key)
 		if errors.Is(err, cache.ErrNotFound) {
-			return backoff.Permanent(err)
+			return retry.Permanent(err)
 		}
 		if err != nil {
 			return fmt.Errorf("read NAR %s: %w", key, err)
@@ -54,7 +53,7 @@ func checkNARStream(r io.Reader, ni *narinfo.NarInfo) (string, error) {
 	nar, closeNAR, err := decompress(ni.Compression, stored)
 	if err != nil {
 		if errors.Is(err, errCannotDecompress) {
-			return "", backoff.Permanent(err)
+			return "", retry.Permanent(err)
 		}
 		return "does not decompress as " + ni.Compression + ": " + err.Error(), nil
 	}

@@ -18,10 +18,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/spf13/cobra"
 
 	"nixpush/queue"
+	"nixpush/retry"
 )
 
 func main() {
@@ -100,11 +100,10 @@ func exitCode(err error, w io.Writer) int {
 }
 
 // isPermanent reports errors no retry or restart can fix: classified so
-// where they arose (backoff.Permanent), or a queue file nixpush must not
+// where they arose (retry.Permanent), or a queue file nixpush must not
 // or cannot write.
 func isPermanent(err error) bool {
-	var p *backoff.PermanentError
-	return errors.As(err, &p) || errors.Is(err, queue.ErrCorrupt) ||
+	return retry.IsPermanent(err) || errors.Is(err, queue.ErrCorrupt) ||
 		errors.Is(err, queue.ErrNewerSchema) || errors.Is(err, queue.ErrReadOnly)
 }
 
