@@ -24,14 +24,14 @@ test: deps
 demo: deps
 	bash scripts/demo.sh
 
-# make bench SUITE=wan (or remote, verify, daemon, ..., all; see go run ./bench -h),
+# make bench SUITE=wan (or remote, verify, daemon, ..., all; see go run ./tools/bench -h),
 # with more flags in FLAGS, e.g. FLAGS="-rtt 20,50,100 -wan-workloads 300,1000,closure,tree"
 SUITE ?= copy
 FLAGS ?=
 bench: deps
-	$(GO) run ./bench -suite $(SUITE) $(FLAGS) -write
+	$(GO) run ./tools/bench -suite $(SUITE) $(FLAGS) -write
 
 # Fault injection against real caches (needs root: a tmpfs state dir);
 # about 4 minutes; writes docs/reliability.md.
 faults: deps
-	$(GO) run ./faults -write
+	$(GO) run ./tools/faults -write

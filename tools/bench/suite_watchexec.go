@@ -8,7 +8,7 @@ import (
 
 const watchExecIntro = "What pushing while building costs a build. Three variants build the same thing in one private store " +
 	"(`nix-build --store ROOT --no-out-link builds.nix --argstr seed SEED --argstr kind KIND`; the expression is in " +
-	"`bench/watchexec_builds.go`): the build alone; the build followed by " +
+	"`tools/bench/watchexec_builds.go`): the build alone; the build followed by " +
 	"`nix --store ROOT copy --to 'file:///CACHE?compression=zstd&secret-key=SEC' OUTPUTS` (the outputs' closures, in one " +
 	"bash script); and `nixpush watch-exec --store ROOT --to file:///CACHE?compression=zstd --signing-key SEC " +
 	"--state-dir FRESH -- nix-build ...`, which pushes while the build runs and then waits for the rest. " +

@@ -50,7 +50,7 @@ func runSuite(ctx context.Context, write bool, only string, keep bool) error {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(root, "cmd", "nixpush")); err != nil {
-		return fmt.Errorf("run from the nixpush repository (go run ./faults): %w", err)
+		return fmt.Errorf("run from the nixpush repository (go run ./tools/faults): %w", err)
 	}
 	dir, err := os.MkdirTemp("", "nixpush-faults-")
 	if err != nil {
@@ -94,7 +94,7 @@ func runSuite(ctx context.Context, write bool, only string, keep bool) error {
 		logf("wrote %s", name)
 	}
 	if failed > 0 && !keep {
-		logf("the processes' logs are removed; go run ./faults -keep -run NAME keeps them")
+		logf("the processes' logs are removed; go run ./tools/faults -keep -run NAME keeps them")
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d scenarios failed", failed, len(outcomes))

@@ -13,7 +13,7 @@ func report(outcomes []outcome, total time.Duration, only string) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	cmd := "make faults"
 	if only != "" {
-		cmd = fmt.Sprintf("go run ./faults -write -run %s", only)
+		cmd = fmt.Sprintf("go run ./tools/faults -write -run %s", only)
 	}
 	passed := 0
 	for _, o := range outcomes {
@@ -23,7 +23,7 @@ func report(outcomes []outcome, total time.Duration, only string) string {
 	}
 	p("# Reliability: fault injection")
 	p("")
-	p("`make faults` (`go run ./faults -write`) runs nixpush, built from this tree, as a user would")
+	p("`make faults` (`go run ./tools/faults -write`) runs nixpush, built from this tree, as a user would")
 	p("(`nixpush push`, `nixpush watch-store`) against real caches on 127.0.0.1 — a file:// directory,")
 	p("nginx with WebDAV PUT, versitygw (S3) — while it breaks something: the network through")
 	p("toxiproxy, the server (SIGSTOP, restart), the state dir (a full tmpfs, a write lock held by")

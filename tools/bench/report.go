@@ -87,9 +87,9 @@ type targetResult struct {
 
 // docPreamble opens docs/benchmarks.md and what a run prints.
 const docPreamble = "# Benchmarks\n\n" +
-	"Written by the bench program (`bench/`); do not edit by hand, re-run it. " +
+	"Written by the bench program (`tools/bench/`); do not edit by hand, re-run it. " +
 	"Each section comes from one run of one suite and says the command, machine and load it ran with; " +
-	"`go run ./bench -suite NAME -write` replaces only the sections of the suites it ran.\n"
+	"`go run ./tools/bench -suite NAME -write` replaces only the sections of the suites it ran.\n"
 
 // page is everything a benchmark run writes.
 type page struct {

@@ -15,7 +15,7 @@ const verifyIntro = "`nixpush verify` of a whole S3 cache: versitygw (posix back
 	"with the server's root keys as the only AWS credentials and a fresh home per run: one ListObjectsV2 walk of " +
 	"the bucket, then every narinfo read (64 in flight), its signature checked against PUB, its NAR's size " +
 	"checked against the listing and its references against the narinfos listed. " +
-	"The cache (`bench/verify_cache.go`) is written straight into the bucket's directory, as nixpush's uploader " +
+	"The cache (`tools/bench/verify_cache.go`) is written straight into the bucket's directory, as nixpush's uploader " +
 	"lays a cache out: building 10,000 derivations with Nix would take an hour here, and verify reads only what " +
 	"the cache holds. Each path's NAR is the real NAR of a small tree (an executable script, a symlink, a text " +
 	"file of 100 B–4 KB), compressed with the uploader's default zstd, so sizes and hashes are true; its narinfo " +

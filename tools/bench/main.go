@@ -1,6 +1,6 @@
 // Command bench measures nixpush against nix copy and the machine's own
 // limit on real Nix, and with -write records the figures in
-// docs/benchmarks.md. Run it from the repository root: go run ./bench.
+// docs/benchmarks.md. Run it from the repository root: go run ./tools/bench.
 //
 // Work is split into suites (-suite); each sets up what it needs in the
 // cached work dir, runs its tools interleaved and returns a report.
@@ -94,7 +94,7 @@ func run(ctx context.Context, selected []suite, b *bench, workDir string, write 
 	if err != nil {
 		return err
 	}
-	command := strings.Join(append([]string{"go run ./bench"}, os.Args[1:]...), " ")
+	command := strings.Join(append([]string{"go run ./tools/bench"}, os.Args[1:]...), " ")
 	machine := describeMachine(ctx, root)
 	p := &page{}
 	switch {

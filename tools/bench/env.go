@@ -58,7 +58,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 	}
 	gomod := strings.TrimSpace(out)
 	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module: run the bench from the nixpush repository (go run ./bench)")
+		return "", errors.New("not inside a Go module: run the bench from the nixpush repository (go run ./tools/bench)")
 	}
 	b, err := os.ReadFile(gomod)
 	if err != nil {
