@@ -88,17 +88,16 @@ func (d *Drainer) init() {
 
 // Scope says which items a run may claim and when it ends.
 type Scope struct {
-	// Paths, when set, lists the paths the run may take (push,
-	// watch-exec: their own items); it may grow while Run runs. Unset,
-	// every item of the queue is the run's.
-	Paths func() []string
-	// UntilEmpty ends the run once no item it may claim is pending or
+	// Items are the run's: a push's or a watch-exec's own
+	// (queue.NewScope), or queue.Everything.
+	Items queue.Scope
+	// UntilEmpty ends the run once none of its items is pending or
 	// uploading; otherwise it runs until ctx ends (the daemon).
 	UntilEmpty bool
 }
 
 // Everything is the daemon's scope: every item, until stopped.
-var Everything = Scope{}
+var Everything = Scope{Items: queue.Everything}
 
 // Run drains the items of scope until ctx ends or, with
 // scope.UntilEmpty, until none is left. Batches in flight when ctx ends
@@ -134,19 +133,15 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 			}
 			continue
 		}
-		var items []queue.Item
-		// An empty list of paths means none of ours yet, not everything.
-		if only := scope.paths(); scope.Paths == nil || len(only) > 0 {
-			var err error
-			if items, err = d.Queue.Claim(ctx, batchSize, time.Now(), only); err != nil {
-				if err := d.queueTrouble(ctx, err, untilEmpty); err != nil {
-					return err
-				}
-				if batchDone, err := d.sleep(ctx, done, time.Now().Add(idleRecheck)); batchDone {
-					finish(err)
-				}
-				continue
+		items, err := d.Queue.Claim(ctx, batchSize, time.Now(), scope.Items)
+		if err != nil {
+			if err := d.queueTrouble(ctx, err, untilEmpty); err != nil {
+				return err
 			}
+			if batchDone, err := d.sleep(ctx, done, time.Now().Add(idleRecheck)); batchDone {
+				finish(err)
+			}
+			continue
 		}
 		if len(items) > 0 {
 			running++
@@ -156,7 +151,7 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 		next, ok, err := time.Time{}, false, error(nil)
 		if untilEmpty && running == 0 {
 			var empty bool
-			if empty, err = d.empty(ctx, scope); err == nil && empty {
+			if empty, err = d.Queue.ScopeDone(ctx, scope.Items); err == nil && empty {
 				return nil
 			}
 		}
@@ -207,34 +202,4 @@ func (d *Drainer) sleep(ctx context.Context, done <-chan error, until time.Time)
 	case <-t.C:
 	}
 	return false, nil
-}
-
-// paths is the claim filter: nil for every item.
-func (s Scope) paths() []string {
-	if s.Paths == nil {
-		return nil
-	}
-	return s.Paths()
-}
-
-// empty reports whether nothing of scope is left to do.
-func (d *Drainer) empty(ctx context.Context, scope Scope) (bool, error) {
-	only := scope.paths()
-	if scope.Paths == nil {
-		st, err := d.Queue.Status(ctx, time.Now())
-		if err != nil {
-			return false, err
-		}
-		return st.Counts[queue.Pending]+st.Counts[queue.Uploading] == 0, nil
-	}
-	items, err := d.Queue.Get(ctx, only)
-	if err != nil {
-		return false, err
-	}
-	for _, it := range items {
-		if it.State == queue.Pending || it.State == queue.Uploading {
-			return false, nil
-		}
-	}
-	return true, nil
 }

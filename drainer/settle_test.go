@@ -28,25 +28,31 @@ func (f pushFunc) Push(_ context.Context, roots []string) map[string]uploader.Ro
 
 const testPath = "/nix/store/00000000000000000000000000000000-x"
 
-func queueOnTmpfs(t *testing.T) (*queue.Queue, string) {
+// queueOnTmpfs is a queue on a small tmpfs holding testPath in a scope,
+// as a push leaves it before draining.
+func queueOnTmpfs(t *testing.T) (*queue.Queue, queue.Scope, string) {
 	dir := fulldisk.Mount(t, 2<<20)
 	q, err := queue.Open(filepath.Join(dir, "q.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	if _, err := q.Enqueue(context.Background(), []string{testPath}); err != nil {
+	scope, err := q.NewScope(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
-	return q, dir
+	if _, err := q.RequeueIn(context.Background(), scope, []string{testPath}); err != nil {
+		t.Fatal(err)
+	}
+	return q, scope, dir
 }
 
 // runUntilEmpty runs a push's drain and fails the test if it does not end.
-func runUntilEmpty(t *testing.T, d *Drainer) error {
+func runUntilEmpty(t *testing.T, d *Drainer, scope queue.Scope) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := d.Run(ctx, Scope{Paths: func() []string { return []string{testPath} }, UntilEmpty: true})
+	err := d.Run(ctx, Scope{Items: scope, UntilEmpty: true})
 	if ctx.Err() != nil {
 		t.Fatal("the drain did not end: a row was stranded")
 	}
@@ -57,14 +63,14 @@ func runUntilEmpty(t *testing.T, d *Drainer) error {
 // recorded. Once the space comes back, the write lands and the run ends
 // with the row done (before: the row stayed uploading and push hung).
 func TestOutcomeWrittenOnceDiskFrees(t *testing.T) {
-	q, dir := queueOnTmpfs(t)
+	q, scope, dir := queueOnTmpfs(t)
 	var filler string
 	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: 20 * time.Second,
 		Uploader: pushFunc(func() {
 			filler = fulldisk.Fill(t, dir)
 			time.AfterFunc(500*time.Millisecond, func() { os.Remove(filler) })
 		})}
-	if err := runUntilEmpty(t, d); err != nil {
+	if err := runUntilEmpty(t, d, scope); err != nil {
 		t.Fatal(err)
 	}
 	items, err := q.Get(context.Background(), []string{testPath})
@@ -76,10 +82,10 @@ func TestOutcomeWrittenOnceDiskFrees(t *testing.T) {
 // The disk stays full: a run that must end (push, watch-exec) gives up
 // after its shutdown timeout with the error, instead of waiting forever.
 func TestOutcomeNeverWrittenEndsTheRun(t *testing.T) {
-	q, dir := queueOnTmpfs(t)
+	q, scope, dir := queueOnTmpfs(t)
 	d := &Drainer{Queue: q, Log: zapNop(), ShutdownTimeout: time.Second,
 		Uploader: pushFunc(func() { fulldisk.Fill(t, dir) })}
-	err := runUntilEmpty(t, d)
+	err := runUntilEmpty(t, d, scope)
 	if err == nil {
 		t.Fatal("the run ended without error although no outcome was recorded")
 	}

@@ -118,7 +118,7 @@ func TestQueueDepthPerState(t *testing.T) {
 	check("9 enqueued")
 
 	now := time.Now()
-	claimed, err := q.Claim(ctx, 6, now, nil)
+	claimed, err := q.Claim(ctx, 6, now, queue.Everything)
 	if err != nil || len(claimed) != 6 {
 		t.Fatalf("claim 6: %d items, %v", len(claimed), err)
 	}

@@ -21,21 +21,27 @@ import (
 // The daemon, if one shares the queues, owns their saved marks: Exec
 // writes rows only.
 type Exec struct {
-	p    *Pipeline
-	w    *watcher.Watcher
-	mu   sync.Mutex
-	mine []string // the paths the command registered
+	p      *Pipeline
+	w      *watcher.Watcher
+	scopes []queue.Scope // each lane's: the command's items in its queue
+	mu     sync.Mutex
+	mine   []string // the paths the command registered
 }
 
 // execPoll is watch-exec's safety poll: a build is short, so look often.
 const execPoll = 2 * time.Second
 
 // StartExec prepares a run that pushes what is registered above mark.
-func (p *Pipeline) StartExec(mark int64) *Exec {
+func (p *Pipeline) StartExec(ctx context.Context, mark int64) (*Exec, error) {
 	e := &Exec{p: p}
 	sink := &fanout{}
 	for _, l := range p.Lanes {
-		sink.add(watcher.RowsOnly(l.Queue), mark)
+		scope, err := l.Queue.NewScope(ctx)
+		if err != nil {
+			return nil, p.errorf(l, err)
+		}
+		e.scopes = append(e.scopes, scope)
+		sink.add(scopeSink{l.Queue, scope}, mark)
 	}
 	e.w = p.watcher(sink, mark, execPoll)
 	wake := e.w.Enqueued
@@ -45,10 +51,22 @@ func (p *Pipeline) StartExec(mark int64) *Exec {
 		e.mu.Unlock()
 		wake(paths)
 	}
-	return e
+	return e, nil
 }
 
-// paths is the drainers' claim filter: the command's paths only.
+// scopeSink is watch-exec's sink for one queue: rows (not the mark, which
+// a daemon sharing the queue owns) added to the run's scope.
+type scopeSink struct {
+	q     *queue.Queue
+	scope queue.Scope
+}
+
+func (s scopeSink) Add(ctx context.Context, paths []string, _ int64) error {
+	_, err := s.q.EnqueueIn(ctx, s.scope, paths)
+	return err
+}
+
+// paths are the command's paths so far.
 func (e *Exec) paths() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -65,11 +83,10 @@ func (e *Exec) Watch(ctx context.Context) error {
 	var once sync.Once
 	wg.Add(1 + len(e.p.Lanes))
 	go func() { defer wg.Done(); _ = e.w.Run(ctx) }()
-	for _, l := range e.p.Lanes {
+	for i, l := range e.p.Lanes {
 		go func() {
 			defer wg.Done()
-			scope := drainer.Scope{Paths: e.paths}
-			if err := l.Drainer.Run(ctx, scope); err != nil {
+			if err := l.Drainer.Run(ctx, drainer.Scope{Items: e.scopes[i]}); err != nil {
 				once.Do(func() { failed = e.p.errorf(l, err) })
 				stop()
 			}
@@ -101,7 +118,7 @@ func (e *Exec) Finish(ctx context.Context, timeout, stall time.Duration) ([]Exec
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = e.drain(ctx, l, timeout, stall)
+			results[i], errs[i] = e.drain(ctx, l, e.scopes[i], timeout, stall)
 			errs[i] = e.p.errorf(l, errs[i])
 		}()
 	}
@@ -110,11 +127,12 @@ func (e *Exec) Finish(ctx context.Context, timeout, stall time.Duration) ([]Exec
 }
 
 // drain waits for one cache's uploads of the command's paths.
-func (e *Exec) drain(ctx context.Context, l *Lane, timeout, stall time.Duration) (ExecResult, error) {
+func (e *Exec) drain(ctx context.Context, l *Lane, scope queue.Scope, timeout, stall time.Duration) (ExecResult, error) {
+	defer l.Queue.CloseScope(context.WithoutCancel(ctx), scope) //nolint:errcheck // a dead process's scope goes at the next RecoverOrphans
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	go l.cancelOnStall(ctx, cancel, stall)
-	if err := l.Drainer.Run(ctx, drainer.Scope{Paths: e.paths, UntilEmpty: true}); err != nil {
+	if err := l.Drainer.Run(ctx, drainer.Scope{Items: scope, UntilEmpty: true}); err != nil {
 		return ExecResult{Lane: l}, err
 	}
 	mine := e.paths()

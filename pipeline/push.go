@@ -37,8 +37,8 @@ type PushOptions struct {
 // the next watch-store or push --drain.
 func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOptions) (PushResult, error) {
 	res := PushResult{Stats: &l.Uploader.Stats}
-	var err error
 	if len(closure) > 0 {
+		var err error
 		if res.Plan, err = l.Uploader.Plan(ctx, closure); err != nil {
 			return res, err
 		}
@@ -52,10 +52,15 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 	if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
 		return res, err
 	}
-	if _, err := l.Queue.Requeue(ctx, mine); err != nil {
+	items, err := l.Queue.NewScope(ctx)
+	if err != nil {
 		return res, err
 	}
-	scope := drainer.Scope{Paths: func() []string { return mine }, UntilEmpty: true}
+	defer l.Queue.CloseScope(context.WithoutCancel(ctx), items) //nolint:errcheck // a dead process's scope goes at the next RecoverOrphans
+	if _, err := l.Queue.RequeueIn(ctx, items, mine); err != nil {
+		return res, err
+	}
+	scope := drainer.Scope{Items: items, UntilEmpty: true}
 	res.Total = len(mine)
 	if o.DrainAll {
 		st, err := l.Queue.Status(ctx, time.Now())
@@ -63,7 +68,7 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 			return res, err
 		}
 		res.Total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
-		scope.Paths, mine = nil, nil
+		scope.Items, mine = queue.Everything, nil
 	}
 	if res.Total == 0 {
 		return res, nil

@@ -66,18 +66,18 @@ func TestDaemonOneWatcherTwoCaches(t *testing.T) {
 	waitFor(t, "the first build in both caches", func() bool {
 		return narinfoIn(a, first[0]) && narinfoIn(b, first[0])
 	})
+	stop()
 	// An old finished row, for housekeeping to prune at the next start.
 	const old = "/nix/store/00000000000000000000000000000000-old"
 	if _, err := p.Lanes[0].Queue.Enqueue(t.Context(), []string{old}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Lanes[0].Queue.Claim(t.Context(), 1, time.Now(), []string{old}); err != nil {
+	if _, err := p.Lanes[0].Queue.Claim(t.Context(), 1, time.Now(), queue.Everything); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Lanes[0].Queue.Complete(t.Context(), old, 1, time.Now().Add(-2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	stop()
 	p.Close()
 
 	second := w.nix.Build(t, nixtest.FibChain("daemon-2", 2)) // while stopped
@@ -86,7 +86,7 @@ func TestDaemonOneWatcherTwoCaches(t *testing.T) {
 	waitFor(t, "the build made while stopped in both caches", func() bool {
 		return narinfoIn(a, second[0]) && narinfoIn(b, second[0])
 	})
-	if s := itemState(t, p.Lanes[0], old); s != "" {
+	if s := itemState(t, p.Lanes[0], "/nix/store/00000000000000000000000000000000-old"); s != "" {
 		t.Errorf("a row finished 2 h ago is still there (%s) with KeepDone 1 h", s)
 	}
 	if s := itemState(t, p.Lanes[1], first[0]); s != queue.Done {
@@ -108,7 +108,10 @@ func TestExecPushesWhatTheCommandBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := p.StartExec(mark)
+	run, err := p.StartExec(t.Context(), mark)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- run.Watch(ctx) }()

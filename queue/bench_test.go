@@ -73,7 +73,7 @@ func BenchmarkClaim100k(b *testing.B) {
 	ctx := context.Background()
 	q := openFilled(b)
 	for b.Loop() {
-		items, err := q.Claim(ctx, 4, t0, nil)
+		items, err := q.Claim(ctx, 4, t0, Everything)
 		if err != nil || len(items) == 0 {
 			b.Fatalf("Claim = %d items, %v", len(items), err)
 		}

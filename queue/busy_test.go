@@ -25,7 +25,7 @@ func TestWriteLockHeldElsewhereIsErrBusy(t *testing.T) {
 	writes := map[string]func() error{
 		"Enqueue": func() error { _, err := q.Enqueue(ctx, []string{"/x"}); return err },
 		"Requeue": func() error { _, err := q.Requeue(ctx, []string{"/done"}); return err },
-		"Claim":   func() error { _, err := q.Claim(ctx, 1, t0, nil); return err },
+		"Claim":   func() error { _, err := q.Claim(ctx, 1, t0, Everything); return err },
 		"Settle": func() error {
 			_, err := q.Settle(ctx, []Outcome{{Path: "/claimed", State: Done}}, t0)
 			return err

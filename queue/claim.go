@@ -1,32 +1,29 @@
 package queue
 
 import (
-	"cmp"
-	"context"
+		"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
-// Claim takes up to n pending rows whose next attempt is at or before now,
-// oldest (first inserted) first, marks them uploading by this process and
-// returns them. The select and the update share one IMMEDIATE transaction,
-// so concurrent claimers — goroutines or processes — never get the same
-// row. If only is non-empty, just rows with those paths are eligible (a
-// `push` drains its own items); the cost then grows with len(only).
-// Returns nil when nothing is due.
+// Claim takes up to n pending rows of scope whose next attempt is at or
+// before now, oldest (first inserted) first, marks them uploading by this
+// process and returns them. The select and the update share one IMMEDIATE
+// transaction, so concurrent claimers — goroutines or processes — never
+// get the same row. Its cost grows with n, not with the queue or the
+// scope. Returns nil when nothing is due.
 //
 // Errors: only database errors, after which nothing was claimed.
-func (q *Queue) Claim(ctx context.Context, n int, now time.Time, only []string) ([]Item, error) {
+func (q *Queue) Claim(ctx context.Context, n int, now time.Time, scope Scope) ([]Item, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	var claimed []Item
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		claimed = nil
-		rows, err := candidates(ctx, tx, n, nanos(now), only)
+		rows, err := candidates(ctx, tx, n, nanos(now), scope)
 		if err != nil {
 			return err
 		}
@@ -58,32 +55,19 @@ type row struct {
 }
 
 // candidates selects the rows Claim will take, oldest first.
-func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, only []string) ([]row, error) {
-	if len(only) == 0 {
+func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) ([]row, error) {
+	if scope == Everything {
 		// Left to itself the planner ranges over items_state_next and sorts
 		// every due row to find the first n — milliseconds per claim with a
 		// large backlog. Walking items_state_id stops after n.
 		return queryRows(ctx, tx, `SELECT `+itemCols+` FROM items INDEXED BY items_state_id
 			WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?`, now, n)
 	}
-	const base = `SELECT ` + itemCols + ` FROM items
-		WHERE state = 'pending' AND next_attempt <= ?`
-	// Sorted copy without duplicates: the caller's slice is not ours to
-	// reorder, and a path in two chunks would be claimed twice.
-	only = slices.Compact(slices.Sorted(slices.Values(only)))
-	var all []row
-	// Each chunk yields its own oldest n; the oldest n overall are among them.
-	for _, chunk := range chunks(only) {
-		marks, args := placeholders(chunk)
-		args = append([]any{now}, append(args, n)...)
-		rows, err := queryRows(ctx, tx, base+` AND path IN (`+marks+`) ORDER BY id LIMIT ?`, args...)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, rows...)
-	}
-	slices.SortFunc(all, func(a, b row) int { return cmp.Compare(a.id, b.id) })
-	return all[:min(n, len(all))], nil
+	// The scope holds only unfinished items, walked in item order: the
+	// walk passes over the scope's rows uploading or waiting for a retry
+	// (a batch or two) before it has n.
+	return queryRows(ctx, tx, `SELECT `+itemCols+` FROM scope_items s JOIN items ON items.id = s.item
+		WHERE s.scope = ? AND state = 'pending' AND next_attempt <= ? ORDER BY s.item LIMIT ?`, scope, now, n)
 }
 
 func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]row, error) {
@@ -139,6 +123,12 @@ func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (
 	var applied int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		applied = 0
+		// A finished item leaves every scope: runs wait only for the rest.
+		unlink, err := tx.PrepareContext(ctx, `DELETE FROM scope_items WHERE item = (SELECT id FROM items WHERE path = ?)`)
+		if err != nil {
+			return err
+		}
+		defer unlink.Close()
 		stmts := map[State]*sql.Stmt{}
 		defer func() {
 			for _, st := range stmts {
@@ -171,6 +161,11 @@ func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (
 			}
 			n, _ := res.RowsAffected()
 			applied += n
+			if n > 0 && o.State != Pending {
+				if _, err := unlink.ExecContext(ctx, o.Path); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -265,7 +260,8 @@ func (q *Queue) ReleaseClaims(ctx context.Context) (int, error) {
 // alone, so no path is uploaded by two processes at once. A recovered row
 // counts an attempt and records the interruption as its last error: a path
 // that kills its uploader must not be retried forever unnoticed. Returns
-// how many rows it recovered. Call it at start and periodically.
+// how many rows it recovered. Scopes of exited processes go too. Call it
+// at start and periodically.
 //
 // Errors: only database errors, after which nothing was recovered.
 func (q *Queue) RecoverOrphans(ctx context.Context) (int, error) {
@@ -308,7 +304,7 @@ func (q *Queue) RecoverOrphans(ctx context.Context) (int, error) {
 			n, _ := res.RowsAffected()
 			recovered += n
 		}
-		return nil
+		return dropDeadScopes(ctx, tx)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("recover orphaned items: %w", err)

@@ -84,7 +84,7 @@ func TestClaimOrderAndLimit(t *testing.T) {
 	mustEnqueue(t, q, paths...)
 	var got []string
 	for {
-		items, err := q.Claim(ctx, 3, t0, nil)
+		items, err := q.Claim(ctx, 3, t0, Everything)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,36 +103,100 @@ func TestClaimOrderAndLimit(t *testing.T) {
 	}
 }
 
-func TestClaimOnly(t *testing.T) {
+// TestClaimInScope: a scope's claims take only its items, oldest first;
+// an item settled done, skipped or failed leaves the scope, a transient
+// failure keeps it there; the scope is done once none is left pending
+// or uploading, whatever other items the queue holds.
+func TestClaimInScope(t *testing.T) {
 	ctx := context.Background()
 	q, _ := openTest(t)
 	paths := storePaths("o", 2*chunkSize+20)
 	mustEnqueue(t, q, paths...)
-	// Mine are spread over several IN lists and given out of order, with a
-	// duplicate and a path that has no row.
-	mine := []string{paths[2*chunkSize+5], paths[7], paths[chunkSize+1], paths[7], "/not-queued"}
-	caller := slices.Clone(mine)
+	scope, err := q.NewScope(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Mine are given out of order, with a duplicate and a path that had
+	// no row (RequeueIn adds it, last).
+	mine := []string{paths[2*chunkSize+5], paths[7], paths[chunkSize+1], paths[7], "/nix/store/not-queued"}
+	if _, err := q.RequeueIn(ctx, scope, mine); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Claim(ctx, 2, t0, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pathsOf(items), []string{paths[7], paths[chunkSize+1]}; !slices.Equal(got, want) {
+		t.Errorf("Claim(scope) = %v, want the oldest two of mine %v", got, want)
+	}
+	if done, err := q.ScopeDone(ctx, scope); err != nil || done {
+		t.Fatalf("ScopeDone with items uploading = %v, %v", done, err)
+	}
+	if _, err := q.Settle(ctx, []Outcome{
+		{Path: paths[7], State: Done},
+		{Path: paths[chunkSize+1], State: Pending, Reason: "flaky", Next: t0.Add(time.Hour), Attempt: true},
+	}, t0); err != nil {
+		t.Fatal(err)
+	}
+	items, err = q.Claim(ctx, 10, t0, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pathsOf(items), []string{paths[2*chunkSize+5], "/nix/store/not-queued"}; !slices.Equal(got, want) {
+		t.Errorf("second Claim(scope) = %v, want %v (the retried one is not due)", got, want)
+	}
+	if _, err := q.Settle(ctx, []Outcome{{Path: paths[2*chunkSize+5], State: Failed}, {Path: "/nix/store/not-queued", State: Skipped}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := q.ScopeDone(ctx, scope); err != nil || done {
+		t.Fatalf("ScopeDone with an item waiting for its retry = %v, %v", done, err)
+	}
+	items, err = q.Claim(ctx, 10, t0.Add(2*time.Hour), scope)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("Claim once the retry is due = %v, %v", pathsOf(items), err)
+	}
+	if _, err := q.Settle(ctx, []Outcome{{Path: items[0].Path, State: Done}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := q.ScopeDone(ctx, scope); err != nil || !done {
+		t.Fatalf("ScopeDone after all settled = %v, %v", done, err)
+	}
+	if first, _ := q.Claim(ctx, 1, t0, Everything); len(first) != 1 || first[0].Path != paths[0] {
+		t.Errorf("Claim(Everything) = %+v, want %s", first, paths[0])
+	}
+	if err := q.CloseScope(ctx, scope); err != nil {
+		t.Fatal(err)
+	}
+}
 
-	items, err := q.Claim(ctx, 2, t0, mine)
+// TestScopeOfDeadProcessGoes: RecoverOrphans drops the scopes of
+// processes that have exited.
+func TestScopeOfDeadProcessGoes(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openTest(t)
+	scope, err := q.NewScope(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{paths[7], paths[chunkSize+1]} // the oldest two of mine
-	if got := pathsOf(items); !slices.Equal(got, want) {
-		t.Errorf("Claim(only) = %v, want %v", got, want)
-	}
-	if !slices.Equal(mine, caller) {
-		t.Error("Claim reordered the caller's slice")
-	}
-	items, err = q.Claim(ctx, 10, t0, mine)
-	if err != nil {
+	if _, err := q.RequeueIn(ctx, scope, storePaths("d", 3)); err != nil {
 		t.Fatal(err)
 	}
-	if got := pathsOf(items); !slices.Equal(got, []string{paths[2*chunkSize+5]}) {
-		t.Errorf("second Claim(only) = %v", got)
+	var n int
+	count := func() int {
+		t.Helper()
+		if err := q.r.QueryRow(`SELECT count(*) FROM scope_items`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	if first, _ := q.Claim(ctx, 1, t0, nil); len(first) != 1 || first[0].Path != paths[0] {
-		t.Errorf("Claim without only = %+v, want %s", first, paths[0])
+	if _, err := q.RecoverOrphans(ctx); err != nil || count() != 3 {
+		t.Fatalf("a live process's scope: %d items after RecoverOrphans (%v), want 3", n, err)
+	}
+	if _, err := q.w.Exec(`UPDATE scopes SET owner = ?`, deadPid(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.RecoverOrphans(ctx); err != nil || count() != 0 {
+		t.Fatalf("a dead process's scope: %d items after RecoverOrphans (%v), want 0", n, err)
 	}
 }
 
@@ -162,7 +226,7 @@ func TestClaimWaitsForNextAttempt(t *testing.T) {
 		{due, 1},
 	}
 	for _, tt := range tests {
-		items, err := q.Claim(ctx, 1, tt.now, nil)
+		items, err := q.Claim(ctx, 1, tt.now, Everything)
 		if err != nil || len(items) != tt.want {
 			t.Fatalf("Claim at %v = %d items, %v; want %d", tt.now.Sub(t0), len(items), err, tt.want)
 		}
@@ -197,7 +261,7 @@ func TestClaimConcurrent(t *testing.T) {
 		q := handles[i%2]
 		wg.Go(func() {
 			for {
-				items, err := q.Claim(ctx, 1+i%5, t0, nil)
+				items, err := q.Claim(ctx, 1+i%5, t0, Everything)
 				if err != nil {
 					errs <- err
 					return

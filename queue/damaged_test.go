@@ -48,7 +48,7 @@ func TestDamagedWhileOpen(t *testing.T) {
 
 			calls := map[string]func() error{
 				"Status":    func() error { _, err := q.Status(ctx, t0); return err },
-				"Claim":     func() error { _, err := q.Claim(ctx, 5, t0, nil); return err },
+				"Claim":     func() error { _, err := q.Claim(ctx, 5, t0, Everything); return err },
 				"Enqueue":   func() error { _, err := q.Enqueue(ctx, []string{"/new"}); return err },
 				"Requeue":   func() error { _, err := q.Requeue(ctx, []string{"/new"}); return err },
 				"Get":       func() error { _, err := q.Get(ctx, storePaths("x", 3)); return err },

@@ -40,7 +40,7 @@ func FuzzOpen(f *testing.F) {
 	if _, err := q.Enqueue(ctx, storePaths("fuzz", 300)); err != nil {
 		f.Fatal(err)
 	}
-	if _, err := q.Claim(ctx, 10, t0, nil); err != nil {
+	if _, err := q.Claim(ctx, 10, t0, Everything); err != nil {
 		f.Fatal(err)
 	}
 	if err := q.SetMeta(ctx, "mark", "1"); err != nil {
@@ -115,7 +115,7 @@ func FuzzOpen(f *testing.F) {
 			if _, err := q.Status(ctx, t0); err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Errorf("%s, then Status: %v, want nil or ErrCorrupt", name, err)
 			}
-			if _, err := q.Claim(ctx, 5, t0, nil); err != nil && !isAny(err, ErrCorrupt, ErrReadOnly) {
+			if _, err := q.Claim(ctx, 5, t0, Everything); err != nil && !isAny(err, ErrCorrupt, ErrReadOnly) {
 				t.Errorf("%s, then Claim: %v, want nil or ErrCorrupt", name, err)
 			}
 			if err := q.Close(); err != nil && !errors.Is(err, ErrCorrupt) {

@@ -57,7 +57,7 @@ func mustEnqueue(t *testing.T, q *Queue, paths ...string) {
 // mustClaim claims every due pending row (they are few in tests).
 func mustClaim(t *testing.T, q *Queue, now time.Time) []Item {
 	t.Helper()
-	items, err := q.Claim(context.Background(), 1000, now, nil)
+	items, err := q.Claim(context.Background(), 1000, now, Everything)
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}

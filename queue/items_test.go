@@ -173,7 +173,7 @@ func TestPrune(t *testing.T) {
 	paths := storePaths("p", pruneBatch+10) // more than one batch
 	mustEnqueue(t, q, paths...)
 	mustEnqueue(t, q, "/new", "/failed", "/skipped-old", "/pending")
-	if _, err := q.Claim(ctx, len(paths)+4, t0, nil); err != nil {
+	if _, err := q.Claim(ctx, len(paths)+4, t0, Everything); err != nil {
 		t.Fatal(err)
 	}
 	old, recent := t0.Add(-48*time.Hour), t0

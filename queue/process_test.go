@@ -43,7 +43,7 @@ func TestClaimerProcess(t *testing.T) {
 func drain(q *Queue, n int, claimed func(string)) error {
 	ctx := context.Background()
 	for {
-		items, err := q.Claim(ctx, n, t0, nil)
+		items, err := q.Claim(ctx, n, t0, Everything)
 		if err != nil {
 			return err
 		}

@@ -198,7 +198,7 @@ func checkWritesRefused(t *testing.T, q *Queue) {
 	ctx := context.Background()
 	writes := map[string]func() error{
 		"Enqueue": func() error { _, err := q.Enqueue(ctx, []string{"/x"}); return err },
-		"Claim":   func() error { _, err := q.Claim(ctx, 1, t0, nil); return err },
+		"Claim":   func() error { _, err := q.Claim(ctx, 1, t0, Everything); return err },
 		"Settle": func() error {
 			_, err := q.Settle(ctx, []Outcome{{Path: "/claimed", State: Done}}, t0)
 			return err

@@ -113,7 +113,11 @@ func (c *watchExecCommand) run(cmd *cobra.Command, argv []string) error {
 
 // watch pushes while the command runs, then waits (bounded) for the rest.
 func (c *watchExecCommand) watch(ctx, afterChild context.Context, p *pipeline.Pipeline, child *child, mark int64) error {
-	run := p.StartExec(mark)
+	run, err := p.StartExec(ctx, mark)
+	if err != nil {
+		child.kill()
+		return err
+	}
 	// While the command runs, new paths are found and pushed at once.
 	during, stopDuring := context.WithCancel(ctx)
 	defer stopDuring()

@@ -98,7 +98,7 @@ func mixQueue(ctx context.Context, file, cache string) (mixTimes, error) {
 	start := time.Now()
 	var claimed []queue.Item
 	for {
-		items, err := q.Claim(ctx, queueBatch, now, nil)
+		items, err := q.Claim(ctx, queueBatch, now, queue.Everything)
 		if err != nil {
 			return m, err
 		}
