@@ -7,6 +7,7 @@ package memo
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 )
@@ -46,48 +47,71 @@ type Memo interface {
 // is pushed again by the next day's runs.
 const DefaultTTL = 24 * time.Hour
 
-// memoryLimit bounds a Memory; past it, it starts afresh, which only
-// costs checks.
-const memoryLimit = 200_000
+// memoryLimit bounds a Memory (about 60 bytes an entry); past it, it
+// starts afresh, which only costs checks.
+const memoryLimit = 1_000_000
 
-// Memory is a Memo held in memory, for the life of a process.
+// Memory is a Memo held in memory, for the life of a process. Entries are
+// keyed by the path's hash part, as in a narinfo's name, and stamped with
+// unix milliseconds.
 type Memory struct {
 	ttl  time.Duration
 	mu   sync.Mutex
-	seen map[string]time.Time
+	seen map[string]int64
 }
 
 var _ Memo = (*Memory)(nil)
 
 // NewMemory returns an empty memo whose entries expire after ttl.
 func NewMemory(ttl time.Duration) *Memory {
-	return &Memory{ttl: ttl, seen: map[string]time.Time{}}
+	return &Memory{ttl: ttl, seen: map[string]int64{}}
 }
 
+// memoryKey is the key of a path: its hash part, copied so the entry
+// does not keep the whole path's string alive.
+func memoryKey(path string) string { return strings.Clone(hashPart(path)) }
+
 func (m *Memory) Present(_ context.Context, paths []string, since time.Time) (map[string]bool, error) {
-	if t := time.Now().Add(-m.ttl); t.After(since) {
-		since = t
-	}
+	after := m.after(since)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := map[string]bool{}
 	for _, p := range paths {
-		if t, ok := m.seen[p]; ok && t.After(since) {
+		if t, ok := m.seen[hashPart(p)]; ok && t >= after {
 			out[p] = true
 		}
 	}
 	return out, nil
 }
 
+// Has is Present for one path, remembered within the TTL: cheap enough to
+// ask for every reference of every path of a push.
+func (m *Memory) Has(path string) bool {
+	after := m.after(time.Time{})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.seen[hashPart(path)]
+	return ok && t >= after
+}
+
+// after is the oldest stamp still trusted: within the TTL and after since.
+func (m *Memory) after(since time.Time) int64 {
+	t := time.Now().Add(-m.ttl)
+	if since.After(t) {
+		t = since
+	}
+	return t.UnixMilli()
+}
+
 func (m *Memory) Remember(paths []string) {
-	now := time.Now()
+	now := time.Now().UnixMilli()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.seen)+len(paths) > memoryLimit {
-		m.seen = map[string]time.Time{}
+		m.seen = map[string]int64{}
 	}
 	for _, p := range paths {
-		m.seen[p] = now
+		m.seen[memoryKey(p)] = now
 	}
 }
 
@@ -95,7 +119,7 @@ func (m *Memory) Forget(_ context.Context, paths []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range paths {
-		delete(m.seen, p)
+		delete(m.seen, hashPart(p))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"context"
+	"nixpush/memo"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,6 +18,7 @@ func (u *Uploader) remember(paths ...string) {
 		delete(u.missing, p)
 	}
 	u.mu.Unlock()
+	u.seenPaths().Remember(paths)
 	u.Memo.Remember(paths)
 }
 
@@ -28,6 +30,7 @@ func (u *Uploader) Forget(paths ...string) {
 	if len(paths) == 0 {
 		return
 	}
+	_ = u.seenPaths().Forget(context.Background(), paths) // in memory: cannot fail
 	// Forgetting must land even when the push is being cancelled.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -64,5 +67,57 @@ func (u *Uploader) memoPresent(ctx context.Context, paths []string) map[string]b
 		u.Log.Warn("cache memo: cannot read; asking the cache", zap.Error(err))
 		return nil
 	}
+	return known
+}
+
+// seenPaths is what this Uploader saw in the cache, made at first use
+// with the TTL set by then.
+func (u *Uploader) seenPaths() *memo.Memory {
+	u.seenOnce.Do(func() {
+		ttl := u.MemoTTL
+		if ttl <= 0 {
+			ttl = memo.DefaultTTL
+		}
+		u.seen = memo.NewMemory(ttl)
+	})
+	return u.seen
+}
+
+// dealtWith reports whether this push need not walk or plan path: this
+// Uploader saw it in the cache or wrote it there within the TTL, or is
+// uploading it now (its flight is waited for by whoever needs it). What
+// this trusts is what the Uploader itself learned, never an earlier run:
+// a path got here from a plan that had its whole closure in hand, or from
+// an upload whose references were there first.
+func (u *Uploader) dealtWith(path string) bool {
+	if u.seenPaths().Has(path) {
+		return true
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.inflight[path]
+	return ok
+}
+
+// knownPresent is which of paths this Uploader saw in the cache, or the
+// memo knows (those join what it saw: their closures are in the same
+// plan, checked one by one).
+func (u *Uploader) knownPresent(ctx context.Context, paths []string) map[string]bool {
+	known := map[string]bool{}
+	var rest []string
+	for _, p := range paths {
+		if u.seenPaths().Has(p) {
+			known[p] = true
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	fromMemo := u.memoPresent(ctx, rest)
+	var learned []string
+	for p := range fromMemo {
+		known[p] = true
+		learned = append(learned, p)
+	}
+	u.seenPaths().Remember(learned)
 	return known
 }

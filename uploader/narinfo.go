@@ -80,7 +80,7 @@ func NewNarInfo(info *nixstore.PathInfo, nar Uploaded, keys []signature.SecretKe
 		}
 		ni.Signatures = append(ni.Signatures, sig)
 	}
-	fingerprint := ni.Fingerprint()
+	fingerprint := cache.Fingerprint(ni)
 	for _, k := range keys {
 		sig, err := k.Sign(nil, fingerprint)
 		if err != nil {

@@ -55,3 +55,43 @@ func TestNarInfoDescribesItsObject(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 }
+
+// TestNARUploadedOncePerPush: two batches of one push plan the same
+// dependency while it is missing; the first uploads it, and the second,
+// starting after that upload has finished, must not upload it again (a
+// 1,000-path push left 6 NAR objects no narinfo named).
+func TestNARUploadedOncePerPush(t *testing.T) {
+	s := nixtest.NewStore(t)
+	dep := addFile(t, s, "shared-dep", "shared by every batch")
+	st := openStore(t, s)
+	fc, _ := newFileCache(t)
+	c := newCountingCache(fc)
+	key, _, _, _ := keygen(t, "once-1")
+	u := uploader.New(st, c, uploader.DefaultCompression, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+	closure, err := st.Closure(t.Context(), []string{dep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := u.Plan(t.Context(), closure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := u.Plan(t.Context(), closure) // planned while the first has not uploaded yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Upload) != 1 || len(second.Upload) != 1 {
+		t.Fatalf("plans upload %d and %d paths, want 1 each (a missing path is planned by each batch)", len(first.Upload), len(second.Upload))
+	}
+	for _, plan := range [][]*nixstore.PathInfo{first.Upload, second.Upload} {
+		if _, errs := collect(u.Upload(t.Context(), plan)); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	if n := c.countPrefix("nar/"); n != 1 {
+		t.Errorf("the dependency's NAR was uploaded %d times in one push, want once", n)
+	}
+	if n := u.Stats.Paths.Load(); n != 1 {
+		t.Errorf("Stats count %d paths pushed, want 1", n)
+	}
+}

@@ -172,7 +172,7 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	for i, info := range kept {
 		paths[i] = info.Path
 	}
-	known := u.memoPresent(ctx, paths)
+	known := u.knownPresent(ctx, paths)
 	present := make([]bool, len(kept))
 	var asked []*nixstore.PathInfo
 	var askedAt []int // index in kept of each asked path

@@ -15,8 +15,10 @@ type RootResult struct {
 }
 
 // Push pushes the closures of roots: it checks the roots are still valid,
-// drops those the filter refuses, reads the closure once, plans what the
-// cache lacks and uploads it, however many roots share dependencies. It
+// drops those the filter refuses, reads the closure once (leaving out
+// what this Uploader has dealt with already, so the batches of a large
+// push each read about their own paths), plans what the cache lacks and
+// uploads it, however many roots share dependencies. It
 // returns a result for every root; a path already in the cache is a
 // result with neither Skip nor Err.
 func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResult {
@@ -47,7 +49,7 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 	if len(kept) == 0 {
 		return res
 	}
-	closure, err := u.Store.ClosureOf(ctx, keptInfos)
+	closure, err := u.Store.ClosureOf(ctx, keptInfos, u.dealtWith)
 	if errors.Is(err, nixstore.ErrNotValid) && len(kept) > 1 {
 		// A dependency vanished between the two queries: sort it out one
 		// root at a time.

@@ -40,12 +40,20 @@ type Uploader struct {
 	// Recheck ignores what Memo knew before this Uploader was made: every
 	// path is asked for once (what it finds is remembered again).
 	Recheck bool
+	// MemoTTL is how long a path this Uploader saw in the cache is trusted
+	// to stay there (0: memo.DefaultTTL).
+	MemoTTL time.Duration
 
 	limits   limits
 	created  time.Time
 	mu       sync.Mutex
 	inflight map[string]*flight
 	missing  map[string]time.Time // paths found missing lately; see Plan
+	// seen are the paths this Uploader found in the cache or wrote there
+	// (within MemoTTL): a push does not walk or plan them again, however
+	// many batches share them.
+	seen     *memo.Memory
+	seenOnce sync.Once
 	// memoBroken: Memo failed to forget a path and is not trusted since.
 	memoBroken bool
 	Stats      Stats
@@ -137,7 +145,14 @@ func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flig
 	var fresh []int
 	for i, info := range plan {
 		f, ok := u.inflight[info.Path]
-		if !ok {
+		switch {
+		case ok:
+		case u.seenPaths().Has(info.Path):
+			// Written by another batch since this one was planned: the
+			// cache has it, so it is not uploaded a second time.
+			f = &flight{done: make(chan struct{})}
+			close(f.done)
+		default:
 			f = &flight{done: make(chan struct{})}
 			u.inflight[info.Path] = f
 			fresh = append(fresh, i)

@@ -1,4 +1,4 @@
-// Package cachegc collects garbage in a binary cache that has no server of
+// Package gc collects garbage in a binary cache that has no server of
 // its own (a directory, an S3 bucket, a WebDAV share): it keeps the
 // closures of what the user says to keep and deletes the rest, safely
 // beside pushers writing to the same cache.
@@ -65,7 +65,8 @@ type Options struct {
 	// when they alone exceed MaxSize).
 	MaxSize int64
 	// Grace protects what pushers are writing now: a narinfo or NAR
-	// written within it, or after gc started, is kept (default 1 h).
+	// written within it is kept (DefaultGrace is the flags' default).
+	// Whatever is written after gc started is kept too, even with 0.
 	Grace time.Duration
 	// Delete deletes; without it Collect only reports what would go.
 	Delete bool
@@ -92,14 +93,18 @@ type Result struct {
 	Damaged      []string `json:"damaged"`       // pushed during gc, NAR deleted: push again
 }
 
+// DefaultGrace is the grace period users get unless they say otherwise:
+// longer than any push takes to write a NAR and its narinfo.
+const DefaultGrace = time.Hour
+
 // Collect deletes (opts.Delete) or lists what is not in the closure of a
 // root. See the package comment for why it is safe beside pushers.
 func Collect(ctx context.Context, c cache.Cache, opts Options) (Result, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Grace <= 0 {
-		opts.Grace = time.Hour
+	if opts.Grace < 0 {
+		return Result{}, fmt.Errorf("gc grace period %v is negative", opts.Grace)
 	}
 	if opts.Jobs < 1 {
 		opts.Jobs = 64

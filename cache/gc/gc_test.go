@@ -91,6 +91,9 @@ func collect(t *testing.T, f *pushtest.Fixture, opts gc.Options) gc.Result {
 	// Two hours on: what was pushed an hour ago is out of the grace period.
 	later := time.Now().Add(2 * time.Hour)
 	opts.Now = func() time.Time { return later }
+	if opts.Grace == 0 {
+		opts.Grace = gc.DefaultGrace
+	}
 	r, err := gc.Collect(t.Context(), f.Cache, opts)
 	if err != nil {
 		t.Fatalf("Collect: %v", err)
@@ -251,5 +254,30 @@ func TestPins(t *testing.T) {
 	}
 	if pins, err := gc.Pins(ctx, f.Cache); err != nil || len(pins) != 0 {
 		t.Errorf("Pins after Unpin = %v, %v", pins, err)
+	}
+}
+
+// TestGraceZeroIsZero: --grace 0s protects only what is written while gc
+// runs; a closure pushed a second before is collected (0 was silently
+// taken as one hour), and the default hour keeps it.
+func TestGraceZeroIsZero(t *testing.T) {
+	f := pushtest.New(t)
+	p := f.Nix.Build(t, sharing)[0]
+	f.Push(t, f.Key, p)
+	soon := time.Now().Add(time.Second)
+	opts := gc.Options{KeepDays: 0, Now: func() time.Time { return soon }}
+	r, err := gc.Collect(t.Context(), f.Cache, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Paths) == 0 {
+		t.Errorf("with grace 0, nothing of a closure pushed a second ago would go: %+v", r)
+	}
+	opts.Grace = gc.DefaultGrace
+	if r, err = gc.Collect(t.Context(), f.Cache, opts); err != nil || len(r.Paths) != 0 {
+		t.Errorf("with the default grace, %v would go (%v); want nothing", r.Paths, err)
+	}
+	if _, err := gc.Collect(t.Context(), f.Cache, gc.Options{Grace: -time.Second}); err == nil {
+		t.Error("a negative grace period was accepted")
 	}
 }

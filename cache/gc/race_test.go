@@ -53,7 +53,7 @@ func TestCollectRestoresWhatARacingPushNeeds(t *testing.T) {
 		})
 	}
 	later := time.Now().Add(2 * time.Hour)
-	r, err := gc.Collect(t.Context(), racer, gc.Options{KeepDays: 7, Delete: true, Now: func() time.Time { return later }})
+	r, err := gc.Collect(t.Context(), racer, gc.Options{KeepDays: 7, Delete: true, Grace: gc.DefaultGrace, Now: func() time.Time { return later }})
 	if err != nil {
 		t.Fatal(err)
 	}

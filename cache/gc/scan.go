@@ -73,14 +73,17 @@ func readNodes(ctx context.Context, c cache.Cache, objs []listed, jobs int) (nod
 			case err != nil:
 				return err
 			}
-			n := &node{hash: o.hash, path: ni.StorePath, url: path.Clean(ni.URL), deriver: path.Base(ni.Deriver),
+			// Strings are copied out of the narinfo's text: a substring
+			// would keep the whole text alive, kilobytes per node.
+			n := &node{hash: o.hash, path: strings.Clone(ni.StorePath), url: strings.Clone(path.Clean(ni.URL)),
 				modTime: o.modTime, size: o.size, fileSize: int64(ni.FileSize)}
-			if ni.Deriver == "" {
-				n.deriver = ""
+			if ni.Deriver != "" {
+				n.deriver = strings.Clone(path.Base(ni.Deriver))
 			}
+			n.refs = make([]string, 0, len(ni.References))
 			for _, ref := range ni.References {
 				if h := hashOf(ref); h != o.hash {
-					n.refs = append(n.refs, h)
+					n.refs = append(n.refs, strings.Clone(h))
 				}
 			}
 			mu.Lock()

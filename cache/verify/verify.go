@@ -1,4 +1,4 @@
-// Package cachecheck verifies a binary cache against the rules Nix relies
+// Package verify verifies a binary cache against the rules Nix relies
 // on (every narinfo parses, names an existing NAR of the right size and
 // hash, is signed by a trusted key, and has every reference in the cache)
 // and plans the repair of what it finds broken.
@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
@@ -52,10 +53,9 @@ type Options struct {
 // with the cache is in the Report.
 func Run(ctx context.Context, c cache.Cache, opts Options) (Report, error) {
 	v := &verifier{
-		cache:      c,
-		opts:       opts,
-		referenced: map[string]struct{}{},
-		missing:    map[string]*missingRef{},
+		cache:   c,
+		opts:    opts,
+		missing: map[string]*missingRef{},
 	}
 	v.report.Cache = c.String()
 	for _, k := range opts.TrustedKeys {
@@ -92,17 +92,25 @@ type verifier struct {
 	keys     []signature.PublicKey
 	fullJobs *semaphore.Weighted
 
-	// Set once by the listing (whole-cache mode), read-only afterwards.
+	// Set once by the listing (whole-cache mode), read-only afterwards
+	// (but for each NAR's referenced flag). What is kept per narinfo is
+	// its key and per NAR its key and size, never a narinfo's text: the
+	// memory of a whole-cache verify is about 150 bytes an object.
 	listed   bool
-	narinfos map[string]struct{} // keys of listed narinfos
-	narSizes map[string]int64    // listed objects under nar/, by key
+	narinfos map[string]struct{}   // keys of listed narinfos
+	nars     map[string]*narObject // listed objects under nar/, by key
 
-	mu         sync.Mutex
-	report     Report
-	referenced map[string]struct{}    // NAR keys narinfos point to
-	missing    map[string]*missingRef // missing reference narinfos, by key
-	done       int
-	total      int
+	mu      sync.Mutex
+	report  Report
+	missing map[string]*missingRef // missing reference narinfos, by key
+	done    int
+	total   int
+}
+
+// narObject is a listed NAR object.
+type narObject struct {
+	size       int64
+	referenced atomic.Bool // a narinfo points to it
 }
 
 // missingRef is a reference whose narinfo is missing.
@@ -117,28 +125,27 @@ type missingRef struct {
 func (v *verifier) all(ctx context.Context) error {
 	v.listed = true
 	v.narinfos = map[string]struct{}{}
-	v.narSizes = map[string]int64{}
-	var keys, realisations []string
+	v.nars = map[string]*narObject{}
+	var realisations []string
 	err := v.cache.List(ctx, "", func(o cache.Object) error {
 		switch {
 		case strings.HasPrefix(o.Key, "realisations/") && strings.HasSuffix(o.Key, ".doi"):
 			realisations = append(realisations, o.Key)
 		case strings.HasSuffix(o.Key, ".narinfo") && !strings.Contains(o.Key, "/"):
 			v.narinfos[o.Key] = struct{}{}
-			keys = append(keys, o.Key)
 		case strings.HasPrefix(o.Key, "nar/"):
-			v.narSizes[o.Key] = o.Size
+			v.nars[o.Key] = &narObject{size: o.Size}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("list %s: %w", v.cache, err)
 	}
-	v.report.NARs = len(v.narSizes)
-	v.total = len(keys)
+	v.report.NARs = len(v.nars)
+	v.total = len(v.narinfos)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(v.opts.Jobs)
-	for _, key := range keys {
+	for key := range v.narinfos {
 		g.Go(func() error {
 			self, refs, err := v.check(gctx, key)
 			if errors.Is(err, cache.ErrNotFound) {
@@ -163,9 +170,9 @@ func (v *verifier) all(ctx context.Context) error {
 	if err := v.checkRealisations(ctx, realisations); err != nil {
 		return err
 	}
-	for key, size := range v.narSizes {
-		if _, ok := v.referenced[key]; !ok {
-			v.report.add(Problem{Kind: OrphanNAR, Key: key, Detail: fmt.Sprintf("%d bytes that no narinfo points to", size)})
+	for key, o := range v.nars {
+		if !o.referenced.Load() {
+			v.report.add(Problem{Kind: OrphanNAR, Key: key, Detail: fmt.Sprintf("%d bytes that no narinfo points to", o.size)})
 		}
 	}
 	return nil
@@ -230,7 +237,8 @@ func (v *verifier) noteMissing(ref, referrer string, asked bool) {
 	key := cache.NarInfoKeyOfRef(ref)
 	m := v.missing[key]
 	if m == nil {
-		m = &missingRef{path: cache.StorePathOfRef(ref), referrer: referrer}
+		// Copied: a substring would keep the referrer's narinfo text.
+		m = &missingRef{path: cache.StorePathOfRef(ref), referrer: strings.Clone(referrer)}
 		v.missing[key] = m
 	}
 	m.asked = m.asked || asked
@@ -301,13 +309,13 @@ func (v *verifier) checkNAR(ctx context.Context, key string, ni *narinfo.NarInfo
 	problem := func(k Kind, detail string) []Problem {
 		return []Problem{{Kind: k, Key: key, Path: ni.StorePath, Detail: narKey + ": " + detail}}
 	}
-	v.mu.Lock()
-	v.referenced[narKey] = struct{}{}
-	v.mu.Unlock()
-	size, listed := v.narSizes[narKey]
+	obj, listed := v.nars[narKey]
+	if listed {
+		obj.referenced.Store(true)
+	}
 	switch {
-	case listed && ni.FileSize > 0 && uint64(size) != ni.FileSize:
-		return problem(NARSize, fmt.Sprintf("object is %d bytes, FileSize says %d", size, ni.FileSize)), nil
+	case listed && ni.FileSize > 0 && uint64(obj.size) != ni.FileSize:
+		return problem(NARSize, fmt.Sprintf("object is %d bytes, FileSize says %d", obj.size, ni.FileSize)), nil
 	case !listed && (!v.listed || !strings.HasPrefix(narKey, "nar/")):
 		// Not covered by a listing: ask.
 		var ok bool

@@ -44,7 +44,7 @@ func (g *gcFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&g.keep, "keep", nil, "keep the closure of this store path (repeatable)")
 	fs.StringVar(&g.keepFrom, "keep-from", "", "keep the closures of the store paths listed in this file (e.g. a release's closure)")
 	fs.Int64Var(&g.maxSize, "max-size", 0, "keep only the newest kept-by-age closures that fit in this many bytes (0: no limit)")
-	fs.DurationVar(&g.grace, "grace", time.Hour, "never delete anything written this recently (pushers at work)")
+	fs.DurationVar(&g.grace, "grace", gc.DefaultGrace, "never delete anything written this recently (pushers at work; 0: only what is written while gc runs)")
 }
 
 // options resolves the kept paths (./result links too) through the store.
