@@ -127,19 +127,34 @@ func report(ctx context.Context, w io.Writer, l *pipeline.Lane, closure []*nixst
 
 // explainUnfinished prints what was not pushed and how to finish it.
 func explainUnfinished(w io.Writer, items []queue.Item, stateDir, cache string) {
-	failed := false
-	for _, it := range items {
-		fmt.Fprintf(w, "nixpush: %s %s: %s\n", it.State, it.Path, oneLine(it.LastError))
-		failed = failed || it.State == queue.Failed
+	failed, pending := 0, 0
+	for i, it := range items {
+		if it.State == queue.Failed {
+			failed++
+		} else {
+			pending++
+		}
+		// The first few say why; an interrupted push of 100,000 paths
+		// would otherwise print a line for each.
+		if i < unfinishedShown {
+			fmt.Fprintf(w, "nixpush: %s %s: %s\n", it.State, it.Path, oneLine(it.LastError))
+		}
+	}
+	if len(items) > unfinishedShown {
+		fmt.Fprintf(w, "nixpush: ... and %d more (nixpush status --to %s lists them)\n", len(items)-unfinishedShown, cache)
 	}
 	if len(items) > 0 {
-		fmt.Fprintf(w, "nixpush: they stay queued in %s: nixpush watch-store or nixpush push --drain --to %s pushes pending ones", stateDir, cache)
-		if failed {
+		fmt.Fprintf(w, "nixpush: they stay queued in %s (%d pending, %d failed): nixpush watch-store or nixpush push --drain --to %s pushes pending ones",
+			stateDir, pending, failed, cache)
+		if failed > 0 {
 			fmt.Fprint(w, "; failed ones need nixpush retry --failed first")
 		}
 		fmt.Fprintln(w)
 	}
 }
+
+// unfinishedShown is how many unfinished paths a summary names.
+const unfinishedShown = 10
 
 // namesDrv reports whether the user named a .drv file.
 func namesDrv(args []string) bool {
