@@ -48,7 +48,7 @@ deps_tools() {
 }
 
 # nginx with WebDAV PUT for the http(s):// backend tests, which start their
-# own nginx on 127.0.0.1 (scripts/nginx.sh, uploader/httpcache/nginxtest).
+# own nginx on 127.0.0.1 (scripts/nginx.sh, internal/servertest).
 # The package's postinst would start a system nginx on port 80; nothing
 # here needs it, so a policy-rc.d forbids service starts during the install.
 # libnginx-mod-http-dav-ext adds PROPFIND, which the backend's List uses
@@ -69,7 +69,7 @@ deps_nginx() {
 
 # versitygw, the S3 server the s3:// backend tests start (posix backend on
 # 127.0.0.1): built from source with the Go toolchain, into $GOBIN or
-# $(go env GOPATH)/bin, where uploader/s3cache/s3test looks for it.
+# $(go env GOPATH)/bin, where internal/servertest looks for it.
 deps_versitygw() {
 	have versitygw && return 0
 	if ! have go; then
@@ -85,7 +85,7 @@ deps_versitygw() {
 }
 
 # toxiproxy, the latency/bandwidth/fault-injecting TCP proxy of the wan bench
-# suite and internal/toxitest: go install too, see scripts/toxiproxy.sh.
+# suite and internal/servertest: go install too, see scripts/toxiproxy.sh.
 deps_toxiproxy() {
 	bash "$(dirname "$0")/toxiproxy.sh"
 }

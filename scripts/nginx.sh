@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nginx.sh — a throwaway nginx serving a binary cache that accepts uploads
 # (WebDAV PUT), for demos and trying nixpush's http:// backend by hand.
-# Tests start their own (uploader/httpcache/nginxtest, same configuration).
+# Tests start their own (internal/servertest, same configuration).
 #
 #   scripts/nginx.sh start DIR PORT   serve DIR/cache at http://127.0.0.1:PORT/
 #   scripts/nginx.sh stop DIR         stop the nginx started for DIR

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # toxiproxy.sh — install Shopify's toxiproxy (a TCP proxy that injects
 # latency, bandwidth caps, stalls and resets) for the wan bench suite and
-# internal/toxitest. Does nothing when both binaries are already there.
+# internal/servertest. Does nothing when both binaries are already there.
 #
 # `go install .../cmd/server` and `.../cmd/cli` would name the binaries
 # `server` and `cli`, names too generic to put on anyone's PATH. So they are
 # built into a private temp GOBIN and moved into $GOBIN (or GOPATH/bin,
 # where deps.sh puts versitygw) under the names toxiproxy's own releases
-# use: toxiproxy-server and toxiproxy-cli. internal/toxitest looks for
+# use: toxiproxy-server and toxiproxy-cli. internal/servertest looks for
 # toxiproxy-server on PATH, then in those dirs.
 #
 # The version is pinned to what the Go module proxy serves here (go list -m

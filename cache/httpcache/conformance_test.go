@@ -9,7 +9,7 @@ import (
 	"nixpush/cache"
 	"nixpush/cache/cachetest"
 	"nixpush/cache/httpcache"
-	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/internal/servertest"
 )
 
 // The conformance suite runs against a real nginx: open, with a bearer
@@ -19,7 +19,7 @@ import (
 func TestConformance(t *testing.T) {
 	cachetest.Secrets = nil
 	cachetest.Run(t, func(t *testing.T) cache.Cache {
-		base, _ := nginxtest.Start(t)
+		base := servertest.StartNginx(t, "").URL()
 		return newCache(t, base, httpcache.Config{})
 	})
 }
@@ -29,7 +29,7 @@ func TestConformanceBearerToken(t *testing.T) {
 	cachetest.Secrets = []string{token}
 	t.Cleanup(func() { cachetest.Secrets = nil })
 	cachetest.Run(t, func(t *testing.T) cache.Cache {
-		base, _ := nginxtest.StartWithToken(t, token)
+		base := servertest.StartNginx(t, servertest.Bearer(token)).URL()
 		file := filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(file, []byte("  "+token+"\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -43,7 +43,7 @@ func TestConformanceBasicAuthInURL(t *testing.T) {
 	cachetest.Secrets = []string{pass}
 	t.Cleanup(func() { cachetest.Secrets = nil })
 	cachetest.Run(t, func(t *testing.T) cache.Cache {
-		base, _ := nginxtest.StartWithBasicAuth(t, user, pass)
+		base := servertest.StartNginx(t, servertest.Basic(user, pass)).URL()
 		u, _ := url.Parse(base)
 		u.User = url.UserPassword(user, pass)
 		return newCache(t, u.String()+"/", httpcache.Config{})

@@ -16,7 +16,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/httpcache"
-	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/internal/servertest"
 )
 
 // TestListWithoutPROPFIND: a server that does not list (no WebDAV, or a
@@ -62,7 +62,8 @@ func TestListWithoutPROPFIND(t *testing.T) {
 // Delete takes a key listed as it is, "%" included.
 func TestListUnderPath(t *testing.T) {
 	t.Parallel()
-	base, dir := nginxtest.Start(t)
+	ng := servertest.StartNginx(t, "")
+	base, dir := ng.URL(), ng.CacheDir
 	c := newCache(t, base+"/team%20caches/main/", httpcache.Config{})
 	keys := []string{"x.narinfo", "nar/a b+c.nar.zst", "realisations/sha256:ab!out.doi"}
 	for _, key := range keys {
@@ -109,7 +110,7 @@ func TestListUnderPath(t *testing.T) {
 // TestListDeleteAuthRefused: a wrong token is refused for good.
 func TestListDeleteAuthRefused(t *testing.T) {
 	t.Parallel()
-	base, _ := nginxtest.StartWithToken(t, "right-token")
+	base := servertest.StartNginx(t, servertest.Bearer("right-token")).URL()
 	c := newCache(t, base, httpcache.Config{Token: "wrong-token"})
 	errList := c.List(t.Context(), "", func(cache.Object) error { return nil })
 	errDelete := c.Delete(t.Context(), []string{"x.narinfo"})

@@ -10,7 +10,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/httpcache"
-	"nixpush/cache/httpcache/nginxtest"
+	"nixpush/internal/servertest"
 )
 
 // Behaviour that only a real server can show, against nginx.
@@ -20,7 +20,8 @@ import (
 // partial one, and no temp file either; a later Put of the same key works.
 func TestNginxFailedPutLeavesNothing(t *testing.T) {
 	t.Parallel()
-	base, dir := nginxtest.Start(t)
+	ng := servertest.StartNginx(t, "")
+	base, dir := ng.URL(), ng.CacheDir
 	c := newCache(t, base, httpcache.Config{})
 	ctx := t.Context()
 	boom := errors.New("reader failed on purpose")
@@ -37,7 +38,7 @@ func TestNginxFailedPutLeavesNothing(t *testing.T) {
 		}
 	}
 	// nginx deletes the temp file once it notices the broken connection.
-	tmp := nginxtest.TempDir(dir)
+	tmp := ng.UploadTempDir()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left, _ := os.ReadDir(tmp)
@@ -62,7 +63,8 @@ func TestNginxFailedPutLeavesNothing(t *testing.T) {
 func TestNginxWrongToken(t *testing.T) {
 	t.Parallel()
 	const good, bad = "right-token-1234", "wrong-token-5678"
-	base, dir := nginxtest.StartWithToken(t, good)
+	ng := servertest.StartNginx(t, servertest.Bearer(good))
+	base, dir := ng.URL(), ng.CacheDir
 	for _, cfg := range []httpcache.Config{{Token: bad}, {}} {
 		c := newCache(t, base, cfg)
 		// nginx answers 401 on the headers and discards the 32 MiB body.
@@ -94,7 +96,7 @@ func TestNginxStopped(t *testing.T) {
 	t.Parallel()
 	var base string
 	t.Run("server", func(t *testing.T) {
-		base, _ = nginxtest.Start(t)
+		base = servertest.StartNginx(t, "").URL()
 	}) // nginx stops at the end of the subtest
 	c := newCache(t, base, httpcache.Config{})
 	if _, err := c.Exists(t.Context(), "x.narinfo"); err == nil || isPermanent(err) {

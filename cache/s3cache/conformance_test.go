@@ -7,14 +7,14 @@ import (
 	"nixpush/cache"
 	"nixpush/cache/cachetest"
 	"nixpush/cache/s3cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // TestConformance runs the suite against versitygw; each subtest gets an
 // empty cache under its own key prefix of one bucket. The suite's 40 MB
 // object is above the default part size, so it goes up in parts.
 func TestConformance(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	cachetest.Secrets = []string{s.SecretKey}
 	t.Cleanup(func() { cachetest.Secrets = nil })
 	n := 0

@@ -20,8 +20,8 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/s3cache"
-	"nixpush/cache/s3cache/s3test"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
 	"nixpush/nixstore"
 	"nixpush/uploader"
 )
@@ -32,7 +32,8 @@ import (
 // objects as plain files under their keys, so this checks keys, NARs,
 // narinfos and signatures together.
 func TestPushSubstitute(t *testing.T) {
-	endpoint, bucket, dir := s3test.Start(t)
+	s := servertest.StartVersitygw(t)
+	endpoint, bucket, dir := s.Addr, s.Bucket, s.Root
 	store := nixtest.NewStore(t)
 	var roots []string
 	for k := range 6 {

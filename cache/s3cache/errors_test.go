@@ -11,14 +11,14 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"nixpush/cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // TestBadCredentials: a wrong secret or an unknown access key is refused
 // for good, says what to fix, and shows no secret. New finds out first;
 // a cache opened without the check fails the same way on every call.
 func TestBadCredentials(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	const wrongSecret = "wrongSECRETwrongSECRETwrong0123456789"
 	for _, tc := range []struct{ name, access, secret string }{
 		{"wrong secret", s.AccessKey, wrongSecret},
@@ -64,7 +64,7 @@ func TestBadCredentials(t *testing.T) {
 // TestNoCredentials: with nothing in the credential chain, New says how
 // to provide credentials.
 func TestNoCredentials(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
 	_, err := New(t.Context(), s.URL(""), Config{})
@@ -76,8 +76,8 @@ func TestNoCredentials(t *testing.T) {
 // TestMissingBucket: New refuses a bucket that does not exist, with one
 // clear line; a cache opened without the check fails for good on writes.
 func TestMissingBucket(t *testing.T) {
-	s := s3test.NewServer(t)
-	u, err := url.Parse("s3://no-such-bucket?scheme=http&endpoint=" + s.Endpoint)
+	s := servertest.StartVersitygw(t)
+	u, err := url.Parse("s3://no-such-bucket?scheme=http&endpoint=" + s.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestMissingBucket(t *testing.T) {
 // (scheme=http), never "https" as the SDK's own text does, and carry no
 // empty fields.
 func TestErrorsNameTheScheme(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrongSECRETwrongSECRETwrong0123456789")
 	c, err := open(t.Context(), s.URL(""), Config{PartSize: MinPartSize})
 	if err != nil {
@@ -126,12 +126,12 @@ func TestErrorsNameTheScheme(t *testing.T) {
 		}
 	}
 	check("Put refused", c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo),
-		"S3 PutObject: 403 Forbidden from http://"+s.Endpoint)
+		"S3 PutObject: 403 Forbidden from http://"+s.Addr)
 	var perm *backoff.PermanentError
 	if err := c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo); !errors.As(err, &perm) || errorCode(err) != "SignatureDoesNotMatch" {
 		t.Errorf("Put refused = %v; want a permanent error with the SDK's code inside", err)
 	}
 	s.Stop()
 	_, err = c.Exists(t.Context(), "x.narinfo")
-	check("Exists on a stopped server", err, `S3 HeadObject: request send failed, Head "http://`+s.Endpoint)
+	check("Exists on a stopped server", err, `S3 HeadObject: request send failed, Head "http://`+s.Addr)
 }

@@ -18,14 +18,14 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/s3cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // multipartLeftovers lists what versitygw keeps of multipart uploads in
 // progress (their parts), behind the API's back.
-func multipartLeftovers(t *testing.T, s *s3test.Server) []string {
+func multipartLeftovers(t *testing.T, s *servertest.Versitygw) []string {
 	t.Helper()
-	root := filepath.Join(s.Dir, s.Bucket, ".sgwtmp", "multipart")
+	root := filepath.Join(s.BucketDir(), ".sgwtmp", "multipart")
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if errors.Is(err, os.ErrNotExist) {
@@ -52,8 +52,8 @@ func multipartLeftovers(t *testing.T, s *s3test.Server) []string {
 // still storing a part when the client gives up on it. An abort sent
 // meanwhile reaches the server at once. settle waits until every part
 // received has reached the server.
-func lateParts(t *testing.T, s *s3test.Server, delay time.Duration) (u *url.URL, settle func()) {
-	target := &url.URL{Scheme: "http", Host: s.Endpoint}
+func lateParts(t *testing.T, s *servertest.Versitygw, delay time.Duration) (u *url.URL, settle func()) {
+	target := &url.URL{Scheme: "http", Host: s.Addr}
 	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(target)
 		r.Out.Host = r.In.Host // signed by the client
@@ -86,7 +86,7 @@ func lateParts(t *testing.T, s *s3test.Server, delay time.Duration) (u *url.URL,
 // server slow to store them, by a failing body and by cancellation: no
 // upload may stay in progress, nor any part on the server.
 func TestAbortWithPartsInFlight(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	u, settle := lateParts(t, s, 300*time.Millisecond)
 	c, err := s3cache.New(t.Context(), u, s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 4})
 	if err != nil {

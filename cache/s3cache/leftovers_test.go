@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"nixpush/cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // TestLeftoverUploadAbortedLater: a multipart upload whose abort failed
@@ -18,7 +18,8 @@ import (
 // answers, so its parts do not stay on the server. (The abort failing
 // against a restarting server is the fault suite's s3-restart-multipart.)
 func TestLeftoverUploadAbortedLater(t *testing.T) {
-	endpoint, bucket, _ := s3test.Start(t)
+	s := servertest.StartVersitygw(t)
+	endpoint, bucket := s.Addr, s.Bucket
 	u, err := url.Parse("s3://" + bucket + "?endpoint=" + endpoint + "&scheme=http&region=us-east-1")
 	if err != nil {
 		t.Fatal(err)

@@ -10,14 +10,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"nixpush/cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // TestListDeleteManyPages: more keys than one ListObjectsV2 page and one
 // DeleteObjects batch hold, in a cache under a prefix that is also the
 // start of another's ("team" and "team2"), which must stay untouched.
 func TestListDeleteManyPages(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	ctx := t.Context()
 	c, err := New(ctx, s.URL("team"), Config{})
 	if err != nil {
@@ -79,7 +79,7 @@ func TestListDeleteManyPages(t *testing.T) {
 // TestListDeleteRefused: wrong credentials and a missing bucket are
 // permanent errors for List and Delete too, and show no secret.
 func TestListDeleteRefused(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	ctx := t.Context()
 	missing, err := open(ctx, s.URL(""), Config{})
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/s3cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 func isPermanent(err error) bool {
@@ -31,7 +31,7 @@ func isPermanent(err error) bool {
 	return errors.As(err, &perm)
 }
 
-func newCache(t *testing.T, s *s3test.Server, prefix string, cfg s3cache.Config) *s3cache.Cache {
+func newCache(t *testing.T, s *servertest.Versitygw, prefix string, cfg s3cache.Config) *s3cache.Cache {
 	t.Helper()
 	c, err := s3cache.New(t.Context(), s.URL(prefix), cfg)
 	if err != nil {
@@ -42,9 +42,9 @@ func newCache(t *testing.T, s *s3test.Server, prefix string, cfg s3cache.Config)
 
 // objectFiles lists the regular files under the bucket's directory,
 // versitygw's own temp directory aside.
-func objectFiles(t *testing.T, s *s3test.Server) []string {
+func objectFiles(t *testing.T, s *servertest.Versitygw) []string {
 	t.Helper()
-	root := filepath.Join(s.Dir, s.Bucket)
+	root := s.BucketDir()
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -66,7 +66,7 @@ func objectFiles(t *testing.T, s *s3test.Server) []string {
 }
 
 // pendingUploads lists the bucket's multipart uploads still in progress.
-func pendingUploads(t *testing.T, s *s3test.Server) []string {
+func pendingUploads(t *testing.T, s *servertest.Versitygw) []string {
 	t.Helper()
 	out, err := s.Client().ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: aws.String(s.Bucket)})
 	if err != nil {
@@ -82,7 +82,7 @@ func pendingUploads(t *testing.T, s *s3test.Server) []string {
 // TestLayout checks object keys and content types against Nix's S3 store,
 // with and without a prefix, for a single PUT and a multipart upload.
 func TestLayout(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	big := bytes.Repeat([]byte("0123456789abcdef"), (6<<20)/16) // above a 5 MiB part
 	for _, prefix := range []string{"", "some/prefix"} {
 		c := newCache(t, s, prefix, s3cache.Config{PartSize: s3cache.MinPartSize})
@@ -111,7 +111,7 @@ func TestLayout(t *testing.T) {
 				t.Errorf("%s: Content-Type %q, want %q", objKey, ct, o.contentType)
 			}
 			// The posix backend keeps the object as a plain file.
-			b, err := os.ReadFile(filepath.Join(s.Dir, s.Bucket, filepath.FromSlash(objKey)))
+			b, err := os.ReadFile(filepath.Join(s.BucketDir(), filepath.FromSlash(objKey)))
 			if err != nil || !bytes.Equal(b, o.body) {
 				t.Errorf("file of %s: %d bytes, %v; want the %d bytes put", objKey, len(b), err, len(o.body))
 			}
@@ -143,7 +143,7 @@ func (r *randReader) Read(p []byte) (int, error) {
 // TestMultipartMemory streams a body of 12 parts and checks that the heap
 // never holds much more than PartSize × Concurrency of it.
 func TestMultipartMemory(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	cfg := s3cache.Config{PartSize: 5 << 20, Concurrency: 4}
 	c := newCache(t, s, "", cfg)
 	const size = 60 << 20
@@ -223,7 +223,7 @@ func (r *errAfter) Read(p []byte) (int, error) {
 // TestFailingReaderAbortsMultipart fails the body after some parts are
 // up: the upload must be aborted, leaving no object and no parts.
 func TestFailingReaderAbortsMultipart(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2})
 	boom := errors.New("NAR stream broke on purpose")
 	for _, n := range []int64{5 << 20, 12 << 20, 23<<20 + 1} {
@@ -280,7 +280,7 @@ func (r *stopAfter) Read(p []byte) (int, error) {
 // the failure is transient (the queue retries it later), and so is every
 // call while the server is down.
 func TestServerStopped(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2})
 	err := c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 30 << 20, stop: s.Stop}, cache.TypeNAR)
 	if err == nil || isPermanent(err) {
@@ -314,7 +314,7 @@ func (h hinted) SizeHint() int64 { return h.hint }
 // parts; without the hint it is refused for good, as before.
 func TestHugeBodyLargerParts(t *testing.T) {
 	s3cache.SetMaxParts(t, 3)
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 4})
 	const size = 20 << 20 // 4 parts of 5 MiB; 3 of 8 MiB with the margin
 	body := func() io.Reader { return &randReader{rand.New(rand.NewSource(3)), size} }

@@ -11,7 +11,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/s3cache"
-	"nixpush/cache/s3cache/s3test"
+	"nixpush/internal/servertest"
 )
 
 // within runs f and fails the test if it takes longer than limit, or does
@@ -45,7 +45,7 @@ func wantStalled(t *testing.T, what string, err error) {
 // accepted by the kernel, nothing answers): every call fails as stalled
 // within about the timeout, instead of hanging until the server resumes.
 func TestFrozenServer(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	const timeout = time.Second
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2, Timeout: timeout})
 	const bigSize = 24 << 20 // more than loopback's socket buffers hold
@@ -64,7 +64,7 @@ func TestFrozenServer(t *testing.T) {
 	// Frozen in the middle of a multipart upload: parts in flight, then
 	// the abort, each stall at most once for timeout.
 	err = within(t, "Put frozen midway", 4*timeout, func() error {
-		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() { s.Freeze(t) }}, cache.TypeNAR)
+		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() { servertest.MustFreeze(t, s) }}, cache.TypeNAR)
 	})
 	wantStalled(t, "Put frozen midway", err)
 	t.Log(err)
@@ -108,14 +108,14 @@ func TestFrozenServer(t *testing.T) {
 // its own, so Put returns within about the timeout of the cancellation,
 // not after one stalled abort attempt after another.
 func TestShutdownBoundsAbort(t *testing.T) {
-	s := s3test.NewServer(t)
+	s := servertest.StartVersitygw(t)
 	const timeout = 3 * time.Second
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2, Timeout: timeout})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var cancelled time.Time
 	shutdown := func() {
-		s.Freeze(t)
+		servertest.MustFreeze(t, s)
 		cancelled = time.Now()
 		cancel()
 	}

@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/cache/httpcache/nginxtest"
-	"nixpush/cache/s3cache/s3test"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
 )
 
 // TestVerifyRepairGC runs verify, verify --repair and gc against each
@@ -31,10 +30,12 @@ func TestVerifyRepairGC(t *testing.T) {
 				dir = t.TempDir()
 				url, substituter = "file://"+dir, "file://"+dir
 			case "nginx":
-				url, dir = nginxtest.Start(t)
+				ng := servertest.StartNginx(t, "")
+				url, dir = ng.URL(), ng.CacheDir
 				substituter = url
 			case "s3":
-				endpoint, bucket, root := s3test.Start(t)
+				v := servertest.StartVersitygw(t)
+				endpoint, bucket, root := v.Addr, v.Bucket, v.Root
 				url = "s3://" + bucket + "?endpoint=" + endpoint + "&scheme=http&region=us-east-1"
 				dir = filepath.Join(root, bucket)
 				substituter = "file://" + dir

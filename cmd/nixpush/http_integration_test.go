@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
 )
 
 // TestPushHTTPSubstitutes pushes build outputs (one with a runtime
@@ -24,7 +24,8 @@ func TestPushHTTPSubstitutes(t *testing.T) {
 	fib := fibOutputs(t, s, "http", 5)
 	ref := s.Build(t, nixtest.WithReference("http")) // [dep, top]
 	sec, _, pub := nixtest.Keygen(t, "http-push-1")
-	base, cacheDir := nginxtest.Start(t)
+	ng := servertest.StartNginx(t, "")
+	base, cacheDir := ng.URL(), ng.CacheDir
 
 	args := append([]string{"--store", s.Root, "--to", base + "/?compression=zstd", "--signing-key", sec, ref[1]}, fib...)
 	r := pushMain(t, t.TempDir(), "", args...)
@@ -63,7 +64,8 @@ func TestPushHTTPToken(t *testing.T) {
 	s := nixtest.NewStore(t)
 	paths := addDirs(t, s, smallDirs(t, "http-token", 2)...)
 	sec, _, _ := nixtest.Keygen(t, "http-token-1")
-	base, cacheDir := nginxtest.StartWithToken(t, token)
+	ng := servertest.StartNginx(t, servertest.Bearer(token))
+	base, cacheDir := ng.URL(), ng.CacheDir
 	dir := t.TempDir()
 	wrongFile, tokenFile := filepath.Join(dir, "wrong"), filepath.Join(dir, "token")
 	writeFile(t, wrongFile, []byte(wrong+"\n"), 0o600)
@@ -110,8 +112,8 @@ func TestPushHTTPToken(t *testing.T) {
 func TestDaemonHTTPServerRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "http-restart-1")
-	srv := nginxtest.StartServer(t)
-	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
+	srv := servertest.StartNginx(t, "")
+	e.cache, e.url, e.to = srv.CacheDir, srv.URL(), srv.URL()
 	d := e.startDaemon("daemon")
 
 	before := fibOutputs(t, e.store, "http-up", 3)
@@ -130,7 +132,9 @@ func TestDaemonHTTPServerRestart(t *testing.T) {
 		t.Fatal("paths were pushed while the server was down")
 	}
 
-	srv.Start()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
 	d.waitFor(60*time.Second, "the queue to drain once the server is back", func() bool {
 		return e.allDone(during) && e.allPushed(during)
 	})

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
 )
 
 // TestDaemonSeveralCaches: one daemon pushes to a file:// cache and an
@@ -18,10 +18,10 @@ import (
 func TestDaemonSeveralCaches(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "multi-1")
-	srv := nginxtest.StartServer(t)
+	srv := servertest.StartNginx(t, "")
 	fileCache := t.TempDir()
 	fileURL := "file://" + fileCache
-	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
+	e.cache, e.url, e.to = srv.CacheDir, srv.URL(), srv.URL()
 	d := e.startDaemon("daemon", "--to", fileURL)
 	inFile := func(paths []string) bool {
 		return !slices.ContainsFunc(paths, func(p string) bool {
@@ -45,7 +45,7 @@ func TestDaemonSeveralCaches(t *testing.T) {
 			if q.Done < len(during) {
 				t.Errorf("file:// queue: %d done, want %d", q.Done, len(during))
 			}
-		case srv.URL:
+		case srv.URL():
 			if q.Pending+q.Uploading < len(during) {
 				t.Errorf("nginx queue: %d pending, want %d waiting", q.Pending, len(during))
 			}
@@ -54,9 +54,11 @@ func TestDaemonSeveralCaches(t *testing.T) {
 		}
 	}
 
-	srv.Start()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
 	d.waitFor(60*time.Second, "nginx's queue to drain once it is back", func() bool { return e.allPushed(during) })
-	for _, url := range []string{fileURL, srv.URL} {
+	for _, url := range []string{fileURL, srv.URL()} {
 		out, err := nixtest.Substitute(t, filepath.Join(t.TempDir(), "fresh"), url, e.pub, during...)
 		if err != nil {
 			t.Fatalf("substitute from %s: %v\n%s", url, err, out)

@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"nixpush/cache/httpcache/nginxtest"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
 )
 
 // TestPushMemoNeverHidesAMissingPath pushes a closure {dep, top}, deletes
@@ -77,15 +77,17 @@ func TestPushMemoNeverHidesAMissingPath(t *testing.T) {
 // everything there).
 func TestPushMemoAsksNothing(t *testing.T) {
 	e := newEnv(t, "memo-quiet")
-	srv := nginxtest.StartServer(t)
-	e.cache, e.url, e.to = srv.CacheDir, srv.URL, srv.URL
+	srv := servertest.StartNginx(t, "")
+	e.cache, e.url, e.to = srv.CacheDir, srv.URL(), srv.URL()
 	out := e.store.Build(t, nixtest.WithReference("quiet"))
 	wantSuccess(t, e.push("", out[1]), 2, 0, 0, 0)
 
 	srv.Stop()
 	wantSuccess(t, e.push("", out[1]), 0, 2, 0, 0)
 
-	srv.Start()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
 	wantSuccess(t, e.push("", "--recheck", out[1]), 0, 2, 0, 0)
 	e.wantPushed(out)
 }

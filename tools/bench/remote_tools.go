@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"nixpush/internal/servertest"
 )
 
 // remoteTool is one way of pushing an input to a running server. run
@@ -15,7 +17,7 @@ import (
 // it.
 type remoteTool struct {
 	name   string
-	server *cacheServer
+	server *servertest.Server
 	run    func(ctx context.Context, w *workspace, in *Input) (Sample, error)
 }
 
@@ -54,98 +56,94 @@ func timedPush(ctx context.Context, w *workspace, in *Input, cache, name string,
 }
 
 // httpNixpush: nixpush push --to http://127.0.0.1:PORT/run-N/ (zstd, its default).
-func httpNixpush(bin string, n *nginxServer) remoteTool {
-	return remoteTool{nixpushName, n.cacheServer, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
+func httpNixpush(bin string, n *servertest.Nginx) remoteTool {
+	return remoteTool{nixpushName, n.Server, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
 		run := nextRun()
 		return timedPush(ctx, w, in, filepath.Join(n.CacheDir, run), bin, func(scratch string) []string {
-			return pushArgs(w, n.URL+"/"+run+"/", scratch, in)
+			return pushArgs(w, n.URL()+"/"+run+"/", scratch, in)
 		}, cleanEnv)
 	}}
 }
 
 // httpNixCopy: nix copy --to 'http://127.0.0.1:PORT/run-N/?compression=zstd&secret-key=SEC',
 // with a fresh XDG_CACHE_HOME (cleanEnv) so it cannot skip paths it remembers.
-func httpNixCopy(n *nginxServer) remoteTool {
-	return remoteTool{nixCopyName, n.cacheServer, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
+func httpNixCopy(n *servertest.Nginx) remoteTool {
+	return remoteTool{nixCopyName, n.Server, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
 		run := nextRun()
 		return timedPush(ctx, w, in, filepath.Join(n.CacheDir, run), "nix", func(string) []string {
 			return append([]string{"--store", w.Root, "copy",
-				"--to", n.URL + "/" + run + "/?compression=zstd&secret-key=" + w.SecKey}, in.Paths...)
+				"--to", n.URL() + "/" + run + "/?compression=zstd&secret-key=" + w.SecKey}, in.Paths...)
 		}, cleanEnv)
 	}}
 }
 
 // s3Nixpush: nixpush push --to 's3://BUCKET/run-N?endpoint=127.0.0.1:PORT&scheme=http'.
-func s3Nixpush(bin string, v *versitygw) remoteTool {
-	return remoteTool{nixpushName, v.cacheServer, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
+func s3Nixpush(bin string, v *servertest.Versitygw) remoteTool {
+	return remoteTool{nixpushName, v.Server, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
 		run := nextRun()
-		url := fmt.Sprintf("s3://%s/%s?endpoint=%s&scheme=http", v.Bucket, run, v.Endpoint)
-		return timedPush(ctx, w, in, filepath.Join(v.Dir, v.Bucket, run), bin, func(scratch string) []string {
+		url := fmt.Sprintf("s3://%s/%s?endpoint=%s&scheme=http", v.Bucket, run, v.Addr)
+		return timedPush(ctx, w, in, filepath.Join(v.BucketDir(), run), bin, func(scratch string) []string {
 			return pushArgs(w, url, scratch, in)
-		}, v.env)
+		}, s3Env(v))
 	}}
 }
 
 // s3NixCopy: nix copy to a fresh bucket per run (Nix's S3 store may not
 // take a key prefix). Only used when probeNixCopyS3 found that this Nix
 // can talk to S3.
-func s3NixCopy(v *versitygw) remoteTool {
-	return remoteTool{nixCopyName, v.cacheServer, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
+func s3NixCopy(v *servertest.Versitygw) remoteTool {
+	return remoteTool{nixCopyName, v.Server, func(ctx context.Context, w *workspace, in *Input) (Sample, error) {
 		bucket := "nixcopy-" + nextRun()
-		if err := os.Mkdir(filepath.Join(v.Dir, bucket), 0o755); err != nil {
+		if err := os.Mkdir(filepath.Join(v.Root, bucket), 0o755); err != nil {
 			return Sample{}, fmt.Errorf("create bucket: %w", err)
 		}
-		return timedPush(ctx, w, in, filepath.Join(v.Dir, bucket), "nix", func(string) []string {
-			return append([]string{"--store", w.Root, "copy", "--to", v.nixURL(bucket, w.SecKey)}, in.Paths...)
-		}, v.env)
+		return timedPush(ctx, w, in, filepath.Join(v.Root, bucket), "nix", func(string) []string {
+			return append([]string{"--store", w.Root, "copy", "--to", nixS3URL(v, bucket, w.SecKey)}, in.Paths...)
+		}, s3Env(v))
 	}}
 }
 
-func (v *versitygw) nixURL(bucket, secKey string) string {
-	return fmt.Sprintf("s3://%s?endpoint=%s&scheme=http&compression=zstd&secret-key=%s", bucket, v.Endpoint, secKey)
+// nixS3URL is the store URL nix copy is given for a bucket of the server.
+func nixS3URL(v *servertest.Versitygw, bucket, secKey string) string {
+	return fmt.Sprintf("s3://%s?endpoint=%s&scheme=http&compression=zstd&secret-key=%s", bucket, v.Addr, secKey)
 }
 
-// env is cleanEnv with the server's root keys as the only AWS
-// credentials: no inherited AWS settings, profile, config file or
-// instance metadata.
-func (v *versitygw) env(home string) []string {
-	var env []string
-	for _, kv := range cleanEnv(home) {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
+// s3Env returns the environment of a tool pushing to the server:
+// cleanEnv with the server's root keys as the only AWS credentials, no
+// inherited AWS settings, profile, config file or instance metadata.
+func s3Env(v *servertest.Versitygw) func(home string) []string {
+	return func(home string) []string {
+		var env []string
+		for _, kv := range cleanEnv(home) {
+			if !strings.HasPrefix(kv, "AWS_") {
+				env = append(env, kv)
+			}
 		}
+		return append(env, v.AWSEnv(home)...)
 	}
-	none := filepath.Join(home, "no-aws-config")
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+v.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+v.SecretKey,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE="+none,
-		"AWS_SHARED_CREDENTIALS_FILE="+none,
-	)
 }
 
 // probeNixCopyS3 tries nix copy of one path to a bucket of the server,
 // untimed. Nix can be built without S3 support (Debian's 2.8 is): then
 // it answers "don't know how to open Nix store 's3://…'", which is
 // returned as why.
-func probeNixCopyS3(ctx context.Context, w *workspace, v *versitygw, path string) (ok bool, why string, err error) {
+func probeNixCopyS3(ctx context.Context, w *workspace, v *servertest.Versitygw, path string) (ok bool, why string, err error) {
 	home, err := w.newScratch("probe")
 	if err != nil {
 		return false, "", err
 	}
 	defer removeAll(home)
 	bucket := "nixcopy-probe"
-	dir := filepath.Join(v.Dir, bucket)
+	dir := filepath.Join(v.Root, bucket)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return false, "", fmt.Errorf("create bucket: %w", err)
 	}
 	defer removeAll(dir)
-	_, runErr := runCmd(ctx, "", v.env(home), "nix", "--store", w.Root, "copy", "--to", v.nixURL(bucket, w.SecKey), path)
+	_, runErr := runCmd(ctx, "", s3Env(v)(home), "nix", "--store", w.Root, "copy", "--to", nixS3URL(v, bucket, w.SecKey), path)
 	if runErr != nil {
 		for line := range strings.Lines(runErr.Error()) {
 			if strings.Contains(line, "error:") {
-				line = strings.NewReplacer(w.SecKey, "SEC", v.Endpoint, "127.0.0.1:PORT").Replace(line)
+				line = strings.NewReplacer(w.SecKey, "SEC", v.Addr, "127.0.0.1:PORT").Replace(line)
 				return false, strings.TrimSpace(line), nil
 			}
 		}

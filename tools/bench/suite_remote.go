@@ -37,7 +37,7 @@ var remoteCases = []remoteCase{
 
 const remoteIntro = "Each tool pushes the same paths of one private store (`nix-store --store ROOT`), zstd-compressed " +
 	"and signed, to a server on 127.0.0.1 that the bench starts for the suite. " +
-	"HTTP: nginx with WebDAV PUT (`nginxtest.Config`, as scripts/nginx.sh runs it), every run to a fresh URL path: " +
+	"HTTP: nginx with WebDAV PUT (`servertest.NginxConfig`, as scripts/nginx.sh runs it), every run to a fresh URL path: " +
 	"`nix --store ROOT copy --to 'http://127.0.0.1:PORT/run-N/?compression=zstd&secret-key=SEC' PATHS` against " +
 	"`nixpush push --store ROOT --to http://127.0.0.1:PORT/run-N/ --signing-key SEC --state-dir FRESH PATHS`. " +
 	"S3: versitygw with its posix backend (`versitygw --port 127.0.0.1:PORT --health /health --quiet posix DIR`), " +
@@ -82,7 +82,7 @@ func newRemoteSection(protocol, server string, c remoteCase, in *Input, tools []
 // CPU meanwhile, which it takes out of the run's "others busy".
 func (s *remoteSection) runOnce(ctx context.Context, w *workspace, i int) (Sample, time.Duration, error) {
 	t := s.tools[i]
-	before, err := t.server.CPU()
+	before, err := groupCPU(t.server)
 	if err != nil {
 		return Sample{}, 0, err
 	}
@@ -90,7 +90,7 @@ func (s *remoteSection) runOnce(ctx context.Context, w *workspace, i int) (Sampl
 	if err != nil {
 		return Sample{}, 0, fmt.Errorf("%s to %s, %s: %w", s.in.Name, s.server, t.name, err)
 	}
-	after, err := t.server.CPU()
+	after, err := groupCPU(t.server)
 	if err != nil {
 		return Sample{}, 0, err
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"nixpush/internal/toxitest"
+	"nixpush/internal/servertest"
 	"nixpush/uploader"
 )
 
@@ -56,8 +56,8 @@ func (r *verifyRow) samples() []Sample {
 // synthetic cache, its proxy, and the key that signed the cache.
 type verifySetup struct {
 	b      *bench
-	vgw    *versitygw
-	proxy  *toxitest.Proxy
+	vgw    *servertest.Versitygw
+	proxy  *servertest.Proxy
 	pub    string
 	cache  *syntheticCache
 	bucket string // the bucket's directory on the server's disk
@@ -82,15 +82,15 @@ func (s *verifySetup) verify(ctx context.Context, endpoint string) (verifyRun, e
 // timed runs nixpush with args and a home, measuring the server's CPU
 // around it.
 func (s *verifySetup) timed(ctx context.Context, args []string, home string) (verifyRun, error) {
-	cpu0, err := s.vgw.CPU()
+	cpu0, err := groupCPU(s.vgw.Server)
 	if err != nil {
 		return verifyRun{}, err
 	}
-	run, err := measureExit(ctx, s.b.bin, args, s.vgw.env(home))
+	run, err := measureExit(ctx, s.b.bin, args, s3Env(s.vgw)(home))
 	if err != nil {
 		return verifyRun{}, err
 	}
-	cpu1, err := s.vgw.CPU()
+	cpu1, err := groupCPU(s.vgw.Server)
 	run.serverCPU = cpu1 - cpu0
 	return run, err
 }
@@ -141,7 +141,7 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 		return nil, err
 	}
 	defer vgw.Stop()
-	s := &verifySetup{b: b, vgw: vgw, bucket: filepath.Join(vgw.Dir, vgw.Bucket)}
+	s := &verifySetup{b: b, vgw: vgw, bucket: vgw.BucketDir()}
 	pubKey, err := uploader.WriteKeyPair("verify-bench-1", filepath.Join(scratch, "key.sec"), filepath.Join(scratch, "key.pub"))
 	if err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 	// (no xattrs: it derives what it lacks): this run proves it, and is
 	// the figure without any latency.
 	loopback := &verifyRow{label: "whole, no proxy (loopback)"}
-	run, err := s.verify(ctx, vgw.Endpoint)
+	run, err := s.verify(ctx, vgw.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +172,12 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 	loopback.runs = append(loopback.runs, run)
 	logf("verify: loopback %s wall, %s RSS", seconds(run.sample.Wall.Seconds()), mib(float64(run.sample.MaxRSS)))
 
-	toxi, err := toxitest.Start()
-	if err != nil {
+	toxi := servertest.NewToxiproxy(filepath.Join(scratch, "toxiproxy"))
+	if err := toxi.Start(); err != nil {
 		return nil, err
 	}
 	defer toxi.Stop()
-	if s.proxy, err = toxi.Proxy(vgw.Endpoint); err != nil {
+	if s.proxy, err = toxi.Proxy(vgw.Addr); err != nil {
 		return nil, err
 	}
 	rows := map[time.Duration]*verifyRow{}
@@ -211,23 +211,13 @@ func runVerifySuite(ctx context.Context, b *bench) (*report, error) {
 // versitygw answers every request with "Connection: close" unless told
 // otherwise (--keep-alive, default false), so each of verify's 10,000
 // GETs would open a new connection; S3 keeps connections open, and this
-// suite measures verify, not versitygw's default. s3test.Command passes
-// the bench's environment on, so the setting goes there for the start.
-func startKeepAliveVersitygw(dir, bucket string) (*versitygw, error) {
-	old, had := os.LookupEnv("VGW_KEEP_ALIVE")
-	os.Setenv("VGW_KEEP_ALIVE", "true")
-	defer func() {
-		if had {
-			os.Setenv("VGW_KEEP_ALIVE", old)
-		} else {
-			os.Unsetenv("VGW_KEEP_ALIVE")
-		}
-	}()
-	v, err := startVersitygw(dir, bucket)
+// suite measures verify, not versitygw's default.
+func startKeepAliveVersitygw(dir, bucket string) (*servertest.Versitygw, error) {
+	v, err := startVersitygw(dir, bucket, "VGW_KEEP_ALIVE=true")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.Get("http://" + v.Endpoint + "/health")
+	resp, err := http.Get("http://" + v.Addr + "/health")
 	if err != nil {
 		v.Stop()
 		return nil, fmt.Errorf("ask versitygw: %w", err)

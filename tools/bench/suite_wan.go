@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"nixpush/internal/toxitest"
+	"nixpush/internal/servertest"
 )
 
 // wanBandwidth is the link of the closure and large-tree workloads:
@@ -44,7 +44,7 @@ type wanRow struct {
 // wanGroup is one server behind its proxy and the tools pushing to it.
 type wanGroup struct {
 	protocol, server string // "HTTP", "nginx"
-	proxy            *toxitest.Proxy
+	proxy            *servertest.Proxy
 	tools            []wanTool
 	rows             map[time.Duration][]*wanRow
 }
@@ -150,10 +150,10 @@ func (s *wanSuite) setLink(bandwidth int64) error {
 			return err
 		}
 		if bandwidth == 0 {
-			if err := g.proxy.Remove("bandwidth", toxitest.Upstream); err != nil {
+			if err := g.proxy.Remove("bandwidth", servertest.Upstream); err != nil {
 				return err
 			}
-			if err := g.proxy.Remove("bandwidth", toxitest.Downstream); err != nil {
+			if err := g.proxy.Remove("bandwidth", servertest.Downstream); err != nil {
 				return err
 			}
 		} else if err := g.proxy.Bandwidth(bandwidth); err != nil {
@@ -194,16 +194,16 @@ func runWanSuite(ctx context.Context, b *bench) (*report, error) {
 		return nil, err
 	}
 	defer vgw.Stop()
-	toxi, err := toxitest.Start()
-	if err != nil {
+	toxi := servertest.NewToxiproxy(filepath.Join(scratch, "toxiproxy"))
+	if err := toxi.Start(); err != nil {
 		return nil, err
 	}
 	defer toxi.Stop()
-	ngxProxy, err := toxi.Proxy(ngx.URL[len("http://"):])
+	ngxProxy, err := toxi.Proxy(ngx.Addr)
 	if err != nil {
 		return nil, err
 	}
-	vgwProxy, err := toxi.Proxy(vgw.Endpoint)
+	vgwProxy, err := toxi.Proxy(vgw.Addr)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 
 const verifyIntro = "`nixpush verify` of a whole S3 cache: versitygw (posix backend, with `VGW_KEEP_ALIVE=true`: by default it " +
 	"closes the connection after every response, which S3 does not) on 127.0.0.1 behind toxiproxy " +
-	"(`internal/toxitest`), which delays data by half the round trip in each direction (toxic `latency` upstream " +
+	"(`internal/servertest`), which delays data by half the round trip in each direction (toxic `latency` upstream " +
 	"and downstream; no bandwidth cap: verify moves a few MB). The command timed is " +
 	"`nixpush verify --to 's3://BUCKET?endpoint=PROXY&scheme=http&region=us-east-1' --trusted-key PUB --json` " +
 	"with the server's root keys as the only AWS credentials and a fresh home per run: one ListObjectsV2 walk of " +

@@ -9,7 +9,7 @@ import (
 )
 
 const wanIntro = "Each tool pushes paths of one private store to a cache on 127.0.0.1 through toxiproxy " +
-	"(`internal/toxitest`; `toxiproxy-server` from scripts/toxiproxy.sh), which delays data by half the round trip " +
+	"(`internal/servertest`; `toxiproxy-server` from scripts/toxiproxy.sh), which delays data by half the round trip " +
 	"in each direction (toxic `latency` upstream and downstream) and, for the closure and the large tree, caps it at " +
 	"100 Mbit/s each way (toxic `bandwidth`, 12,500 KB/s). " +
 	"HTTP: nginx with WebDAV PUT (as in the remote suite), every new push to a fresh URL path: " +

@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"nixpush/internal/toxitest"
+	"nixpush/internal/servertest"
 )
 
 // wanDest is one location in a cache that a tool pushes to: the URL the
@@ -23,7 +23,7 @@ type wanDest struct {
 // fresh URL and a fresh XDG_CACHE_HOME, whichever it keys on).
 type wanTool struct {
 	name   string
-	server *cacheServer
+	server *servertest.Server
 	fresh  func() (wanDest, error)
 	push   func(ctx context.Context, w *workspace, in *Input, d wanDest, stateDir string) (Sample, error)
 }
@@ -52,8 +52,8 @@ func nixpushArgs(w *workspace, url, stateDir string, in *Input) []string {
 }
 
 // wanHTTPNixpush: nixpush push --to http://PROXY/run-N/ (its defaults).
-func wanHTTPNixpush(bin string, n *nginxServer, p *toxitest.Proxy) wanTool {
-	return wanTool{name: nixpushName, server: n.cacheServer,
+func wanHTTPNixpush(bin string, n *servertest.Nginx, p *servertest.Proxy) wanTool {
+	return wanTool{name: nixpushName, server: n.Server,
 		fresh: func() (wanDest, error) {
 			run := nextRun()
 			return wanDest{url: "http://" + p.Addr + "/" + run + "/", dir: filepath.Join(n.CacheDir, run)}, nil
@@ -64,8 +64,8 @@ func wanHTTPNixpush(bin string, n *nginxServer, p *toxitest.Proxy) wanTool {
 }
 
 // wanHTTPNixCopy: nix copy --to 'http://PROXY/run-N/?compression=zstd&secret-key=SEC'.
-func wanHTTPNixCopy(n *nginxServer, p *toxitest.Proxy) wanTool {
-	return wanTool{name: nixCopyName, server: n.cacheServer,
+func wanHTTPNixCopy(n *servertest.Nginx, p *servertest.Proxy) wanTool {
+	return wanTool{name: nixCopyName, server: n.Server,
 		fresh: func() (wanDest, error) {
 			run := nextRun()
 			return wanDest{url: "http://" + p.Addr + "/" + run + "/", dir: filepath.Join(n.CacheDir, run)}, nil
@@ -77,31 +77,31 @@ func wanHTTPNixCopy(n *nginxServer, p *toxitest.Proxy) wanTool {
 }
 
 // wanS3Nixpush: nixpush push --to 's3://BUCKET/run-N?endpoint=PROXY&scheme=http'.
-func wanS3Nixpush(bin string, v *versitygw, p *toxitest.Proxy) wanTool {
-	return wanTool{name: nixpushName, server: v.cacheServer,
+func wanS3Nixpush(bin string, v *servertest.Versitygw, p *servertest.Proxy) wanTool {
+	return wanTool{name: nixpushName, server: v.Server,
 		fresh: func() (wanDest, error) {
 			run := nextRun()
 			return wanDest{url: fmt.Sprintf("s3://%s/%s?endpoint=%s&scheme=http", v.Bucket, run, p.Addr),
-				dir: filepath.Join(v.Dir, v.Bucket, run)}, nil
+				dir: filepath.Join(v.BucketDir(), run)}, nil
 		},
 		push: func(ctx context.Context, w *workspace, in *Input, d wanDest, state string) (Sample, error) {
-			return wanPush(ctx, w, in, d, bin, nixpushArgs(w, d.url, state, in), v.env)
+			return wanPush(ctx, w, in, d, bin, nixpushArgs(w, d.url, state, in), s3Env(v))
 		}}
 }
 
 // wanS3NixCopy: nix copy to a fresh bucket per location, through the
 // proxy; only used where probeNixCopyS3 found this Nix speaks S3.
-func wanS3NixCopy(v *versitygw, p *toxitest.Proxy) wanTool {
-	return wanTool{name: nixCopyName, server: v.cacheServer,
+func wanS3NixCopy(v *servertest.Versitygw, p *servertest.Proxy) wanTool {
+	return wanTool{name: nixCopyName, server: v.Server,
 		fresh: func() (wanDest, error) {
 			bucket := "nixcopy-" + nextRun()
-			if err := os.Mkdir(filepath.Join(v.Dir, bucket), 0o755); err != nil {
+			if err := os.Mkdir(filepath.Join(v.Root, bucket), 0o755); err != nil {
 				return wanDest{}, fmt.Errorf("create bucket: %w", err)
 			}
-			return wanDest{url: bucket, dir: filepath.Join(v.Dir, bucket)}, nil
+			return wanDest{url: bucket, dir: filepath.Join(v.Root, bucket)}, nil
 		},
 		push: func(ctx context.Context, w *workspace, in *Input, d wanDest, _ string) (Sample, error) {
 			url := fmt.Sprintf("s3://%s?endpoint=%s&scheme=http&compression=zstd&secret-key=%s", d.url, p.Addr, w.SecKey)
-			return wanPush(ctx, w, in, d, "nix", append([]string{"--store", w.Root, "copy", "--to", url}, in.Paths...), v.env)
+			return wanPush(ctx, w, in, d, "nix", append([]string{"--store", w.Root, "copy", "--to", url}, in.Paths...), s3Env(v))
 		}}
 }

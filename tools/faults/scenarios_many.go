@@ -69,7 +69,7 @@ func fourPushersS3(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	return fourPushers(ctx, r, s3.BucketDir, s3.url(s3.Addr, ""), s3.env(r.dir))
+	return fourPushers(ctx, r, s3.BucketDir(), s3URL(s3, s3.Addr, ""), s3Env(s3, r.dir))
 }
 
 // scenarios is the suite, in the order it runs.

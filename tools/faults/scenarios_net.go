@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"nixpush/internal/toxitest"
+	"nixpush/internal/servertest"
 )
 
 // pushArgs is a push command line as a user would type it.
@@ -48,14 +48,14 @@ type netFault struct {
 	period     time.Duration // how long it stays, and stays away
 	midway     bool          // from the first narinfo on, not from the start
 	args       []string      // extra push flags
-	on, off    func(*toxitest.Proxy) error
+	on, off    func(*servertest.Proxy) error
 }
 
 // pushThroughFault pushes a fresh chain through a proxy to nginx while
 // the fault comes and goes, and expects push to succeed.
 func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 	if f.off == nil {
-		f.off = (*toxitest.Proxy).Heal
+		f.off = (*servertest.Proxy).Heal
 	}
 	cache, url, px, err := r.proxiedNginx()
 	if err != nil {
@@ -111,8 +111,8 @@ func pushThroughFault(ctx context.Context, r *run, f netFault) error {
 func latencySpikes(ctx context.Context, r *run) error {
 	return pushThroughFault(ctx, r, netFault{paths: 30, kib: 32, rounds: 3, period: 3 * time.Second, midway: true,
 		args: []string{"--http-timeout", "2s", "--max-attempts", "10"},
-		on:   func(px *toxitest.Proxy) error { return px.Latency(3 * time.Second) },
-		off:  func(px *toxitest.Proxy) error { return px.Latency(100 * time.Millisecond) }})
+		on:   func(px *servertest.Proxy) error { return px.Latency(3 * time.Second) },
+		off:  func(px *servertest.Proxy) error { return px.Latency(100 * time.Millisecond) }})
 }
 
 // bandwidthCollapse throttles every connection to 1 KB/s for 6 s, twice,
@@ -122,16 +122,16 @@ func latencySpikes(ctx context.Context, r *run) error {
 func bandwidthCollapse(ctx context.Context, r *run) error {
 	return pushThroughFault(ctx, r, netFault{paths: 10, kib: 64, big: 3, rounds: 2, period: 6 * time.Second, midway: true,
 		args: []string{"--http-timeout", "3s", "--max-attempts", "6"},
-		on:   func(px *toxitest.Proxy) error { return px.Bandwidth(1000) }})
+		on:   func(px *servertest.Proxy) error { return px.Bandwidth(1000) }})
 }
 
 // resetsAndCuts resets every connection 200 ms after it opens and cuts
 // uploads after 64 KB.
-func resetsAndCuts(px *toxitest.Proxy) error {
-	if err := px.LimitData(toxitest.Upstream, 64<<10); err != nil {
+func resetsAndCuts(px *servertest.Proxy) error {
+	if err := px.LimitData(servertest.Upstream, 64<<10); err != nil {
 		return err
 	}
-	return px.ResetPeer(toxitest.Downstream, 200*time.Millisecond)
+	return px.ResetPeer(servertest.Downstream, 200*time.Millisecond)
 }
 
 // connectionResets injects resetsAndCuts on and off once uploads are

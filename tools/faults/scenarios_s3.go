@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"nixpush/internal/freeport"
+	"nixpush/internal/servertest"
 )
 
 // daemon is a watch-store this scenario runs, with /healthz.
@@ -22,7 +22,7 @@ type daemon struct {
 // watchStore starts watch-store and waits (bounded) for /healthz to
 // answer 200: it is watching.
 func (r *run) watchStore(name, url, stateDir string, env []string, extra ...string) (*daemon, error) {
-	port, err := freeport.Pick()
+	port, err := servertest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -87,8 +87,8 @@ func frozenServer(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	r.watch(s3.BucketDir)
-	url, sd, env := s3.url(s3.Addr, ""), filepath.Join(r.dir, "state"), s3.env(r.dir)
+	r.watch(s3.BucketDir())
+	url, sd, env := s3URL(s3, s3.Addr, ""), filepath.Join(r.dir, "state"), s3Env(s3, r.dir)
 	d, err := r.watchStore("watch-store", url, sd, env, "--http-timeout", "2s",
 		"--unhealthy-after", "4s", "--shutdown-timeout", "4s")
 	if err != nil {
@@ -98,8 +98,10 @@ func frozenServer(ctx context.Context, r *run) error {
 	if _, err := r.addChain(ctx, &closure, 6, 256); err != nil {
 		return err
 	}
-	waitFor(ctx, 15*time.Second, func() bool { return countNarinfos(s3.BucketDir) >= 1 })
-	s3.freeze()
+	waitFor(ctx, 15*time.Second, func() bool { return countNarinfos(s3.BucketDir()) >= 1 })
+	if err := s3.Freeze(); err != nil {
+		return err
+	}
 	if _, err := r.addChain(ctx, &closure, 6, 256); err != nil {
 		return err
 	}
@@ -109,8 +111,8 @@ func frozenServer(ctx context.Context, r *run) error {
 	} else {
 		r.fail("/healthz did not turn 503 within 20 s of the freeze (status %d)", d.healthy())
 	}
-	s3.thaw()
-	if r.inCache(ctx, s3.BucketDir, closure, 40*time.Second) {
+	s3.Thaw()
+	if r.inCache(ctx, s3.BucketDir(), closure, 40*time.Second) {
 		r.checked(fmt.Sprintf("all pushed %.1f s after the thaw", time.Since(frozenAt).Seconds()))
 	} else {
 		r.fail("not every path pushed within 40 s of the thaw")
@@ -123,15 +125,17 @@ func frozenServer(ctx context.Context, r *run) error {
 		return err
 	}
 	time.Sleep(300 * time.Millisecond) // let the daemon claim the new paths
-	s3.freeze()
+	if err := s3.Freeze(); err != nil {
+		return err
+	}
 	r.stopDaemon(d, 4*time.Second+10*time.Second)
-	s3.thaw()
+	s3.Thaw()
 	code, err := r.nixpushWait("drain", 60*time.Second, env, r.pushArgs(url, sd, []string{"--drain"})...)
 	if err != nil {
 		return err
 	}
 	r.expectCode("drain", code, 0)
-	return r.settle(ctx, s3.BucketDir, url, env, closure, sd)
+	return r.settle(ctx, s3.BucketDir(), url, env, closure, sd)
 }
 
 // s3RestartMultipart restarts versitygw while a 24 MiB NAR goes up in
@@ -150,8 +154,8 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
-	r.watch(s3.BucketDir)
-	url, sd, env := s3.url(px.Addr, ""), filepath.Join(r.dir, "state"), s3.env(r.dir)
+	r.watch(s3.BucketDir())
+	url, sd, env := s3URL(s3, px.Addr, ""), filepath.Join(r.dir, "state"), s3Env(s3, r.dir)
 	if err := px.Bandwidth(1 << 20); err != nil {
 		return err
 	}
@@ -160,9 +164,9 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 		return err
 	}
 	time.Sleep(2500 * time.Millisecond) // into the second part of each of the first parts in flight
-	s3.stop()
+	s3.Stop()
 	time.Sleep(time.Second)
-	if err := s3.start(); err != nil {
+	if err := s3.Start(); err != nil {
 		return fmt.Errorf("restart versitygw: %w", err)
 	}
 	r.note("versitygw restarted 2.5 s into the upload")
@@ -176,15 +180,15 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 		return err
 	}
 	r.checkMultipartLeftovers(s3)
-	return r.settle(ctx, s3.BucketDir, url, env, []string{big}, sd)
+	return r.settle(ctx, s3.BucketDir(), url, env, []string{big}, sd)
 }
 
 // checkMultipartLeftovers fails the scenario when multipart uploads are
 // left open on the server once push has ended: their parts take space
 // until someone aborts them (versitygw keeps each upload as a directory
 // of parts under BUCKET/.sgwtmp/multipart/KEYHASH/UPLOADID).
-func (r *run) checkMultipartLeftovers(s3 *s3Cache) {
-	uploads, _ := filepath.Glob(filepath.Join(s3.BucketDir, ".sgwtmp", "multipart", "*", "*"))
+func (r *run) checkMultipartLeftovers(s3 *servertest.Versitygw) {
+	uploads, _ := filepath.Glob(filepath.Join(s3.BucketDir(), ".sgwtmp", "multipart", "*", "*"))
 	var parts int
 	var bytes int64
 	for _, u := range uploads {

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"nixpush/internal/nixtest"
-	"nixpush/internal/toxitest"
+	"nixpush/internal/servertest"
 )
 
 // world is what every scenario shares: the nixpush binary built once, a
@@ -23,7 +23,7 @@ type world struct {
 	Store   string // --store ROOT
 	SecKey  string
 	PubKey  string // name:base64
-	Toxi    *toxitest.Server
+	Toxi    *servertest.Toxiproxy
 	seq     int
 	baseEnv []string
 }
@@ -48,7 +48,8 @@ func newWorld(ctx context.Context, root, dir string) (*world, error) {
 		return nil, fmt.Errorf("read public key: %w", err)
 	}
 	w.PubKey = strings.TrimSpace(string(b))
-	if w.Toxi, err = toxitest.Start(); err != nil {
+	w.Toxi = servertest.NewToxiproxy(filepath.Join(dir, "toxiproxy"))
+	if err := w.Toxi.Start(); err != nil {
 		return nil, err
 	}
 	return w, nil

@@ -1,4 +1,4 @@
-package toxitest
+package servertest
 
 import (
 	"bytes"
@@ -33,8 +33,8 @@ func startEcho(t *testing.T) string {
 // newProxy starts toxiproxy with one proxy in front of a fresh echo server.
 func newProxy(t *testing.T) *Proxy {
 	t.Helper()
-	Require(t)
-	p, err := StartT(t).Proxy(startEcho(t))
+	RequireToxiproxy(t)
+	p, err := StartToxiproxy(t).Proxy(startEcho(t))
 	if err != nil {
 		t.Fatal(err)
 	}

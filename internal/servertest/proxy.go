@@ -1,4 +1,4 @@
-package toxitest
+package servertest
 
 import (
 	"fmt"
@@ -45,7 +45,7 @@ func (p *Proxy) setToxic(kind string, dir Direction, attrs toxiproxy.Attributes)
 
 // Latency delays data by half of rtt in each direction, so a request and
 // its response take rtt more than they would without the proxy. Opening a
-// connection does not (see the package doc).
+// connection does not (see Toxiproxy).
 func (p *Proxy) Latency(rtt time.Duration) error {
 	half := rtt.Milliseconds() / 2
 	for _, dir := range []Direction{Upstream, Downstream} {
