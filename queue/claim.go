@@ -1,7 +1,7 @@
 package queue
 
 import (
-		"context"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"

@@ -1,0 +1,201 @@
+package nixstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Closure returns the given paths and everything they reference,
+// recursively, ordered so that every path comes after all of its
+// references (the order a cache must receive them in). It is read in one
+// transaction, so it is a consistent snapshot even while Nix registers or
+// deletes paths.
+func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error) {
+	var order []*PathInfo
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		infos, err := readPathInfos(ctx, tx, roots)
+		if err != nil {
+			return err
+		}
+		rootInfos := make([]*PathInfo, len(roots))
+		for i, r := range roots {
+			if rootInfos[i] = infos[r]; rootInfos[i] == nil {
+				return fmt.Errorf("%s: %w", r, ErrNotValid)
+			}
+		}
+		order, err = closure(ctx, tx, rootInfos, nil)
+		return err
+	})
+	return order, err
+}
+
+// ClosureOf is Closure for roots already read (QueryValid), leaving out
+// the paths known says need no walking (and what only they reference): a
+// push that has already dealt with a path in this run does not read its
+// closure again, so each path is read once per run however many batches
+// share it. A reference that is gone by now (the root was deleted, then
+// its references) is ErrNotValid.
+func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(path string) bool) ([]*PathInfo, error) {
+	var order []*PathInfo
+	err := s.readTx(ctx, func(tx *sql.Tx) (err error) {
+		order, err = closure(ctx, tx, roots, known)
+		return err
+	})
+	return order, err
+}
+
+// closure reads the references of roots breadth first, a whole layer in
+// a few queries (one per chunk of paths, not two per path), then orders
+// what it read depth-first, post-order.
+func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func(string) bool) ([]*PathInfo, error) {
+	read := make(map[string]*PathInfo, len(roots))
+	referrer := map[string]string{} // a path's first referrer, for errors
+	for _, r := range roots {
+		read[r.Path] = r
+	}
+	for layer := roots; len(layer) > 0; {
+		var want []string
+		for _, info := range layer {
+			for _, ref := range info.References {
+				if _, ok := read[ref]; ok || (known != nil && known(ref)) {
+					continue
+				}
+				if _, ok := referrer[ref]; !ok {
+					referrer[ref] = info.Path
+					want = append(want, ref)
+				}
+			}
+		}
+		infos, err := readPathInfos(ctx, tx, want)
+		if err != nil {
+			return nil, err
+		}
+		layer = layer[:0:0]
+		for _, p := range want {
+			info := infos[p]
+			if info == nil {
+				return nil, fmt.Errorf("reference of %s: %s: %w", referrer[p], p, ErrNotValid)
+			}
+			read[p] = info
+			layer = append(layer, info)
+		}
+	}
+	return postOrder(roots, read), nil
+}
+
+// postOrder lists the paths of read reachable from roots, each after all
+// of its references in read, with an explicit stack so a long chain
+// cannot exhaust the goroutine stack.
+func postOrder(roots []*PathInfo, read map[string]*PathInfo) []*PathInfo {
+	order := make([]*PathInfo, 0, len(read))
+	seen := make(map[string]bool, len(read))
+	type frame struct {
+		info *PathInfo
+		next int
+	}
+	for _, root := range roots {
+		if seen[root.Path] {
+			continue
+		}
+		seen[root.Path] = true
+		stack := []frame{{info: root}}
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			if top.next == len(top.info.References) {
+				order = append(order, top.info)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			ref := read[top.info.References[top.next]]
+			top.next++
+			if ref == nil || seen[ref.Path] {
+				continue // known: left out
+			}
+			seen[ref.Path] = true
+			stack = append(stack, frame{info: ref})
+		}
+	}
+	return order
+}
+
+// readChunk bounds the paths of one query, well below SQLite's limit on
+// bound parameters.
+const readChunk = 500
+
+// readPathInfos reads the records of paths, a chunk per two queries; a
+// path the DB does not know is absent from the map.
+func readPathInfos(ctx context.Context, tx *sql.Tx, paths []string) (map[string]*PathInfo, error) {
+	out := make(map[string]*PathInfo, len(paths))
+	for start := 0; start < len(paths); start += readChunk {
+		chunk := paths[start:min(start+readChunk, len(paths))]
+		byID, err := readChunkInfos(ctx, tx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		if err := readChunkRefs(ctx, tx, byID); err != nil {
+			return nil, err
+		}
+		for _, info := range byID {
+			sort.Strings(info.References)
+			out[info.Path] = info
+		}
+	}
+	return out, nil
+}
+
+func inList(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+func readChunkInfos(ctx context.Context, tx *sql.Tx, paths []string) (map[int64]*PathInfo, error) {
+	args := make([]any, len(paths))
+	for i, p := range paths {
+		args[i] = p
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, path, hash, narSize, deriver, sigs, ca FROM ValidPaths WHERE path IN (`+inList(len(paths))+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query path infos: %w", err)
+	}
+	defer rows.Close()
+	byID := make(map[int64]*PathInfo, len(paths))
+	for rows.Next() {
+		info := &PathInfo{}
+		var hash string
+		var narSize sql.NullInt64
+		var deriver, sigs, ca sql.NullString
+		if err := rows.Scan(&info.ID, &info.Path, &hash, &narSize, &deriver, &sigs, &ca); err != nil {
+			return nil, fmt.Errorf("query path infos: %w", err)
+		}
+		if err := info.fill(hash, narSize, deriver, sigs, ca); err != nil {
+			return nil, err
+		}
+		byID[info.ID] = info
+	}
+	return byID, rows.Err()
+}
+
+func readChunkRefs(ctx context.Context, tx *sql.Tx, byID map[int64]*PathInfo) error {
+	if len(byID) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(byID))
+	for id := range byID {
+		args = append(args, id)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT r.referrer, v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference
+		WHERE r.referrer IN (`+inList(len(args))+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("query references: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var ref string
+		if err := rows.Scan(&id, &ref); err != nil {
+			return fmt.Errorf("query references: %w", err)
+		}
+		byID[id].References = append(byID[id].References, ref)
+	}
+	return rows.Err()
+}
