@@ -81,6 +81,19 @@ func (l *Limiter) Do(ctx context.Context, op func() error) error {
 	})
 }
 
+// Once runs one request within the bound and records its answer, but
+// does not send it again: for a request whose body cannot be sent twice
+// (a streamed NAR), the caller starts over.
+func (l *Limiter) Once(ctx context.Context, op func() error) error {
+	epoch, err := l.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	err = op()
+	l.release(epoch, err)
+	return err
+}
+
 // acquire waits for room under the bound and for the end of a pause.
 func (l *Limiter) acquire(ctx context.Context) (uint64, error) {
 	for {

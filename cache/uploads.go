@@ -10,12 +10,32 @@ import (
 
 // What a backend may offer beyond Cache, each found through the
 // retrying wrapper by the functions below (as Close is): conditional
-// creation (Create), an object's size and age (Stat), uploads that
-// survive a crash (Resumable bodies, Abandon) and the uploads in
-// progress that gc looks at (Uploads).
+// creation (Create), uploads that survive a crash (Resumable bodies,
+// Abandon) and the uploads in progress that gc looks at (Uploads).
 
-// ErrExists is returned by Create when an object is already under key.
+// ErrExists is what errors.Is finds in Create's error when an object is
+// already under key (an *ExistsError).
 var ErrExists = errors.New("an object is already there")
+
+// ExistsError is Create's error when key holds an object already.
+type ExistsError struct {
+	Key string
+	// Identical: the server's own checksum of the object (S3's ETag, a
+	// file's SHA-256) proves it holds exactly the bytes Create was given.
+	Identical bool
+	// Age is how long ago the object was written, by the server's clock
+	// (the client's may differ), when Identical.
+	Age time.Duration
+}
+
+func (e *ExistsError) Error() string {
+	if e.Identical {
+		return fmt.Sprintf("%s: the same bytes are there already, written %v ago", e.Key, e.Age.Round(time.Second))
+	}
+	return fmt.Sprintf("%s: %v, with other bytes", e.Key, ErrExists)
+}
+
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 
 // ErrCannotCreate is returned by Create when the backend or its server
 // cannot write an object only if its key is free (a server that ignores
@@ -29,9 +49,9 @@ type Creator interface {
 	// CanCreate reports whether Create is honoured here (an S3 backend
 	// asks its server once).
 	CanCreate(ctx context.Context) (bool, error)
-	// Create is Put, but fails with ErrExists, and writes nothing, when
-	// key holds an object (which may have appeared while the body was
-	// sent).
+	// Create is Put, but fails with an *ExistsError, and writes
+	// nothing, when key holds an object (which may have appeared while
+	// the body was sent); the body is then read to its end.
 	Create(ctx context.Context, key string, r io.Reader, contentType string) error
 }
 
@@ -50,22 +70,6 @@ func Create(ctx context.Context, c Cache, key string, r io.Reader, contentType s
 		return cr.Create(ctx, key, r, contentType)
 	}
 	return ErrCannotCreate
-}
-
-// Stater is a backend that tells an object's size and age.
-type Stater interface {
-	// Stat returns the object's size and how long ago it was written, by
-	// the server's clock (so the client's clock does not matter);
-	// ErrNotFound when missing.
-	Stat(ctx context.Context, key string) (size int64, age time.Duration, err error)
-}
-
-// Stat is the size and age of an object, on a backend that can tell.
-func Stat(ctx context.Context, c Cache, key string) (size int64, age time.Duration, err error) {
-	if s, ok := find[Stater](c); ok {
-		return s.Stat(ctx, key)
-	}
-	return 0, 0, fmt.Errorf("stat %s: %s cannot tell an object's age", key, c)
 }
 
 // Resumable is offered by a Put body whose upload can be continued by a

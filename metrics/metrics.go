@@ -65,6 +65,7 @@ type Metrics struct {
 	queueFailingNano atomic.Int64 // unix ns, 0 while queue writes land
 	damaged          atomic.Pointer[string]
 	progress         atomic.Pointer[func() (busy bool, last time.Time)]
+	requests         atomic.Pointer[func() (Requests, bool)]
 }
 
 // New is the Metrics of a process with one cache, unlabelled; q is read
@@ -128,7 +129,7 @@ func (m *Metrics) Collected(paths int, bytes int64) {
 func (m *Metrics) collectors(q *queue.Queue) []prometheus.Collector {
 	return []prometheus.Collector{m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
 		m.gcPaths, m.gcBytes, m.gcLastRun,
-		&queueCollector{q: q}}
+		&queueCollector{q: q}, requestCollector{m}}
 }
 
 // Pushed records a path pushed with its compressed size.

@@ -1,13 +1,16 @@
 package uploader
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/ulikunitz/xz"
 )
 
@@ -87,23 +90,37 @@ type zstdKey struct {
 	parallel bool
 }
 
+// zstdLevel is the encoder level of c (zstd only).
+func (c Compression) zstdLevel() zstd.EncoderLevel {
+	if c.Level != 0 {
+		return zstd.EncoderLevelFromZstd(c.Level)
+	}
+	return zstd.EncoderLevelFromZstd(defaultZstdLevel)
+}
+
 // NewWriter returns a compressing writer onto w for a NAR of narSize
 // bytes. Closing it flushes the compressed stream but does not close w.
+//
+// Its output is a function of the NAR and c alone, on any machine: NAR
+// objects are named after that (ContentNARKey), and a name shared by
+// machines must hold the same bytes. So nothing the machine decides may
+// change it: zstd compresses a large NAR in independent jobs whose size
+// follows the window, not the core count, on at least two goroutines
+// even on one core (a single goroutine would take another path with other
+// output); the output is the same however writes cut the stream.
+// EncoderID must change whenever this output may.
 func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, error) {
 	switch c.Method {
 	case "zstd":
-		level := zstd.EncoderLevelFromZstd(defaultZstdLevel)
-		if c.Level != 0 {
-			level = zstd.EncoderLevelFromZstd(c.Level)
-		}
-		key := zstdKey{level: level, parallel: narSize >= smallNAR && runtime.GOMAXPROCS(0) > 1}
+		level := c.zstdLevel()
+		key := zstdKey{level: level, parallel: narSize >= smallNAR}
 		pool, _ := zstdPools.LoadOrStore(key, &sync.Pool{})
 		enc, _ := pool.(*sync.Pool).Get().(*zstd.Encoder)
 		if enc == nil {
 			var err error
 			enc, err = zstd.NewWriter(nil,
 				zstd.WithEncoderLevel(level),
-				zstd.WithEncoderConcurrency(map[bool]int{true: runtime.GOMAXPROCS(0), false: 1}[key.parallel]),
+				zstd.WithEncoderConcurrency(map[bool]int{true: max(2, runtime.GOMAXPROCS(0)), false: 1}[key.parallel]),
 				zstd.WithConcurrentBlocks(key.parallel),
 				zstd.WithWindowSize(zstdWindow),
 			)
@@ -114,17 +131,55 @@ func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, err
 		enc.Reset(w)
 		return &pooledEncoder{Encoder: enc, pool: pool.(*sync.Pool)}, nil
 	case "xz":
-		cfg := xz.WriterConfig{}
-		if c.Level != 0 {
-			// xz presets map to LZMA2 dictionary sizes; ulikunitz/xz takes
-			// the dictionary size directly.
-			cfg.DictCap = 1 << (18 + c.Level)
-		}
-		return cfg.NewWriter(w)
+		return c.xzConfig().NewWriter(w)
 	case "none":
 		return nopCloser{w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", c.Method)
+}
+
+func (c Compression) xzConfig() xz.WriterConfig {
+	cfg := xz.WriterConfig{}
+	if c.Level != 0 {
+		// xz presets map to LZMA2 dictionary sizes; ulikunitz/xz takes
+		// the dictionary size directly.
+		cfg.DictCap = 1 << (18 + c.Level)
+	}
+	return cfg
+}
+
+// EncoderID is 8 characters that differ between any two Compressions
+// whose NewWriter may give different bytes for the same NAR: a digest of
+// the method, the encoder's settings and its library's version (a new
+// version may compress differently, so its objects get names of their
+// own).
+func (c Compression) EncoderID() string {
+	var id string
+	switch c.Method {
+	case "zstd":
+		id = fmt.Sprintf("zstd level=%d window=%d jobs-from=%d %s", c.zstdLevel(), zstdWindow, smallNAR, moduleVersion("github.com/klauspost/compress"))
+	case "xz":
+		id = fmt.Sprintf("xz dict=%d %s", c.xzConfig().DictCap, moduleVersion("github.com/ulikunitz/xz"))
+	default:
+		id = c.Method
+	}
+	sum := sha256.Sum256([]byte("nixpush NAR encoder 1: " + id))
+	return nixbase32.EncodeToString(sum[:5])
+}
+
+// moduleVersion is the version of a module built into this binary.
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				if d.Replace != nil {
+					d = d.Replace
+				}
+				return path + "@" + d.Version + d.Sum
+			}
+		}
+	}
+	return path + "@unknown"
 }
 
 // pooledEncoder returns its encoder to the pool once the stream is done.

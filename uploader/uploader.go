@@ -43,6 +43,9 @@ type Uploader struct {
 	// MemoTTL is how long a path this Uploader saw in the cache is trusted
 	// to stay there (0: memo.DefaultTTL).
 	MemoTTL time.Duration
+	// Journal keeps uploads in progress across processes (the queue); nil:
+	// an upload cut short starts over.
+	Journal Journal
 
 	limits   limits
 	created  time.Time
@@ -265,23 +268,6 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	u.Stats.Bytes.Add(int64(nar.FileSize))
 	u.Log.Debug("pushed", zap.String("path", info.Path), zap.Uint64("bytes", nar.FileSize))
 	return nar.FileSize, nil
-}
-
-// putNAR streams the path's compressed NAR into the cache.
-func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
-	key := NARKey(info, u.Compression)
-	s := openNARStream(u.Store, info, u.Compression, u.Listing)
-	s.moved = &u.Stats.Moved
-	defer s.Close()
-	// A cancelled upload (shutdown timeout) must stop now, whatever the
-	// backend does with ctx: failing the stream stops both the producer
-	// and the backend's copy.
-	stop := context.AfterFunc(ctx, func() { s.pr.CloseWithError(ctx.Err()) })
-	defer stop()
-	if err := u.Cache.Put(ctx, key, s, cache.TypeNAR); err != nil {
-		return Uploaded{}, u.explain(ctx, info, err)
-	}
-	return s.result(key, u.Compression), nil
 }
 
 // putExtras writes the .ls listing, which Nix reads beside a narinfo,

@@ -91,6 +91,7 @@ type Result struct {
 	Unreadable   []string `json:"unreadable"`    // narinfos that do not parse: left alone (verify reports them; their NARs are unknown to gc)
 	Restored     []string `json:"restored"`      // narinfos put back: a push during gc needed them
 	Damaged      []string `json:"damaged"`       // pushed during gc, NAR deleted: push again
+	Uploads      []string `json:"uploads"`       // multipart uploads aborted ("KEY (upload ID)"): idle beyond the grace period
 }
 
 // DefaultGrace is the grace period users get unless they say otherwise:
@@ -126,6 +127,9 @@ func Collect(ctx context.Context, c cache.Cache, opts Options) (Result, error) {
 		return g.result, err
 	}
 	if err := g.collectExtras(ctx); err != nil {
+		return g.result, err
+	}
+	if err := g.abortUploads(ctx); err != nil {
 		return g.result, err
 	}
 	if opts.Delete {

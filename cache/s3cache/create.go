@@ -65,13 +65,13 @@ func (c *Cache) CanCreate(ctx context.Context) (bool, error) {
 }
 
 // conditionalAnswer turns the answer to a write with If-None-Match: *
-// into cache.ErrExists (412: the key is taken) or cache.ErrCannotCreate
-// (501 naming the header: the server does no conditional writes, which
-// is remembered); other errors pass.
-func (c *Cache) conditionalAnswer(key string, err error) error {
+// into a *cache.ExistsError (412: the key is taken; see existing) or
+// cache.ErrCannotCreate (501 naming the header: the server does no
+// conditional writes, which is remembered); other errors pass.
+func (c *Cache) conditionalAnswer(ctx context.Context, key string, size int64, etag string, err error) error {
 	switch {
 	case httpStatus(err) == http.StatusPreconditionFailed:
-		return fmt.Errorf("put %s: %w", key, cache.ErrExists)
+		return c.existing(ctx, key, size, etag)
 	case httpStatus(err) == http.StatusNotImplemented && strings.Contains(strings.ToLower(err.Error()), "if-none-match"):
 		c.creates.state.Store(createIgnored)
 		return fmt.Errorf("put %s: %w", key, cache.ErrCannotCreate)

@@ -341,7 +341,7 @@ func (u *upload) complete(ctx context.Context) error {
 		return nil
 	}
 	if u.create {
-		if answer := c.conditionalAnswer(u.key, err); answer != err {
+		if answer := c.conditionalAnswer(ctx, u.key, u.size(), u.etag(), err); answer != err {
 			// The object is someone else's; this upload, left open by
 			// the refusal, can never complete.
 			u.forget()
@@ -350,6 +350,26 @@ func (u *upload) complete(ctx context.Context) error {
 		}
 	}
 	return c.classify("put "+u.key+": complete multipart upload", err)
+}
+
+// size is the object's size, the sum of its parts.
+func (u *upload) size() int64 {
+	var n int64
+	for _, p := range u.done {
+		n += p.Size
+	}
+	return n
+}
+
+// etag is the ETag S3 gives the object these parts make: the MD5 of
+// their MD5s, then "-" and their number.
+func (u *upload) etag() string {
+	sums := md5.New()
+	for n := int32(1); n <= int32(len(u.done)); n++ {
+		b, _ := hex.DecodeString(u.done[n].MD5)
+		sums.Write(b)
+	}
+	return fmt.Sprintf("%x-%d", sums.Sum(nil), len(u.done))
 }
 
 // fail decides what becomes of an upload that failed with err, and

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 
@@ -124,7 +125,7 @@ func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentT
 		return err
 	})
 	if create && err != nil {
-		if answer := c.conditionalAnswer(key, err); answer != err {
+		if answer := c.conditionalAnswer(ctx, key, int64(len(body)), hex.EncodeToString(sum[:]), err); answer != err {
 			return answer
 		}
 	}

@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"nixpush/cache"
+	"nixpush/cache/gc"
 	"nixpush/cache/s3cache"
 	"nixpush/internal/servertest"
 )
@@ -171,5 +173,26 @@ func TestResumeChecksParts(t *testing.T) {
 	}
 	if !bytes.Equal(readObject(t, c, "nar/d.nar"), data) {
 		t.Fatal("object differs after starting over")
+	}
+}
+
+// TestGCAbortsIdleUploads: an upload left by a pusher that never came
+// back is found and aborted by gc once it is older than the grace period
+// (ListMultipartUploads, ListParts for its last part, abort).
+func TestGCAbortsIdleUploads(t *testing.T) {
+	s := servertest.StartVersitygw(t)
+	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2})
+	j := &journal{Reader: bytes.NewReader(incompressible(12<<20, 4))}
+	if err := interrupt(t, c, "nar/left.nar", j, 12<<20); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted Put: %v", err)
+	}
+	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	res, err := gc.Collect(t.Context(), c, gc.Options{Grace: 3 * time.Hour, Delete: true, Now: later})
+	if err != nil || len(res.Uploads) != 0 || uploadsInProgress(t, s) != 1 {
+		t.Fatalf("within the grace period: aborted %q (%v), %d uploads left", res.Uploads, err, uploadsInProgress(t, s))
+	}
+	res, err = gc.Collect(t.Context(), c, gc.Options{Grace: time.Hour, Delete: true, Now: later})
+	if err != nil || len(res.Uploads) != 1 || uploadsInProgress(t, s) != 0 {
+		t.Fatalf("beyond the grace period: aborted %q (%v), %d uploads left", res.Uploads, err, uploadsInProgress(t, s))
 	}
 }

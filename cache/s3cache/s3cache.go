@@ -322,19 +322,24 @@ func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return nil, c.classify("read "+key, err)
 }
 
-// Stat asks for the object's headers: its size, and its age by the
-// server's clock (its Date header less its Last-Modified).
-func (c *Cache) Stat(ctx context.Context, key string) (int64, time.Duration, error) {
+// existing describes the object under key for Create's caller: whether
+// it holds the bytes of the given size and ETag (S3's ETag is the MD5 of
+// an object put in one request, and the MD5 of its parts' MD5s, with
+// "-N", of one uploaded in N parts: both computed here from the bytes
+// sent), and its age by the server's clock (its Date header less its
+// Last-Modified).
+func (c *Cache) existing(ctx context.Context, key string, size int64, etag string) error {
 	var out *s3.HeadObjectOutput
 	err := c.call(ctx, func() (err error) {
 		out, err = c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
 		return err
 	})
 	if missingObject(err) {
-		return 0, 0, fmt.Errorf("%s: %w", key, cache.ErrNotFound)
+		// Gone since the refusal (a gc): not an object to name.
+		return &cache.ExistsError{Key: key}
 	}
 	if err != nil {
-		return 0, 0, c.classify("check "+key, err)
+		return c.classify("check "+key, err)
 	}
 	now := time.Now()
 	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
@@ -344,5 +349,9 @@ func (c *Cache) Stat(ctx context.Context, key string) (int64, time.Duration, err
 	}
 	// Both clocks tick in whole seconds: a fresh object may look 1 s
 	// younger than now.
-	return aws.ToInt64(out.ContentLength), max(0, now.Sub(aws.ToTime(out.LastModified))), nil
+	return &cache.ExistsError{
+		Key:       key,
+		Identical: aws.ToInt64(out.ContentLength) == size && strings.EqualFold(strings.Trim(aws.ToString(out.ETag), `"`), etag),
+		Age:       max(0, now.Sub(aws.ToTime(out.LastModified))),
+	}
 }

@@ -17,7 +17,6 @@ var (
 	_ cache.Uploads   = (*Cache)(nil)
 	_ cache.Abandoner = (*Cache)(nil)
 	_ cache.Creator   = (*Cache)(nil)
-	_ cache.Stater    = (*Cache)(nil)
 	_ cache.Counted   = (*Cache)(nil)
 )
 

@@ -135,9 +135,16 @@ func printGC(w io.Writer, r gc.Result) {
 	for _, p := range r.MissingRoots {
 		fmt.Fprintf(w, "kept root not in the cache: %s\n", p)
 	}
+	verbUploads := "would abort"
+	if r.Deleted {
+		verbUploads = "aborted"
+	}
+	for _, u := range r.Uploads {
+		fmt.Fprintf(w, "%s idle multipart upload %s\n", verbUploads, u)
+	}
 	fmt.Fprintf(w, "%s %d paths, %d NARs, %d logs, %d realisations: %s; kept %d paths (%s) from %d roots\n",
 		verb, len(r.Paths), len(r.NARs), len(r.Logs), len(r.Realisations), mib(r.Bytes), r.KeptPaths, mib(r.KeptBytes), r.Roots)
-	if !r.Deleted && len(r.Paths)+len(r.NARs) > 0 {
+	if !r.Deleted && len(r.Paths)+len(r.NARs)+len(r.Uploads) > 0 {
 		fmt.Fprintln(w, "dry run: nothing deleted; --delete to act")
 	}
 }
