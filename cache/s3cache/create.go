@@ -51,7 +51,7 @@ func (c *Cache) CanCreate(ctx context.Context) (bool, error) {
 		}
 		err := c.putObject(ctx, probeKey, body, "text/plain", true)
 		switch {
-		case errors.Is(err, cache.ErrExists):
+		case errors.Is(err, errTaken):
 			c.creates.state.Store(createHonoured)
 			return true, nil
 		case errors.Is(err, cache.ErrCannotCreate):
@@ -64,14 +64,30 @@ func (c *Cache) CanCreate(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// errTaken is what errors.Is finds in a *takenError.
+var errTaken = errors.New("key taken")
+
+// takenError is a write with If-None-Match: * refused because the key
+// holds an object (412), with what the refused write would have written:
+// Create's caller learns whether it is the same (see existing); the probe
+// needs no more than the refusal.
+type takenError struct {
+	key  string
+	size int64
+	etag string // S3's ETag of the refused bytes, without quotes
+}
+
+func (e *takenError) Error() string        { return "put " + e.key + ": " + errTaken.Error() }
+func (e *takenError) Is(target error) bool { return target == errTaken }
+
 // conditionalAnswer turns the answer to a write with If-None-Match: *
-// into a *cache.ExistsError (412: the key is taken; see existing) or
-// cache.ErrCannotCreate (501 naming the header: the server does no
-// conditional writes, which is remembered); other errors pass.
-func (c *Cache) conditionalAnswer(ctx context.Context, key string, size int64, etag string, err error) error {
+// into a *takenError (412) or cache.ErrCannotCreate (501 naming the
+// header: the server does no conditional writes, which is remembered);
+// other errors pass.
+func (c *Cache) conditionalAnswer(key string, size int64, etag string, err error) error {
 	switch {
 	case httpStatus(err) == http.StatusPreconditionFailed:
-		return c.existing(ctx, key, size, etag)
+		return &takenError{key: key, size: size, etag: etag}
 	case httpStatus(err) == http.StatusNotImplemented && strings.Contains(strings.ToLower(err.Error()), "if-none-match"):
 		c.creates.state.Store(createIgnored)
 		return fmt.Errorf("put %s: %w", key, cache.ErrCannotCreate)

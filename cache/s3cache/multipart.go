@@ -341,7 +341,7 @@ func (u *upload) complete(ctx context.Context) error {
 		return nil
 	}
 	if u.create {
-		if answer := c.conditionalAnswer(ctx, u.key, u.size(), u.etag(), err); answer != err {
+		if answer := c.conditionalAnswer(u.key, u.size(), u.etag(), err); answer != err {
 			// The object is someone else's; this upload, left open by
 			// the refusal, can never complete.
 			u.forget()
@@ -379,6 +379,8 @@ func (u *upload) etag() string {
 // request would only stall again), left to abortLeftovers.
 func (u *upload) fail(ctx context.Context, err error) error {
 	switch {
+	case errors.Is(err, errTaken), errors.Is(err, cache.ErrCannotCreate):
+		return err // complete dealt with the upload
 	case isGone(err):
 		u.forget()
 		return err

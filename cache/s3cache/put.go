@@ -2,6 +2,7 @@ package s3cache
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -47,6 +48,15 @@ func (c *Cache) Create(ctx context.Context, key string, r io.Reader, contentType
 }
 
 func (c *Cache) put(ctx context.Context, key string, r io.Reader, contentType string, create bool) error {
+	err := c.putAny(ctx, key, r, contentType, create)
+	var taken *takenError
+	if errors.As(err, &taken) {
+		return c.existing(ctx, key, taken.size, taken.etag)
+	}
+	return err
+}
+
+func (c *Cache) putAny(ctx context.Context, key string, r io.Reader, contentType string, create bool) error {
 	c.abortLeftoversSoon()
 	up := &upload{c: c, key: key, contentType: contentType, create: create}
 	if err := up.load(ctx, r); err != nil {
@@ -125,7 +135,7 @@ func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentT
 		return err
 	})
 	if create && err != nil {
-		if answer := c.conditionalAnswer(ctx, key, int64(len(body)), hex.EncodeToString(sum[:]), err); answer != err {
+		if answer := c.conditionalAnswer(key, int64(len(body)), hex.EncodeToString(sum[:]), err); answer != err {
 			return answer
 		}
 	}

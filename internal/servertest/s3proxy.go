@@ -36,6 +36,7 @@ type S3Proxy struct {
 	since   time.Time // when faults were set: bursts count from then
 	rng     *rand.Rand
 	ops     map[string]int64 // requests that reached the server, by operation
+	trail   []string         // "OPERATION /bucket/key" of the first maxTrail of them
 	refused map[string]int64 // throttled answers, by status ("503", "429")
 	sent    atomic.Int64     // request body bytes that reached the server
 }
@@ -66,7 +67,7 @@ func StartS3Proxy(upstream string) (*S3Proxy, error) {
 			p.refuse(w, r, status, retryAfter)
 			return
 		}
-		p.count(S3Operation(r.Method, r.URL, r.Header))
+		p.count(S3Operation(r.Method, r.URL, r.Header), r.URL.Path)
 		if r.Body != nil {
 			r.Body = &countingBody{ReadCloser: r.Body, n: &p.sent}
 		}
@@ -122,10 +123,25 @@ func (p *S3Proxy) refuse(w http.ResponseWriter, r *http.Request, status, retryAf
 	}
 }
 
-func (p *S3Proxy) count(op string) {
+// maxTrail bounds the requests Trail keeps.
+const maxTrail = 10000
+
+func (p *S3Proxy) count(op, path string) {
 	p.mu.Lock()
 	p.ops[op]++
+	if len(p.trail) < maxTrail {
+		p.trail = append(p.trail, op+" "+path)
+	}
 	p.mu.Unlock()
+}
+
+// Trail is the requests that reached the server since the last Reset,
+// as "OPERATION /bucket/key", the first ten thousand: what a test shows
+// when a count is off.
+func (p *S3Proxy) Trail() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.trail...)
 }
 
 // Counts is a snapshot of the requests that reached the server, by S3
@@ -154,7 +170,7 @@ func (p *S3Proxy) BytesSent() int64 { return p.sent.Load() }
 func (p *S3Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ops, p.refused = map[string]int64{}, map[string]int64{}
+	p.ops, p.refused, p.trail = map[string]int64{}, map[string]int64{}, nil
 	p.sent.Store(0)
 }
 
