@@ -2,11 +2,11 @@ package s3cache
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 

@@ -24,6 +24,20 @@ import (
 // for Config.Timeout. It is transient: the server may come back.
 var ErrStalled = errors.New("stalled")
 
+// stallError is a request that made no progress for timeout.
+type stallError struct {
+	timeout time.Duration
+	last    time.Time // when a byte last moved
+}
+
+func (e *stallError) Error() string        { return fmt.Sprintf("%v: no progress for %v", ErrStalled, e.timeout) }
+func (e *stallError) Is(target error) bool { return target == ErrStalled }
+
+// FailingSince is when the server last moved a byte: the cache has been
+// failing since then, not since the stall was noticed (a health check
+// counts from it).
+func (e *stallError) FailingSince() time.Time { return e.last }
+
 // A request stalls when neither direction of its connection moves for
 // the timeout. The SDK's own timers do not cover this: a frozen server's
 // kernel accepts the connection and a few megabytes, then nothing moves,
@@ -86,12 +100,12 @@ func (c *stallClient) Do(req *http.Request) (*http.Response, error) {
 	w.arm(false)
 	if err != nil {
 		w.release()
-		stalled := errors.Is(context.Cause(ctx), ErrStalled)
+		cause := context.Cause(ctx)
 		cancel(nil)
-		if stalled {
+		if errors.Is(cause, ErrStalled) {
 			// As net/http words its own errors.
 			op := req.Method[:1] + strings.ToLower(req.Method[1:])
-			return nil, &url.Error{Op: op, URL: req.URL.Redacted(), Err: w.stalled}
+			return nil, &url.Error{Op: op, URL: req.URL.Redacted(), Err: cause}
 		}
 		return nil, err
 	}
@@ -104,7 +118,6 @@ func (c *stallClient) Do(req *http.Request) (*http.Response, error) {
 // not while the caller holds a response body without reading it.
 type watch struct {
 	timeout time.Duration
-	stalled error // the cause the request is cancelled with
 	cancel  context.CancelCauseFunc
 	events  atomic.Int64 // progress events, counted by the connection
 
@@ -117,8 +130,7 @@ type watch struct {
 }
 
 func newWatch(timeout time.Duration, cancel context.CancelCauseFunc) *watch {
-	w := &watch{timeout: timeout, cancel: cancel,
-		stalled: fmt.Errorf("%w: no progress for %v", ErrStalled, timeout)}
+	w := &watch{timeout: timeout, cancel: cancel}
 	w.timer = time.AfterFunc(time.Hour, w.tick)
 	w.timer.Stop()
 	return w
@@ -164,7 +176,7 @@ func (w *watch) tick() {
 	if conn != nil {
 		conn.resetOnClose()
 	}
-	w.cancel(w.stalled)
+	w.cancel(&stallError{timeout: w.timeout, last: w.last})
 }
 
 // gotConn binds the request to the connection it was given (again, when
@@ -287,8 +299,8 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	b.w.arm(true)
 	n, err := b.ReadCloser.Read(p)
 	b.w.arm(false)
-	if err != nil && err != io.EOF && errors.Is(context.Cause(b.ctx), ErrStalled) {
-		err = fmt.Errorf("read body of %s: %w", b.url, b.w.stalled)
+	if cause := context.Cause(b.ctx); err != nil && err != io.EOF && errors.Is(cause, ErrStalled) {
+		err = fmt.Errorf("read body of %s: %w", b.url, cause)
 	}
 	return n, err
 }
