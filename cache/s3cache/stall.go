@@ -30,7 +30,9 @@ type stallError struct {
 	last    time.Time // when a byte last moved
 }
 
-func (e *stallError) Error() string        { return fmt.Sprintf("%v: no progress for %v", ErrStalled, e.timeout) }
+func (e *stallError) Error() string {
+	return fmt.Sprintf("%v: no progress for %v", ErrStalled, e.timeout)
+}
 func (e *stallError) Is(target error) bool { return target == ErrStalled }
 
 // FailingSince is when the server last moved a byte: the cache has been
