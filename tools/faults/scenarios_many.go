@@ -91,5 +91,7 @@ func scenarios() []scenario {
 		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path (16 files) as soon as push has one of its files open (xz -1 keeps the dump slow)", gcMidUpload},
 		{"four-pushers-file", "4 machines (own state dirs; zstd 1, zstd 9, xz 1, none) push the same closure to one file:// dir at once", fourPushersFile},
 		{"four-pushers-s3", "the same 4 machines push to one versitygw bucket at once", fourPushersS3},
+		{"fleet-s3", "20 machines (processes, own state dirs) push closures sharing a 40-path chain and a 6 MiB path (8 leaves and 2 MiB of their own each) to one versitygw bucket behind a proxy answering 5 % of requests 503 SlowDown and all 429 Retry-After: 1 for 300 ms in every 5 s; gc --delete every 10 s collects an old generation; verify every 5 s", fleetS3},
+		{"s3-resume-1gib", "push of a 1 GiB incompressible NAR to versitygw SIGKILLed 5 times at random points, then run to the end", s3Resume},
 	}
 }
