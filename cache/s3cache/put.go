@@ -135,14 +135,31 @@ func (c *Cache) putObject(ctx context.Context, key string, body []byte, contentT
 		return err
 	})
 	if create && err != nil {
-		if answer := c.conditionalAnswer(key, int64(len(body)), hex.EncodeToString(sum[:]), err); answer != err {
+		etag := hex.EncodeToString(sum[:])
+		if answer := c.conditionalAnswer(key, int64(len(body)), etag, err); answer != err {
 			return answer
+		}
+		if resetEarly(ctx, err) && key != probeKey {
+			// Some servers (versitygw) refuse a conditional PUT of an
+			// existing key as soon as they read its headers and close
+			// the connection while the body is still coming: the client
+			// sees a reset, not the 412. Whether the key is taken, the
+			// object says.
+			if found, size, oetag, age, herr := c.head(ctx, key); herr == nil && found {
+				return existsError(key, int64(len(body)), etag, size, oetag, age)
+			}
 		}
 	}
 	if err != nil {
 		return c.classify("put "+key, err)
 	}
 	return nil
+}
+
+// resetEarly reports a request that got no answer for a cause other than
+// a stall or the caller giving up: a connection closed under it.
+func resetEarly(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && httpStatus(err) == 0 && !errors.Is(err, ErrStalled) && !isCredentialsError(err)
 }
 
 func optional(s string) *string {

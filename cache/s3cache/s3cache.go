@@ -326,20 +326,37 @@ func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 // it holds the bytes of the given size and ETag (S3's ETag is the MD5 of
 // an object put in one request, and the MD5 of its parts' MD5s, with
 // "-N", of one uploaded in N parts: both computed here from the bytes
-// sent), and its age by the server's clock (its Date header less its
-// Last-Modified).
+// sent), and its age by the server's clock.
 func (c *Cache) existing(ctx context.Context, key string, size int64, etag string) error {
+	found, osize, oetag, age, err := c.head(ctx, key)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		// Gone since the refusal (a gc): not an object to name.
+		return &cache.ExistsError{Key: key}
+	}
+	return existsError(key, size, etag, osize, oetag, age)
+}
+
+func existsError(key string, size int64, etag string, osize int64, oetag string, age time.Duration) error {
+	return &cache.ExistsError{Key: key, Identical: osize == size && strings.EqualFold(oetag, etag), Age: age}
+}
+
+// head is the object's size, ETag (without quotes) and age by the
+// server's clock (its Date header less its Last-Modified); found is
+// false when it is missing.
+func (c *Cache) head(ctx context.Context, key string) (found bool, size int64, etag string, age time.Duration, err error) {
 	var out *s3.HeadObjectOutput
-	err := c.call(ctx, func() (err error) {
+	err = c.call(ctx, func() (err error) {
 		out, err = c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
 		return err
 	})
 	if missingObject(err) {
-		// Gone since the refusal (a gc): not an object to name.
-		return &cache.ExistsError{Key: key}
+		return false, 0, "", 0, nil
 	}
 	if err != nil {
-		return c.classify("check "+key, err)
+		return false, 0, "", 0, c.classify("check "+key, err)
 	}
 	now := time.Now()
 	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
@@ -349,9 +366,5 @@ func (c *Cache) existing(ctx context.Context, key string, size int64, etag strin
 	}
 	// Both clocks tick in whole seconds: a fresh object may look 1 s
 	// younger than now.
-	return &cache.ExistsError{
-		Key:       key,
-		Identical: aws.ToInt64(out.ContentLength) == size && strings.EqualFold(strings.Trim(aws.ToString(out.ETag), `"`), etag),
-		Age:       max(0, now.Sub(aws.ToTime(out.LastModified))),
-	}
+	return true, aws.ToInt64(out.ContentLength), strings.Trim(aws.ToString(out.ETag), `"`), max(0, now.Sub(aws.ToTime(out.LastModified))), nil
 }

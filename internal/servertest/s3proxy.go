@@ -37,6 +37,7 @@ type S3Proxy struct {
 	rng     *rand.Rand
 	ops     map[string]int64 // requests that reached the server, by operation
 	trail   []string         // "OPERATION /bucket/key" of the first maxTrail of them
+	errors  []string         // requests the server could not be asked (502)
 	refused map[string]int64 // throttled answers, by status ("503", "429")
 	sent    atomic.Int64     // request body bytes that reached the server
 }
@@ -62,6 +63,24 @@ func StartS3Proxy(upstream string) (*S3Proxy, error) {
 	rp := httputil.NewSingleHostReverseProxy(p.upstream) // keeps the Host header
 	rp.FlushInterval = -1                                // stream bodies as they come
 	rp.ErrorLog = log.New(io.Discard, "", 0)             // a client that gives up is no news
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		p.mu.Lock()
+		p.errors = append(p.errors, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err))
+		p.mu.Unlock()
+		// A transparent hop: the server's reset (versitygw refusing a
+		// conditional PUT mid-body) reaches the client as a reset, not
+		// as a 502 no server sent.
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0)
+				}
+				conn.Close()
+				return
+			}
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if status, retryAfter := p.throttle(); status != 0 {
 			p.refuse(w, r, status, retryAfter)
@@ -161,6 +180,14 @@ func (p *S3Proxy) Refused() map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return map[string]int64{"503": p.refused["503"], "429": p.refused["429"]}
+}
+
+// Errors are the requests that could not be passed on to the server
+// (their connection reset), with why.
+func (p *S3Proxy) Errors() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.errors...)
 }
 
 // BytesSent is how many request body bytes reached the server.
