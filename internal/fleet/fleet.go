@@ -122,18 +122,18 @@ func Run(ctx context.Context, c Config) (Result, error) {
 		}
 		side.Go(func() {
 			for i := 0; ; i++ {
+				f(i) // at once, and every d while the machines push
 				select {
 				case <-done:
 					return
 				case <-time.After(d):
 				}
-				f(i)
 			}
 		})
 	}
 	every(c.GCEvery, func(i int) {
 		out, code, err := c.process(ctx, fmt.Sprintf("gc-%d", i), "gc", "--to", url, "--keep-days", "1", "--grace", "30s",
-			"--delete", "--json", "--state-dir", filepath.Join(c.Dir, "gc-state"), "--log-format", "json")
+			"--delete", "--json", "--state-dir", filepath.Join(c.Dir, "gc-state"))
 		var r struct{ Paths, NARs []string }
 		_ = json.Unmarshal([]byte(out), &r)
 		mu.Lock()
