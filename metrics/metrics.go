@@ -270,7 +270,9 @@ func (r *Registry) Serve(ctx context.Context, addr string, unhealthyAfter time.D
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	// A queue that cannot be read (damaged) must not hide the metrics
+	// that say so: what could be gathered is served.
+	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		status, healthy := r.healthz(time.Now(), unhealthyAfter)
 		code := http.StatusOK

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -84,7 +85,11 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	opts.Ready = sd.ready
 	shutdown := c.flags.drain.shutdownTimeout
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.WatchStore(gctx, opts) })
+	// Metrics outlive the pipeline's stop: while uploads in flight finish,
+	// /healthz still says why the daemon is stopping (a damaged queue).
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	g.Go(func() error { defer stopServing(); return p.WatchStore(gctx, opts) })
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -94,7 +99,7 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	})
 	if cfg.Metrics != nil {
 		g.Go(func() error {
-			if err := cfg.Metrics.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
+			if err := cfg.Metrics.Serve(serving, c.metricsAddr, c.unhealthyAfter); err != nil {
 				return fmt.Errorf("serve metrics on %s: %w", c.metricsAddr, err)
 			}
 			return nil
