@@ -221,3 +221,11 @@ func cacheURLFlag(to string) (*location.URL, error) {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// plural counts things in English: "1 path", "2 paths".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
