@@ -186,9 +186,20 @@ func (n *networkFlags) options() location.Options {
 }
 
 // openCache opens the cache u names with these settings, for a command
-// that reads or deletes (verify, gc, pin); cache.Close releases it.
+// that reads or deletes (verify, gc, pin): it creates nothing, and a URL
+// with no nix-cache-info is no cache. cache.Close releases it.
 func (n *networkFlags) openCache(ctx context.Context, u *location.URL) (cache.Cache, error) {
-	return u.Open(ctx, n.options())
+	o := n.options()
+	o.Existing = true
+	c, err := u.Open(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := cache.RequireCacheInfo(ctx, c); err != nil {
+		cache.Close(c)
+		return nil, err
+	}
+	return c, nil
 }
 
 // drainFlags configure the queue → cache half of the pipeline.
