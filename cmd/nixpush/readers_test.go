@@ -41,3 +41,22 @@ func TestReadersCreateNothing(t *testing.T) {
 		t.Errorf("a reader created the state dir %s (%v)", state, err)
 	}
 }
+
+// TestKeygenRefusesNamesNixCannotTrust: a key name with white space (or
+// ':' or '#') could never be listed in nix.conf: refused, nothing written.
+func TestKeygenRefusesNamesNixCannotTrust(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"bad name", "tab\tname", "a:b", "hash#1"} {
+		r := runMain(t, "", "keygen", name, filepath.Join(dir, "k.sec"), filepath.Join(dir, "k.pub"))
+		if r.code != exitUsage || !strings.Contains(r.stderr, "key name") {
+			t.Errorf("keygen %q: want refused:\n%s", name, r)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("refused keygens wrote %v", entries)
+	}
+	if r := runMain(t, "", "keygen", "cache.example.org-1", filepath.Join(dir, "k.sec"), filepath.Join(dir, "k.pub")); r.code != 0 {
+		t.Errorf("keygen of a good name: %s", r)
+	}
+}
