@@ -70,7 +70,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	stop := startCountProgress(stderr, "verifying")
 	opts.Progress = stop.update
 	report, err := verify.Run(ctx, cc, opts)
-	stop.done()
+	stop.finish()
 	if err != nil {
 		return err
 	}
