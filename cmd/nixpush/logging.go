@@ -68,6 +68,9 @@ func (l *logFlags) logger(w io.Writer) (*zap.Logger, error) {
 	var enc zapcore.Encoder
 	switch l.format {
 	case "json":
+		if journal {
+			cfg.TimeKey = "" // the journal stamps every line itself
+		}
 		enc = zapcore.NewJSONEncoder(cfg)
 	case "auto", "console":
 		cfg.EncodeLevel = zapcore.CapitalLevelEncoder

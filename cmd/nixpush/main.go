@@ -134,7 +134,7 @@ func withSignals(run func(cmd *cobra.Command, args []string) error) func(*cobra.
 		returned := make(chan struct{})
 		defer close(returned)
 		go in.handle(ch, cancel, returned, cmd.ErrOrStderr())
-		cmd.SetContext(context.WithValue(ctx, interruptKey{}, in))
+		cmd.SetContext(announceRetries(context.WithValue(ctx, interruptKey{}, in), cmd.ErrOrStderr()))
 		return run(cmd, args)
 	}
 }

@@ -240,3 +240,24 @@ func TestPushOnTerminal(t *testing.T) {
 		}
 	}
 }
+
+// TestRetriesShowOnTerminal: an unreachable cache is not a minute of
+// silence: each retry says what failed and when the next try is.
+func TestRetriesShowOnTerminal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "terminal-retry-1")
+	top := fibOutputs(t, e.store, "terminal-retry", 2)[0]
+	tm := startTerm(t, "push", "--store", e.store.Root, "--state-dir", e.stateDir, "--to", "http://"+svcFreeAddr(t)+"/cache",
+		"--signing-key", e.sec, top)
+	m, _, at := tm.waitFor(20*time.Second, "a retry notice", 0, regexp.MustCompile(`nixpush: cache unreachable \(connection refused\); retry 2 of (\d+) in [0-9.]+m?s\r?\n`))
+	if n, _ := strconv.Atoi(m[1]); n < 2 {
+		t.Errorf("retry 2 of %s", m[1])
+	}
+	if at > 5*time.Second {
+		t.Errorf("the second retry was announced %s after the start", at)
+	}
+	tm.ctrlC()
+	if code, _ := tm.exited(10 * time.Second); code == 0 {
+		t.Errorf("push to an unreachable cache exited 0")
+	}
+}
