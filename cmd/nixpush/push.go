@@ -34,10 +34,15 @@ func newPushCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push [flags] PATH...   (or paths on stdin, e.g. nix-store -qR ./result | nixpush push --to ...)",
 		Short: "push store paths and their closures to a cache",
-		RunE:  withSignals(c.run),
+		Example: `  nixpush push --to file:///srv/cache --signing-key mycache-1.sec ./result
+  nix-store -qR ./result | nixpush push --to 'file:///srv/cache?compression=zstd&secret-key=mycache-1.sec'
+  nixpush push --to s3://fleet-cache?region=eu-west-1 --to file:///srv/cache --signing-key key.sec ./result
+  nixpush push --drain --to file:///srv/cache    # finish what an interrupted push left queued`,
+		RunE: withSignals(c.run),
 	}
 	c.flags.add(cmd.Flags(), 3, "warn")
 	cmd.Flags().BoolVar(&c.drainAll, "drain", false, "push everything waiting in the cache's queue (left by an interrupted push, watch-exec or enqueue)")
+	setGroup(cmd.Flags(), groupQueue, "drain")
 	return cmd
 }
 

@@ -25,6 +25,7 @@ func newRetryCommand() *cobra.Command {
 	addStateDirFlag(fs, &stateDir)
 	fs.StringArrayVar(&to, "to", nil, "only the queue of this cache (repeatable)")
 	fs.BoolVar(&failed, "failed", false, "requeue every failed path")
+	setGroup(fs, groupCache, "to")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, args []string) error {
 		if failed == (len(args) > 0) {
 			return usageError("retry takes either --failed or store paths")

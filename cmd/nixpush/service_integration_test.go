@@ -8,11 +8,13 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -321,6 +323,9 @@ func TestServiceMetrics(t *testing.T) {
 	})
 	if got := m["nixpush_paths_pushed_total"]; got != n {
 		t.Errorf("nixpush_paths_pushed_total = %v, want %v (one per output)", got, n)
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Keys(m)), func(s string) bool { return strings.HasPrefix(s, "nixpush_build_info{") && m[s] == 1 }) {
+		t.Errorf("no nixpush_build_info 1 among the metrics")
 	}
 	for _, s := range []string{"pending", "uploading", "failed", "skipped"} {
 		if got := m[`nixpush_queue_items{state="`+s+`"}`]; got != 0 {

@@ -65,6 +65,8 @@ func newStatusCommand() *cobra.Command {
 	addStateDirFlag(fs, &stateDir)
 	fs.StringArrayVar(&to, "to", nil, "only the queue of this cache (repeatable)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON on stdout")
+	setGroup(fs, groupCache, "to")
+	setGroup(fs, groupOutput, "json")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, _ []string) error {
 		files, err := selectQueues(stateDir, to)
 		if err != nil {

@@ -41,7 +41,7 @@ func TestWatchExecPushesWhatCommandBuilds(t *testing.T) {
 	if len(built) != 6+2 {
 		t.Fatalf("the build made %q, want fib-0..5, dep and top", built)
 	}
-	summary := regexp.MustCompile(fmt.Sprintf(`(?m)^nixpush: pushed %d paths, \d+\.\d MiB, of %d new paths; 0 not pushed$`,
+	summary := regexp.MustCompile(fmt.Sprintf(`(?m)^nixpush: pushed %d paths, \d+\.\d MiB, of %d new; 0 not pushed$`,
 		len(built), len(built)))
 	if !summary.MatchString(res.stderr) {
 		t.Errorf("stderr has no summary saying all %d new paths were pushed:\n%s", len(built), res.stderr)
