@@ -177,6 +177,13 @@ func (in *interrupt) handle(ch <-chan os.Signal, cancel func(), returned <-chan 
 		return
 	}
 	cancel()
+	// A person at a terminal is answered at once; elsewhere (systemd,
+	// a pipe) the logs say what happens.
+	say := func(msg string) {
+		if isTerminal(w) {
+			fmt.Fprintln(w, msg)
+		}
+	}
 	in.mu.Lock()
 	waiting := in.waiting
 	in.mu.Unlock()
@@ -186,13 +193,13 @@ func (in *interrupt) handle(ch <-chan os.Signal, cancel func(), returned <-chan 
 			msg += ": waiting " + s
 		}
 	}
-	fmt.Fprintln(w, msg+"; press Ctrl-C again to abort now")
+	say(msg + "; press Ctrl-C again to abort now")
 	select {
 	case <-ch:
 	case <-returned:
 		return
 	}
-	fmt.Fprintln(w, "nixpush: aborting: uploads in flight are cancelled; their paths stay queued")
+	say("nixpush: aborting: uploads in flight are cancelled; their paths stay queued")
 	close(in.abort)
 	select {
 	case <-ch:
@@ -200,7 +207,7 @@ func (in *interrupt) handle(ch <-chan os.Signal, cancel func(), returned <-chan 
 		return
 	case <-time.After(abortGrace):
 	}
-	fmt.Fprintln(w, "nixpush: exiting now")
+	say("nixpush: exiting now")
 	os.Exit(130)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,7 +95,13 @@ func (c *verifyCommand) verifyOne(cmd *cobra.Command, u *location.URL, args []st
 	for _, k := range c.trustedKeys {
 		opts.TrustedKeys = append(opts.TrustedKeys, readKeyArg(k))
 	}
-	cc, err := c.flags.network.openCache(ctx, u)
+	// Only --repair may make a cache of what is not one yet (it pushes,
+	// nix-cache-info first); plain verify creates nothing.
+	open := c.flags.network.openCache
+	if c.repair {
+		open = func(ctx context.Context, u *location.URL) (cache.Cache, error) { return u.Open(ctx, c.flags.network.options()) }
+	}
+	cc, err := open(ctx, u)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,8 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		opts.Backfill = true
 	}
 	cfg.Daemon = true
+	in := interruptOf(ctx)
+	cfg.Abort = in.abort
 	if c.metricsAddr != "" {
 		cfg.Metrics = metrics.NewRegistry()
 		cfg.Metrics.BuildInfo(buildInfo())
@@ -87,6 +89,7 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer p.Close()
+	in.waitingFor(func() string { return inFlight(p, c.flags.drain.shutdownTimeout) })
 	sd := notifier{log: log}
 	opts.Ready = sd.ready
 	shutdown := c.flags.drain.shutdownTimeout
