@@ -99,7 +99,9 @@ func (c *verifyCommand) verifyOne(cmd *cobra.Command, u *location.URL, args []st
 	// nix-cache-info first); plain verify creates nothing.
 	open := c.flags.network.openCache
 	if c.repair {
-		open = func(ctx context.Context, u *location.URL) (cache.Cache, error) { return u.Open(ctx, c.flags.network.options()) }
+		open = func(ctx context.Context, u *location.URL) (cache.Cache, error) {
+			return u.Open(ctx, c.flags.network.options())
+		}
 	}
 	cc, err := open(ctx, u)
 	if err != nil {
