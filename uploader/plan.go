@@ -207,7 +207,13 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
-	return p.add(kept, present), nil
+	p = p.add(kept, present)
+	u.mu.Lock()
+	for _, info := range p.Upload {
+		u.planned[info.Path] = info
+	}
+	u.mu.Unlock()
+	return p, nil
 }
 
 // noteMissing records paths found missing at now, dropping old records.
