@@ -199,6 +199,13 @@ func TestRunWakesOnLockRemoval(t *testing.T) {
 // 4 of 15 single paths waited for it).
 func TestRunLooksAgainAfterAWakeUp(t *testing.T) {
 	w, st, sink := newWatcher(t)
+	// The WAL exists before the watcher starts: the commit below is one
+	// write, one event.
+	wal, err := os.OpenFile(filepath.Join(st.dir, "db.sqlite-wal"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wal.Close()
 	ready := make(chan struct{})
 	w.Ready = func() { close(ready) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -209,7 +216,7 @@ func TestRunLooksAgainAfterAWakeUp(t *testing.T) {
 	st.mu.Lock()
 	st.late = []string{"/nix/store/a-late"}
 	st.mu.Unlock()
-	if err := os.WriteFile(filepath.Join(st.dir, "db.sqlite-wal"), []byte("commit"), 0o600); err != nil {
+	if _, err := wal.Write([]byte("commit")); err != nil {
 		t.Fatal(err)
 	}
 	select {
