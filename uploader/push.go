@@ -49,7 +49,9 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 	if len(kept) == 0 {
 		return res
 	}
-	closure, err := u.Store.ClosureOf(ctx, keptInfos, u.dealtWith)
+	closure, err := u.Store.ClosureOf(ctx, keptInfos, func(paths []string) map[string]bool {
+		return u.dealtWith(ctx, paths)
+	})
 	if errors.Is(err, nixstore.ErrNotValid) && len(kept) > 1 {
 		// A dependency vanished between the two queries: sort it out one
 		// root at a time.
