@@ -49,6 +49,10 @@ type Uploader struct {
 	mu       sync.Mutex
 	inflight map[string]*flight
 	missing  map[string]time.Time // paths found missing lately; see Plan
+	// planned are the paths Plan found to upload, until uploaded: a
+	// queued path's batch takes its record from here instead of reading
+	// the Nix DB again (a path deleted meanwhile fails its NAR: ErrGone).
+	planned map[string]*nixstore.PathInfo
 	// seen are the paths this Uploader found in the cache or wrote there
 	// (within MemoTTL): a push does not walk or plan them again, however
 	// many batches share them.
@@ -94,6 +98,7 @@ func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signatur
 		created:  time.Now(),
 		inflight: map[string]*flight{},
 		missing:  map[string]time.Time{},
+		planned:  map[string]*nixstore.PathInfo{},
 	}
 }
 
@@ -215,6 +220,7 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 	}
 	u.mu.Lock()
 	delete(u.inflight, info.Path)
+	delete(u.planned, info.Path)
 	u.mu.Unlock()
 	close(f.done)
 }
