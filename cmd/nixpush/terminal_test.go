@@ -261,3 +261,32 @@ func TestRetriesShowOnTerminal(t *testing.T) {
 		t.Errorf("push to an unreachable cache exited 0")
 	}
 }
+
+// TestBytesMetricMovesDuringUpload: nixpush_bytes_pushed_total counts the
+// bytes of a large NAR as they go, not when its upload ends.
+func TestBytesMetricMovesDuringUpload(t *testing.T) {
+	t.Parallel()
+	store := newEnv(t, "bytes-metric-1").store
+	cache := filepath.Join(t.TempDir(), "cache")
+	p, addr := startMetricsDaemon(t, store, cache, "--compression", "xz")
+	dir := filepath.Join(t.TempDir(), "bytes-metric-big")
+	rnd := rand.NewChaCha8([32]byte{31})
+	for i := range 16 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
+	}
+	big := addDirs(t, store, dir)[0]
+	narinfo := filepath.Join(cache, hashPart(big)+".narinfo")
+	var sent float64
+	p.waitFor(60*time.Second, "nixpush_bytes_pushed_total to move before the path is pushed", func() bool {
+		_, statErr := os.Stat(narinfo) // before the scrape: a narinfo then was there before it
+		m, err := svcScrape(addr)
+		if err != nil {
+			return false
+		}
+		sent = m["nixpush_bytes_pushed_total"]
+		if statErr == nil {
+			t.Fatalf("the path was pushed before the metric moved (it reads %v)", sent)
+		}
+		return sent > 0
+	})
+}
