@@ -54,6 +54,9 @@ type Watcher struct {
 	// Ready, when set, is called once the watches are in place and the
 	// first scan is done: from then on no registration is missed.
 	Ready func()
+	// Fatal, when set, picks the scan errors no later scan can get past
+	// (a damaged queue): Run returns them instead of trying again.
+	Fatal func(error) bool
 }
 
 // Run scans now, then again on every wake-up and poll, until ctx ends.
@@ -83,6 +86,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if err := w.Scan(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if w.Fatal != nil && w.Fatal(err) {
+				return err
 			}
 			// The DB may be briefly locked or mid-migration, the queue's
 			// disk full: the next wake-up or poll tries again. Every file

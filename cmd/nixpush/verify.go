@@ -1,19 +1,24 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"nixpush/cache"
+	"nixpush/cache/location"
 	"nixpush/cache/verify"
 	"nixpush/nixstore"
 	"nixpush/pipeline"
+	"nixpush/uploader"
 )
 
 // verifyCommand is `nixpush verify --to URL [PATH...]`: it reads the
@@ -33,26 +38,54 @@ func newVerifyCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify --to URL [--trusted-key PUB]... [--full] [--repair] [PATH...]",
 		Short: "check that a cache is whole (and --repair it from the local store)",
-		RunE:  withSignals(c.run),
+		Example: `  nixpush verify --to s3://fleet-cache --trusted-key mycache-1.pub            # whole? exit 0, else 1
+  nixpush verify --to s3://fleet-cache --trusted-key mycache-1.pub --repair   # re-push what is broken
+  nixpush verify --to file:///srv/cache --full ./result                      # download and hash the closure's NARs`,
+		RunE: withSignals(c.run),
 	}
 	fs := cmd.Flags()
-	c.flags.add(fs, 3, "warn")
+	c.flags.addRepair(fs, "warn")
 	fs.StringArrayVar(&c.trustedKeys, "trusted-key", nil, "public key (NAME:BASE64, or a file) a narinfo must be signed by (repeatable)")
+	setGroup(fs, groupSigning, "trusted-key")
 	fs.BoolVar(&c.full, "full", false, "also download every NAR and check its hashes")
-	fs.BoolVar(&c.asJSON, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.repair, "repair", false, "re-push, from the local store, every path found broken or missing")
+	fs.BoolVar(&c.asJSON, "json", false, "print the report as JSON on stdout")
+	setGroup(fs, groupOutput, "json")
 	return cmd
 }
 
 func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
-	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
-	if len(c.flags.to) != 1 {
-		return usageError("verify takes one cache: --to URL, once")
-	}
-	u, err := cacheURLFlag(c.flags.to[0])
+	urls, err := cacheURLFlags(c.flags.to)
 	if err != nil {
 		return err
 	}
+	// A cache that is not whole fails silently (its report says why);
+	// any other error is printed.
+	var errs []error
+	notWhole := false
+	for _, u := range urls {
+		var ee *exitError
+		switch err := c.verifyOne(cmd, u, args); {
+		case err == nil:
+		case errors.As(err, &ee) && ee.err == nil:
+			notWhole = true
+		default:
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if notWhole {
+		return &exitError{code: exitFailure}
+	}
+	return nil
+}
+
+// verifyOne verifies (and repairs) one cache.
+func (c *verifyCommand) verifyOne(cmd *cobra.Command, u *location.URL, args []string) error {
+	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
+	var err error
 	opts := verify.Options{Full: c.full}
 	if len(args) > 0 {
 		if opts.Paths, err = resolvePaths(c.flags.store, args); err != nil {
@@ -62,7 +95,15 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	for _, k := range c.trustedKeys {
 		opts.TrustedKeys = append(opts.TrustedKeys, readKeyArg(k))
 	}
-	cc, err := c.flags.network.openCache(ctx, u)
+	// Only --repair may make a cache of what is not one yet (it pushes,
+	// nix-cache-info first); plain verify creates nothing.
+	open := c.flags.network.openCache
+	if c.repair {
+		open = func(ctx context.Context, u *location.URL) (cache.Cache, error) {
+			return u.Open(ctx, c.flags.network.options())
+		}
+	}
+	cc, err := open(ctx, u)
 	if err != nil {
 		return err
 	}
@@ -70,12 +111,12 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 	stop := startCountProgress(stderr, "verifying")
 	opts.Progress = stop.update
 	report, err := verify.Run(ctx, cc, opts)
-	stop.done()
+	stop.finish()
 	if err != nil {
 		return err
 	}
 	if c.repair && !report.Whole() {
-		if err := c.runRepair(cmd, &report); err != nil {
+		if err := c.runRepair(cmd, u, &report); err != nil {
 			return err
 		}
 		report, err = verify.Run(ctx, cc, opts)
@@ -100,7 +141,7 @@ func (c *verifyCommand) run(cmd *cobra.Command, args []string) error {
 
 // runRepair deletes the broken narinfos, then pushes the closures of what
 // the local store has; what it lacks is listed, not guessed.
-func (c *verifyCommand) runRepair(cmd *cobra.Command, report *verify.Report) error {
+func (c *verifyCommand) runRepair(cmd *cobra.Command, u *location.URL, report *verify.Report) error {
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	log, err := c.flags.log.logger(stderr)
 	if err != nil {
@@ -110,10 +151,11 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, report *verify.Report) err
 	if err != nil {
 		return err
 	}
+	cfg.Caches = slices.DeleteFunc(cfg.Caches, func(cc pipeline.CacheConfig) bool { return cc.URL.Identity() != u.Identity() })
 	// Repair trusts what verify has just seen, not the memo of what
 	// earlier runs saw (the cache's nix-cache-info included); what the
 	// user asks to repair is pushed whatever the filters say.
-	cfg.Recheck, cfg.Filter.IncludeDrv = true, true
+	cfg.Recheck, cfg.Filter = true, uploader.Filter{IncludeDrv: true}
 	p, err := pipeline.Open(ctx, cfg)
 	if err != nil {
 		return err
