@@ -61,6 +61,7 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 			return nil, fmt.Errorf("%d paths: %w", n, err)
 		}
 		sizes = append(sizes, sz)
+		r.Notes = append(r.Notes, sz.notes...)
 		growth.add(thousands(n), perPath(sz.pushCPU, n), perPath(sz.copyCPU, n), perPath(sz.catchUpCPU, scaleCatchUp))
 		removeAll(w.dir)
 	}
@@ -84,6 +85,7 @@ type scaleSize struct {
 	verifyWall, nixVerifyWall  time.Duration
 	verifyRSS, gcRSS           int64
 	timedOut, orphans, missing int
+	notes                      []string // what went wrong but is a result
 }
 
 // measureScale runs every workload on one world, adding rows to t.
