@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"nixpush/drainer"
@@ -36,57 +37,120 @@ type PushOptions struct {
 // DrainAll, the whole queue) and reports: the core of push, shared by
 // verify --repair. Items a push cut short leaves pending are finished by
 // the next watch-store or push --drain.
+//
+// The closure is planned and enqueued a part at a time (dependencies
+// first), and the first parts upload while the rest is planned: planning
+// 100,000 paths takes seconds that would otherwise pass with no upload.
 func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOptions) (PushResult, error) {
 	res := PushResult{Stats: &l.Uploader.Stats}
-	if len(closure) > 0 {
-		var err error
-		if res.Plan, err = l.Uploader.Plan(ctx, closure); err != nil {
-			return res, err
-		}
-	}
-	var mine []string
-	var narBytes int64
-	for _, info := range res.Plan.Upload {
-		mine = append(mine, info.Path)
-		narBytes += int64(info.NarSize)
-	}
 	// Rows that a killed push left uploading go back to pending, so the
 	// whole queue (push --drain, status) sees them.
 	if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
 		return res, err
+	}
+	if o.DrainAll {
+		return l.drainAll(ctx, closure, o)
 	}
 	items, err := l.Queue.NewScope(ctx)
 	if err != nil {
 		return res, err
 	}
 	defer l.Queue.CloseScope(context.WithoutCancel(ctx), items) //nolint:errcheck // a dead process's scope goes at the next RecoverOrphans
-	if _, err := l.Queue.RequeueIn(ctx, items, mine); err != nil {
-		return res, err
-	}
-	scope := drainer.Scope{Items: items, UntilEmpty: true}
-	res.Total = len(mine)
-	if o.DrainAll {
-		st, err := l.Queue.Status(ctx, time.Now())
+	complete := make(chan struct{})
+	scope := drainer.Scope{Items: items, UntilEmpty: true, Complete: complete}
+	var mine []string
+	var narBytes int64
+	var drained chan error
+	drainCtx, stopDrain := context.WithCancel(ctx)
+	defer stopDrain()
+	for part := range slices.Chunk(closure, planPart) {
+		plan, err := l.Uploader.Plan(ctx, part)
+		if err == nil {
+			_, err = l.Queue.RequeueIn(ctx, items, paths(plan.Upload))
+		}
 		if err != nil {
+			// What is queued stays queued; the uploads in flight finish.
+			close(complete)
+			stopDrain()
+			if drained != nil {
+				<-drained
+			}
 			return res, err
 		}
-		res.Total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
-		scope.Items, mine, narBytes = queue.Everything, nil, 0
+		res.Plan = res.Plan.Merge(plan)
+		for _, info := range plan.Upload {
+			mine = append(mine, info.Path)
+			narBytes += int64(info.NarSize)
+		}
+		if drained == nil && len(mine) > 0 {
+			drained = make(chan error, 1)
+			go func() { drained <- l.Drainer.Run(drainCtx, scope) }()
+		}
+		l.Drainer.Wake()
 	}
-	if res.Total == 0 {
-		return res, nil
+	close(complete)
+	res.Total = len(mine)
+	if drained == nil {
+		return res, nil // nothing to upload
 	}
 	stop := func() {}
 	if o.Started != nil {
 		stop = o.Started(res.Total, narBytes)
 	}
-	err = l.Drainer.Run(ctx, scope)
+	err = <-drained
 	stop()
 	if err != nil {
 		return res, err
 	}
-	res.Unfinished, err = UnfinishedItems(l.Queue, mine, o.DrainAll)
+	res.Unfinished, err = UnfinishedItems(l.Queue, mine, false)
 	return res, err
+}
+
+// planPart is how many paths of a closure are planned and enqueued at a
+// time: enough that the existence checks of a part fill their slots, few
+// enough that uploads start within a fraction of a second.
+const planPart = 2048
+
+// drainAll is push --drain: the whole queue, and the closure, if any,
+// with it.
+func (l *Lane) drainAll(ctx context.Context, closure []*nixstore.PathInfo, o PushOptions) (PushResult, error) {
+	res := PushResult{Stats: &l.Uploader.Stats}
+	if len(closure) > 0 {
+		var err error
+		if res.Plan, err = l.Uploader.Plan(ctx, closure); err != nil {
+			return res, err
+		}
+		if _, err := l.Queue.Requeue(ctx, paths(res.Plan.Upload)); err != nil {
+			return res, err
+		}
+	}
+	st, err := l.Queue.Status(ctx, time.Now())
+	if err != nil {
+		return res, err
+	}
+	res.Total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
+	if res.Total == 0 {
+		return res, nil
+	}
+	stop := func() {}
+	if o.Started != nil {
+		stop = o.Started(res.Total, 0)
+	}
+	err = l.Drainer.Run(ctx, drainer.Scope{Items: queue.Everything, UntilEmpty: true})
+	stop()
+	if err != nil {
+		return res, err
+	}
+	res.Unfinished, err = UnfinishedItems(l.Queue, nil, true)
+	return res, err
+}
+
+func paths(infos []*nixstore.PathInfo) []string {
+	out := make([]string, len(infos))
+	for i, info := range infos {
+		out[i] = info.Path
+	}
+	return out
 }
 
 // UnfinishedItems lists the items of the given paths that did not end up
