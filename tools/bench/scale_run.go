@@ -109,7 +109,12 @@ func (w *scaleWorld) timed(ctx context.Context, name string, args, env []string)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-f", rssMarker + "%M", name}, args...)...)
 	cmd.Env = env
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
+	// time runs the command as its child: at the timeout, kill the whole
+	// process group, or the command would outlive time and hold its
+	// stderr open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	start := time.Now()
