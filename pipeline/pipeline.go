@@ -43,6 +43,10 @@ type Config struct {
 	MemoTTL time.Duration   // trust a path seen in a cache this long (0: no memo)
 	Recheck bool            // ask the cache about every path, ignoring earlier runs
 
+	// AllowUnsigned lets a push without a key add unsigned narinfos to
+	// a cache whose nix-cache-info says its narinfos are signed.
+	AllowUnsigned bool
+
 	MaxAttempts     int           // transient failures before a path is failed
 	ShutdownTimeout time.Duration // how long uploads in flight may finish once a run is stopped
 
@@ -61,6 +65,9 @@ type CacheConfig struct {
 	Keys        []signature.SecretKey // sign narinfos and realisations with these
 	Listing     bool                  // write <hash>.ls listings
 	Priority    int                   // written to a new nix-cache-info
+	// WantMassQuery is written to a new nix-cache-info (default true:
+	// without it Nix skips the cache in some bulk queries).
+	WantMassQuery bool
 }
 
 // Pipeline is the store and the lanes of every cache.
@@ -84,13 +91,21 @@ type Lane struct {
 	StateDir string
 	Log      *zap.Logger
 
-	memo    *memo.File // what the cache is known to hold; nil: none
-	closers []func() error
+	memo     *memo.File // what the cache is known to hold; nil: none
+	identity *cacheIdentity
+	// opening yields the backend and its nix-cache-info, read in the
+	// background as the lane opens; received once finishLane took it.
+	opening  chan opening
+	received bool
+	closers  []func() error
 }
 
-// Open opens the store, then for each cache in turn its backend and memo
-// (checking its nix-cache-info), uploader, queue and drainer. On error,
-// whatever was opened is closed again.
+// Open opens the store, then for each cache its backend and memo, and
+// starts reading its nix-cache-info; while that request travels it reads
+// the closure of Config.Roots and opens each cache's queue; then it acts
+// on what each nix-cache-info says (cacheIdentity.settle) and builds each
+// lane's uploader and drainer. On error, whatever was opened is closed
+// again. Nothing is written to a cache before the roots are resolved.
 func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if len(cfg.Caches) == 0 {
 		return nil, errors.New("no cache to push to")
@@ -107,6 +122,13 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if p.Store, err = nixstore.Open(cfg.StoreRoot); err != nil {
 		return nil, err
 	}
+	for _, cc := range cfg.Caches {
+		log := cfg.Log
+		if len(cfg.Caches) > 1 {
+			log = log.With(zap.String("cache", cc.URL.Identity()))
+		}
+		p.Lanes = append(p.Lanes, p.startLane(ctx, cc, log))
+	}
 	if p.Closure, err = ResolveClosure(ctx, p.Store, cfg.Roots); err != nil {
 		return nil, err
 	}
@@ -114,17 +136,9 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
 	limitHeap()
-	for _, cc := range cfg.Caches {
-		log := cfg.Log
-		if len(cfg.Caches) > 1 {
-			log = log.With(zap.String("cache", cc.URL.Identity()))
-		}
-		l, err := p.openLane(ctx, cc, log)
-		if l != nil {
-			p.Lanes = append(p.Lanes, l)
-		}
-		if err != nil {
-			return nil, err
+	for i, l := range p.Lanes {
+		if err := p.finishLane(ctx, l, cfg.Caches[i]); err != nil {
+			return nil, p.errorf(l, err)
 		}
 	}
 	return p, nil
@@ -139,33 +153,82 @@ func (c Config) Keys() []signature.SecretKey {
 	return keys
 }
 
-// openLane opens one cache's lane; on error it returns what it opened,
-// for Close.
-func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger) (*Lane, error) {
+// opening is a backend opened in the background and what its
+// nix-cache-info says (or why it could not be opened).
+type opening struct {
+	cache cache.Cache
+	fetched
+}
+
+// startLane opens a cache's backend and reads its nix-cache-info, in the
+// background (opening an S3 bucket is a request too), and its memo.
+func (p *Pipeline) startLane(ctx context.Context, cc CacheConfig, log *zap.Logger) *Lane {
 	cfg := p.cfg
-	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log}
-	c, err := cc.URL.Open(ctx, cfg.Network)
-	if err != nil {
-		return l, err
-	}
-	l.Cache = c
-	l.closers = append(l.closers, func() error { return cache.Close(c) })
+	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log, opening: make(chan opening, 1)}
+	bg, cancel := context.WithCancel(ctx)
+	go func() {
+		c, err := cc.URL.Open(bg, cfg.Network)
+		if err != nil {
+			l.opening <- opening{fetched: fetched{err: err}}
+			return
+		}
+		l.opening <- opening{c, (&cacheIdentity{cache: cache.WithRetry(c, retry.Reads)}).fetch(bg)}
+	}()
+	l.closers = append(l.closers, func() error {
+		cancel()
+		if !l.received {
+			l.Cache = (<-l.opening).cache
+		}
+		if l.Cache != nil {
+			return cache.Close(l.Cache)
+		}
+		return nil
+	})
 	if l.memo = openMemo(log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
 		l.closers = append(l.closers, l.memo.Close)
 	}
-	if err := l.checkCacheInfo(ctx, cfg.Recheck, cc.Priority); err != nil {
-		return l, err
+	return l
+}
+
+// finishLane opens the lane's queue, then waits for its nix-cache-info,
+// acts on it, and builds the lane's uploader and drainer.
+func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) error {
+	cfg := p.cfg
+	var err error
+	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
+		return err
 	}
-	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, log)
+	l.closers = append(l.closers, l.Queue.Close)
+	var o opening
+	select {
+	case o = <-l.opening:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.Cache, l.received = o.cache, true
+	if l.Cache == nil {
+		return o.err
+	}
+	c := l.Cache
+	var signers []string
+	for _, k := range cc.Keys {
+		signers = append(signers, k.ToPublicKey().Name)
+	}
+	l.identity = &cacheIdentity{
+		cache: cache.WithRetry(c, retry.Reads), memo: l.memo, priority: cc.Priority, wantMassQuery: cc.WantMassQuery,
+		signers: signers, allowUnsigned: cfg.AllowUnsigned, log: l.Log,
+	}
+	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, l.Log)
 	up.Filter, up.Listing, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cfg.Logs, cfg.Recheck
-	if l.memo != nil {
+	up.CheckCache = l.identity.recheck
+	if reset, err := l.identity.settle(ctx, o.fetched); err != nil && !reset {
+		return err
+	} else if err != nil {
+		l.Log.Warn("cache memo: cannot reset it; asking the cache about every path", zap.Error(err))
+	} else if l.memo != nil {
 		up.Memo = l.memo
 	}
 	l.Uploader = up
-	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
-		return l, err
-	}
-	l.closers = append(l.closers, l.Queue.Close)
 	if cfg.Metrics != nil {
 		l.Metrics = cfg.Metrics.ForCache(cc.URL.Identity(), l.Queue)
 	}
@@ -173,7 +236,7 @@ func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger
 		Queue:           l.Queue,
 		Uploader:        up,
 		MaxAttempts:     cfg.MaxAttempts,
-		Log:             log.Named("drainer"),
+		Log:             l.Log.Named("drainer"),
 		Retry:           retry.Paths,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Metrics:         l.Metrics,
@@ -182,7 +245,7 @@ func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger
 		busy, started := l.Drainer.Busy()
 		return busy, later(started, time.Unix(0, up.Stats.Moved.Load()))
 	})
-	return l, nil
+	return nil
 }
 
 // Close closes every lane, in reverse order of opening, then the store.

@@ -168,6 +168,9 @@ const missingTTL = time.Minute
 // What it learns is remembered (present) or forgotten (missing) at once.
 func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
 	p, kept := filterClosure(closure, u.Filter)
+	if err := u.checkCache(ctx); err != nil {
+		return p, err
+	}
 	paths := make([]string, len(kept))
 	for i, info := range kept {
 		paths[i] = info.Path

@@ -43,6 +43,12 @@ type Uploader struct {
 	// MemoTTL is how long a path this Uploader saw in the cache is trusted
 	// to stay there (0: memo.DefaultTTL).
 	MemoTTL time.Duration
+	// CheckCache, when set, is called as a plan starts, to learn whether
+	// the cache is still the one Memo describes. It reports reset when
+	// it is not (the cache was wiped, or made again): Memo was reset,
+	// and the Uploader forgets what it saw itself; reset with an error
+	// means Memo could not be reset and is not used any more.
+	CheckCache func(ctx context.Context) (reset bool, err error)
 
 	limits   limits
 	created  time.Time

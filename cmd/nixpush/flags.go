@@ -25,24 +25,25 @@ import (
 // watch-store, watch-exec): where paths come from and go, how they are
 // packed and filtered, how the queue drains, and logging.
 type pipelineFlags struct {
-	to           []string
-	store        string
-	signingKeys  []string
-	compression  string
-	level        string
-	jobs         int
-	includeDrv   bool
-	exclude      []string
-	upstreamKeys []string
-	noUpstream   bool
-	priority     int
-	narListing   bool
-	noLogs       bool
-	memoTTL      time.Duration
-	recheck      bool
-	network      networkFlags
-	drain        drainFlags
-	log          logFlags
+	to            []string
+	store         string
+	signingKeys   []string
+	compression   string
+	level         string
+	jobs          int
+	includeDrv    bool
+	exclude       []string
+	upstreamKeys  []string
+	noUpstream    bool
+	priority      int
+	narListing    bool
+	noLogs        bool
+	memoTTL       time.Duration
+	recheck       bool
+	allowUnsigned bool
+	network       networkFlags
+	drain         drainFlags
+	log           logFlags
 }
 
 func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLevel string) {
@@ -61,6 +62,7 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
 	fs.DurationVar(&p.memoTTL, "memo-ttl", memo.DefaultTTL, "trust for this long that a path seen in the cache (or written there) is still there, and ask the cache only about the others (0: ask about every path every time)")
 	fs.BoolVar(&p.recheck, "recheck", false, "ask the cache about every path of the closure, ignoring what earlier runs saw there")
+	fs.BoolVar(&p.allowUnsigned, "allow-unsigned", false, "push without a signing key into a cache whose narinfos are signed (clients trusting its key will not use those paths)")
 	p.network.add(fs)
 	p.drain.add(fs, defaultAttempts)
 	p.log.add(fs, defaultLogLevel)
@@ -95,7 +97,7 @@ func (p *pipelineFlags) config(log *zap.Logger) (pipeline.Config, error) {
 	}
 	cfg := pipeline.Config{
 		StoreRoot: p.store, StateDir: p.drain.stateDir, Network: p.network.options(),
-		Jobs: p.jobs, Filter: filter, Logs: !p.noLogs, MemoTTL: p.memoTTL, Recheck: p.recheck,
+		Jobs: p.jobs, Filter: filter, Logs: !p.noLogs, MemoTTL: p.memoTTL, Recheck: p.recheck, AllowUnsigned: p.allowUnsigned,
 		MaxAttempts: p.drain.maxAttempts, ShutdownTimeout: p.drain.shutdownTimeout, Log: log,
 	}
 	seen := map[string]bool{}
