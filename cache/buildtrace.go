@@ -134,3 +134,14 @@ func ParseBuildTraceDoc(b []byte) (outPath string, sigs []signature.Signature, e
 	}
 	return doc.OutPath, sigs, nil
 }
+
+// RealisationKeys are the keys a realisation is served under: its
+// realisations/ object, and its build trace entry when the resolved
+// derivation is known.
+func RealisationKeys(r nixstore.Realisation) []string {
+	keys := []string{RealisationKey(r)}
+	if k := BuildTraceKey(r); k != "" {
+		keys = append(keys, k)
+	}
+	return keys
+}

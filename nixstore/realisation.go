@@ -94,6 +94,30 @@ func (s *Store) QueryRealisationsOf(ctx context.Context, paths []string) (map[st
 	return res, nil
 }
 
+// QueryAllRealisations returns every realisation of the store, by
+// output (QueryRealisationsOf for every output that has one).
+func (s *Store) QueryAllRealisations(ctx context.Context) (map[string][]Realisation, error) {
+	if s.knownWithoutRealisations() {
+		return map[string][]Realisation{}, nil
+	}
+	var outs []string
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var tables int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master
+			WHERE type = 'table' AND name = 'Realisations'`).Scan(&tables); err != nil || tables == 0 {
+			return err
+		}
+		var err error
+		outs, err = queryPaths(ctx, tx, `SELECT DISTINCT v.path FROM Realisations r
+			JOIN ValidPaths v ON v.id = r.outputPath`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read realisations: %w", err)
+	}
+	return s.QueryRealisationsOf(ctx, outs)
+}
+
 // findResolvedDrv sets ResolvedDrv on the realisation of rs that is of
 // deriver, when deriver is resolved. A .drv that cannot be read (gone,
 // never there) leaves it unset: nothing is known, nothing is wrong.

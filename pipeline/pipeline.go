@@ -119,15 +119,15 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 			p.Close()
 		}
 	}()
-	if p.Store, err = nixstore.Open(cfg.StoreRoot); err != nil {
-		return nil, err
-	}
 	for _, cc := range cfg.Caches {
 		log := cfg.Log
 		if len(cfg.Caches) > 1 {
 			log = log.With(zap.String("cache", cc.URL.Identity()))
 		}
 		p.Lanes = append(p.Lanes, p.startLane(ctx, cc, log))
+	}
+	if p.Store, err = nixstore.Open(cfg.StoreRoot); err != nil {
+		return nil, err
 	}
 	if p.Closure, err = ResolveClosure(ctx, p.Store, cfg.Roots); err != nil {
 		return nil, err

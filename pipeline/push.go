@@ -47,6 +47,12 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 	for _, info := range res.Plan.Upload {
 		mine = append(mine, info.Path)
 	}
+	for _, info := range res.Plan.Realisations {
+		mine = append(mine, info.Path)
+	}
+	if len(mine) == 0 && !o.DrainAll {
+		return res, nil // all there: nothing to queue or drain
+	}
 	// Rows that a killed push left uploading go back to pending, so the
 	// whole queue (push --drain, status) sees them.
 	if _, err := l.Queue.RecoverOrphans(ctx); err != nil {

@@ -72,6 +72,9 @@ func storeName(p string) string {
 type Plan struct {
 	Upload   []*nixstore.PathInfo // missing from the cache, references first
 	Present  int                  // already in the cache
+	// Realisations are present paths whose realisations the cache lacks
+	// (in either format): only those are written.
+	Realisations []*nixstore.PathInfo
 	Filtered int                  // .drv or excluded
 	Upstream int                  // available from an upstream cache
 }
@@ -210,6 +213,15 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
+	var there []*nixstore.PathInfo
+	for i, info := range kept {
+		if present[i] {
+			there = append(there, info)
+		}
+	}
+	if p.Realisations, err = u.missingRealisations(ctx, there); err != nil {
+		return p, err
+	}
 	return p.add(kept, present), nil
 }
 
