@@ -70,13 +70,13 @@ func storeName(p string) string {
 
 // Plan is what one push has to do.
 type Plan struct {
-	Upload   []*nixstore.PathInfo // missing from the cache, references first
-	Present  int                  // already in the cache
+	Upload  []*nixstore.PathInfo // missing from the cache, references first
+	Present int                  // already in the cache
 	// Realisations are present paths whose realisations the cache lacks
 	// (in either format): only those are written.
 	Realisations []*nixstore.PathInfo
-	Filtered int                  // .drv or excluded
-	Upstream int                  // available from an upstream cache
+	Filtered     int // .drv or excluded
+	Upstream     int // available from an upstream cache
 }
 
 // add counts the present paths of kept and lists the others to upload.
