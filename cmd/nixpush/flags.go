@@ -152,7 +152,8 @@ func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
 	}
 	return pipeline.CacheConfig{
 		URL: u, Compression: comp, Keys: keys, Priority: priority,
-		Listing: p.narListing || isTrue(u.Setting("write-nar-listing")),
+		WantMassQuery: u.Setting("want-mass-query") == "" || isTrue(u.Setting("want-mass-query")),
+		Listing:       p.narListing || isTrue(u.Setting("write-nar-listing")),
 	}, nil
 }
 
