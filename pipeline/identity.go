@@ -28,7 +28,7 @@ const identityRecheck = time.Minute
 // forgotten and every path is asked for again. One GET per run: on a
 // slow link it travels while Open reads the closure and opens the queue.
 type cacheIdentity struct {
-	cache         cache.Cache // retrying reads
+	cache         cache.Cache // the backend: reads retry on their own
 	memo          *memo.File  // nil: none
 	priority      int         // for a new nix-cache-info
 	wantMassQuery bool
@@ -81,7 +81,8 @@ func (ci *cacheIdentity) settle(ctx context.Context, f fetched) (reset bool, err
 		info, write = info.WithSigners(ci.signers), true
 	}
 	if write {
-		if err := cache.WriteCacheInfo(ctx, ci.cache, info); err != nil {
+		// A small body that can be sent again: retried as a read would be.
+		if err := cache.WriteCacheInfo(ctx, cache.WithRetry(ci.cache, retry.Reads), info); err != nil {
 			return false, err
 		}
 	}

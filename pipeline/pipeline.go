@@ -64,6 +64,7 @@ type CacheConfig struct {
 	Compression uploader.Compression
 	Keys        []signature.SecretKey // sign narinfos and realisations with these
 	Listing     bool                  // write <hash>.ls listings
+	DebugInfo   bool                  // write debuginfo/ objects (index-debug-info)
 	Priority    int                   // written to a new nix-cache-info
 	// WantMassQuery is written to a new nix-cache-info (default true:
 	// without it Nix skips the cache in some bulk queries).
@@ -153,26 +154,29 @@ func (c Config) Keys() []signature.SecretKey {
 	return keys
 }
 
-// opening is a backend opened in the background and what its
-// nix-cache-info says (or why it could not be opened).
+// opening is a backend opened in the background, then what its
+// nix-cache-info says.
 type opening struct {
-	cache cache.Cache
-	fetched
+	cache   cache.Cache  // nil: it could not be opened, for err
+	err     error
+	fetched chan fetched // its nix-cache-info, once read
 }
 
-// startLane opens a cache's backend and reads its nix-cache-info, in the
-// background (opening an S3 bucket is a request too), and its memo.
+// startLane opens a cache's backend and reads its nix-cache-info in the
+// background (opening an S3 bucket is a request too), while Open reads
+// the closure.
 func (p *Pipeline) startLane(ctx context.Context, cc CacheConfig, log *zap.Logger) *Lane {
 	cfg := p.cfg
 	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log, opening: make(chan opening, 1)}
 	bg, cancel := context.WithCancel(ctx)
 	go func() {
 		c, err := cc.URL.Open(bg, cfg.Network)
-		if err != nil {
-			l.opening <- opening{fetched: fetched{err: err}}
-			return
+		o := opening{cache: c, err: err, fetched: make(chan fetched, 1)}
+		l.opening <- o
+		if err == nil {
+			// ReadCacheInfo retries transient errors itself.
+			o.fetched <- (&cacheIdentity{cache: c}).fetch(bg)
 		}
-		l.opening <- opening{c, (&cacheIdentity{cache: cache.WithRetry(c, retry.Reads)}).fetch(bg)}
 	}()
 	l.closers = append(l.closers, func() error {
 		cancel()
@@ -184,21 +188,15 @@ func (p *Pipeline) startLane(ctx context.Context, cc CacheConfig, log *zap.Logge
 		}
 		return nil
 	})
-	if l.memo = openMemo(log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
-		l.closers = append(l.closers, l.memo.Close)
-	}
 	return l
 }
 
-// finishLane opens the lane's queue, then waits for its nix-cache-info,
-// acts on it, and builds the lane's uploader and drainer.
+// finishLane waits for the lane's backend, opens its memo and queue
+// (nothing is written to the state dir for a cache that cannot be
+// opened), then waits for its nix-cache-info, acts on it, and builds the
+// lane's uploader and drainer.
 func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) error {
 	cfg := p.cfg
-	var err error
-	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
-		return err
-	}
-	l.closers = append(l.closers, l.Queue.Close)
 	var o opening
 	select {
 	case o = <-l.opening:
@@ -206,8 +204,22 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 		return ctx.Err()
 	}
 	l.Cache, l.received = o.cache, true
-	if l.Cache == nil {
+	if o.err != nil {
 		return o.err
+	}
+	if l.memo = openMemo(l.Log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
+		l.closers = append(l.closers, l.memo.Close)
+	}
+	var err error
+	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
+		return err
+	}
+	l.closers = append(l.closers, l.Queue.Close)
+	var f fetched
+	select {
+	case f = <-o.fetched:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	c := l.Cache
 	var signers []string
@@ -215,13 +227,13 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 		signers = append(signers, k.ToPublicKey().Name)
 	}
 	l.identity = &cacheIdentity{
-		cache: cache.WithRetry(c, retry.Reads), memo: l.memo, priority: cc.Priority, wantMassQuery: cc.WantMassQuery,
+		cache: c, memo: l.memo, priority: cc.Priority, wantMassQuery: cc.WantMassQuery,
 		signers: signers, allowUnsigned: cfg.AllowUnsigned, log: l.Log,
 	}
 	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, l.Log)
-	up.Filter, up.Listing, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cfg.Logs, cfg.Recheck
+	up.Filter, up.Listing, up.DebugInfo, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cc.DebugInfo, cfg.Logs, cfg.Recheck
 	up.CheckCache = l.identity.recheck
-	if reset, err := l.identity.settle(ctx, o.fetched); err != nil && !reset {
+	if reset, err := l.identity.settle(ctx, f); err != nil && !reset {
 		return err
 	} else if err != nil {
 		l.Log.Warn("cache memo: cannot reset it; asking the cache about every path", zap.Error(err))

@@ -32,6 +32,7 @@ type Uploader struct {
 	Filter      Filter // what Push and Plan leave out
 	Listing     bool   // write <hash>.ls listings (Nix's write-nar-listing)
 	Logs        bool   // upload build logs of pushed outputs (log/<drv>)
+	DebugInfo   bool   // write debuginfo/<build ID>.debug objects (Nix's index-debug-info)
 	Log         *zap.Logger
 	// Memo remembers which paths the cache holds, so a plan asks the
 	// cache only about the others (see Plan). New sets one that lives as
@@ -290,11 +291,16 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	return s.result(key, u.Compression), nil
 }
 
-// putExtras writes the .ls listing, which Nix reads beside a narinfo,
-// before it.
+// putExtras writes what Nix writes with a NAR before its narinfo: the
+// .ls listing and the debuginfo index.
 func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
 	if u.Listing {
-		return PutListing(ctx, u.Cache, info.Path, nar.Listing)
+		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
+			return err
+		}
+	}
+	if u.DebugInfo {
+		return u.putDebugInfo(ctx, info, nar.Key)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
@@ -50,8 +52,8 @@ func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLe
 	fs.StringArrayVar(&p.to, "to", nil, "cache URL, as for nix copy --to (file:///dir?compression=zstd&secret-key=FILE); repeat it to push to several caches")
 	fs.StringVar(&p.store, "store", "/", "root of the local Nix store, as Nix's --store ROOT")
 	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
-	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")
-	fs.StringVar(&p.level, "compression-level", "", "compression level (zstd 1-22, xz 0-9)")
+	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz, br (brotli) or none")
+	fs.StringVar(&p.level, "compression-level", "", "compression level as Nix means it: zstd -131072 to 22 (default 1; 0 is zstd's default, 3), xz 0-9 (default 6), br 0-11 (default 11)")
 	fs.IntVarP(&p.jobs, "jobs", "j", 1, "NARs of 4 MiB or more uploaded at once, each compressed on every core and holding up to ~42 MiB (smaller ones go up to 64 at once beside them)")
 	fs.BoolVar(&p.includeDrv, "include-drv", false, "push .drv files too")
 	fs.StringArrayVar(&p.exclude, "exclude", nil, "skip paths whose name (after the hash) matches REGEX (repeatable)")
@@ -128,13 +130,16 @@ func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
 	if p.level != "" {
 		level = p.level
 	}
-	comp, err := uploader.ParseCompression(method, level)
+	comp, err := uploader.ParseCompression(method, level, u.Setting("parallel-compression"))
 	if err != nil {
 		return pipeline.CacheConfig{}, usageError("%w", err)
 	}
-	keyFiles := p.signingKeys
+	keyFiles := slices.Clone(p.signingKeys)
 	if k := u.Setting("secret-key"); k != "" {
 		keyFiles = append(keyFiles, k)
+	}
+	if ks := u.Setting("secret-keys"); ks != "" {
+		keyFiles = append(keyFiles, strings.Split(ks, ",")...)
 	}
 	var keys []signature.SecretKey
 	for _, file := range keyFiles {
@@ -154,6 +159,7 @@ func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
 		URL: u, Compression: comp, Keys: keys, Priority: priority,
 		WantMassQuery: u.Setting("want-mass-query") == "" || isTrue(u.Setting("want-mass-query")),
 		Listing:       p.narListing || isTrue(u.Setting("write-nar-listing")),
+		DebugInfo:     isTrue(u.Setting("index-debug-info")),
 	}, nil
 }
 
