@@ -133,14 +133,14 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if p.Closure, err = ResolveClosure(ctx, p.Store, cfg.Roots); err != nil {
 		return nil, err
 	}
-	if len(cfg.Keys()) == 0 {
-		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
-	}
 	limitHeap()
 	for i, l := range p.Lanes {
 		if err := p.finishLane(ctx, l, cfg.Caches[i]); err != nil {
 			return nil, p.errorf(l, err)
 		}
+	}
+	if len(cfg.Keys()) == 0 {
+		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
 	return p, nil
 }
