@@ -157,7 +157,7 @@ func (c Config) Keys() []signature.SecretKey {
 // opening is a backend opened in the background, then what its
 // nix-cache-info says.
 type opening struct {
-	cache   cache.Cache  // nil: it could not be opened, for err
+	cache   cache.Cache // nil: it could not be opened, for err
 	err     error
 	fetched chan fetched // its nix-cache-info, once read
 }
