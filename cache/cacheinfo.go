@@ -148,6 +148,23 @@ func WriteCacheInfo(ctx context.Context, c Cache, info CacheInfo) error {
 	return nil
 }
 
+// ErrNotACache means a URL names no binary cache: it has no
+// nix-cache-info, which Nix reads first and every cache has.
+var ErrNotACache = errors.New("not a binary cache (no nix-cache-info)")
+
+// RequireCacheInfo is the readers' check (verify, gc, pin): the cache
+// exists and is for this store directory. It writes nothing.
+func RequireCacheInfo(ctx context.Context, c Cache) error {
+	info, err := ReadCacheInfo(ctx, c)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%s is %w", c, ErrNotACache)
+	}
+	if err != nil {
+		return err
+	}
+	return info.CheckStoreDir(c)
+}
+
 // EnsureCacheInfo creates nix-cache-info when the cache has none, and
 // refuses a cache made for another store directory, returning what the
 // cache's nix-cache-info says now.

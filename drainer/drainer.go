@@ -50,7 +50,10 @@ type Drainer struct {
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration
-	Metrics         *metrics.Metrics // may be nil
+	// Abort, when closed, cancels the uploads in flight at once, whatever
+	// ShutdownTimeout says; their rows go back to pending.
+	Abort   <-chan struct{}
+	Metrics *metrics.Metrics // may be nil
 
 	wake    chan struct{}
 	outage  outage
@@ -111,6 +114,15 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 	defer cancelWork()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d.ShutdownTimeout, cancelWork) })
 	defer stop()
+	if d.Abort != nil {
+		go func() {
+			select {
+			case <-d.Abort:
+				cancelWork()
+			case <-work.Done():
+			}
+		}()
+	}
 
 	running := 0
 	done := make(chan error, parallelBatches)

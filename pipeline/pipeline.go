@@ -49,6 +49,10 @@ type Config struct {
 
 	MaxAttempts     int           // transient failures before a path is failed
 	ShutdownTimeout time.Duration // how long uploads in flight may finish once a run is stopped
+	// Abort, when closed, cuts ShutdownTimeout short: uploads in flight
+	// are cancelled at once and their rows go back to pending (a second
+	// Ctrl-C).
+	Abort <-chan struct{}
 
 	// Daemon makes Open check every page of each queue (the daemon runs
 	// for months; quick commands skip it).
@@ -251,8 +255,10 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 		Log:             l.Log.Named("drainer"),
 		Retry:           retry.Paths,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Abort:           cfg.Abort,
 		Metrics:         l.Metrics,
 	}
+	l.Metrics.WatchBytes(up.Stats.Sent.Load)
 	l.Metrics.WatchProgress(func() (bool, time.Time) {
 		busy, started := l.Drainer.Busy()
 		return busy, later(started, time.Unix(0, up.Stats.Moved.Load()))

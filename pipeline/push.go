@@ -26,8 +26,9 @@ type PushOptions struct {
 	// closure's items.
 	DrainAll bool
 	// Started, when set, is called once the number of items to drain is
-	// known and returns the function that ends the progress display.
-	Started func(total int) (stop func())
+	// known, with the NAR bytes they hold when the plan knows them (0 for
+	// DrainAll), and returns the function that ends the progress display.
+	Started func(total int, narBytes int64) (stop func())
 }
 
 // Push enqueues what the cache lacks of a closure (what the memo trusts:
@@ -44,8 +45,10 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 		}
 	}
 	var mine []string
+	var narBytes int64
 	for _, info := range res.Plan.Upload {
 		mine = append(mine, info.Path)
+		narBytes += int64(info.NarSize)
 	}
 	for _, info := range res.Plan.Realisations {
 		mine = append(mine, info.Path)
@@ -74,14 +77,14 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 			return res, err
 		}
 		res.Total = st.Counts[queue.Pending] + st.Counts[queue.Uploading]
-		scope.Items, mine = queue.Everything, nil
+		scope.Items, mine, narBytes = queue.Everything, nil, 0
 	}
 	if res.Total == 0 {
 		return res, nil
 	}
 	stop := func() {}
 	if o.Started != nil {
-		stop = o.Started(res.Total)
+		stop = o.Started(res.Total, narBytes)
 	}
 	err = l.Drainer.Run(ctx, scope)
 	stop()

@@ -52,6 +52,8 @@ deps_tools() {
 	have sqlite3 || APT_PKGS+=(sqlite3)
 	# systemd-analyze verifies the unit file in the tests.
 	have systemd-analyze || APT_PKGS+=(systemd)
+	# GNU time measures the scale bench's peak memory (tools/bench).
+	[ -x /usr/bin/time ] || APT_PKGS+=(time)
 }
 
 # nginx with WebDAV PUT for the http(s):// backend tests, which start their

@@ -164,9 +164,12 @@ const missingTTL = time.Minute
 //     or at once under Recheck (push --recheck, verify --repair).
 //   - A path this Uploader found missing less than missingTTL ago is
 //     uploaded without asking again.
-//   - Nothing is inferred top-down: a path found present does not vouch
-//     for its closure, because a cache pruned by age deletes old
-//     dependencies of recent narinfos, and a push must repair that.
+//   - Nothing is inferred top-down within the closure Plan is given: a
+//     path found present does not vouch for the rest of it, because a
+//     cache pruned by age deletes old dependencies of recent narinfos,
+//     and a push must repair that. (Which closure a queued batch plans
+//     is Push's choice: it stops at paths dealt with or known, see
+//     dealtWith.)
 //
 // What it learns is remembered (present) or forgotten (missing) at once.
 func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
@@ -222,7 +225,13 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	if p.Realisations, err = u.missingRealisations(ctx, there); err != nil {
 		return p, err
 	}
-	return p.add(kept, present), nil
+	p = p.add(kept, present)
+	u.mu.Lock()
+	for _, info := range p.Upload {
+		u.planned[info.Path] = info
+	}
+	u.mu.Unlock()
+	return p, nil
 }
 
 // noteMissing records paths found missing at now, dropping old records.

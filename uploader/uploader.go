@@ -56,6 +56,10 @@ type Uploader struct {
 	mu       sync.Mutex
 	inflight map[string]*flight
 	missing  map[string]time.Time // paths found missing lately; see Plan
+	// planned are the paths Plan found to upload, until uploaded: a
+	// queued path's batch takes its record from here instead of reading
+	// the Nix DB again (a path deleted meanwhile fails its NAR: ErrGone).
+	planned map[string]*nixstore.PathInfo
 	// seen are the paths this Uploader found in the cache or wrote there
 	// (within MemoTTL): a push does not walk or plan them again, however
 	// many batches share them.
@@ -63,15 +67,20 @@ type Uploader struct {
 	seenOnce sync.Once
 	// memoBroken: Memo failed to forget a path and is not trusted since.
 	memoBroken bool
+	transfers  transfers
 	Stats      Stats
 }
 
 // Stats counts what an Uploader has done; read it while uploads run to
-// show progress.
+// show progress. Paths, NARBytes and Bytes count finished paths; Read and
+// Sent move with the bytes, as they are dumped and handed to the cache
+// (an upload that fails and is tried again counts again).
 type Stats struct {
 	Paths    atomic.Int64 // narinfos written
 	NARBytes atomic.Int64 // uncompressed NAR bytes of those paths
 	Bytes    atomic.Int64 // compressed bytes written
+	Read     atomic.Int64 // uncompressed NAR bytes dumped from the store so far
+	Sent     atomic.Int64 // compressed NAR bytes handed to the cache so far
 	// Moved is when a NAR byte last went to the cache (unix ns): uploads
 	// in flight that stop moving bytes are stalled.
 	Moved atomic.Int64
@@ -96,6 +105,7 @@ func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signatur
 		created:  time.Now(),
 		inflight: map[string]*flight{},
 		missing:  map[string]time.Time{},
+		planned:  map[string]*nixstore.PathInfo{},
 	}
 }
 
@@ -217,6 +227,7 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 	}
 	u.mu.Lock()
 	delete(u.inflight, info.Path)
+	delete(u.planned, info.Path)
 	u.mu.Unlock()
 	close(f.done)
 }
@@ -277,8 +288,10 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 // putNAR streams the path's compressed NAR into the cache.
 func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
 	key := NARKey(info, u.Compression)
-	s := openNARStream(u.Store, info, u.Compression, u.Listing)
-	s.moved = &u.Stats.Moved
+	tr := u.transfers.start(info.Path, info.NarSize)
+	defer u.transfers.end(info.Path)
+	s := openNARStream(u.Store, info, u.Compression, u.Listing, []*atomic.Int64{&tr.read, &u.Stats.Read})
+	s.moved, s.sent = &u.Stats.Moved, &u.Stats.Sent
 	defer s.Close()
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
 	// backend does with ctx: failing the stream stops both the producer

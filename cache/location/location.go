@@ -51,6 +51,10 @@ type Options struct {
 	// S3 multipart tuning.
 	PartSize    int64
 	Concurrency int
+	// Existing opens a cache for a command that only reads it, or deletes
+	// from it (verify, gc, pin): nothing is created, not even a file://
+	// cache's directory.
+	Existing bool
 }
 
 // nixSettings are the settings of Nix's binary cache stores that nixpush

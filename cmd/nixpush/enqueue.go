@@ -33,6 +33,7 @@ func newEnqueueCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringArrayVar(&c.to, "to", nil, "cache URL the paths are for (selects the queue; repeatable)")
 	fs.StringVar(&c.storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
+	setGroup(fs, groupCache, "to", "store")
 	addStateDirFlag(fs, &c.stateDir)
 	return cmd
 }

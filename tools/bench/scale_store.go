@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/nix-community/go-nix/pkg/nar"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
+)
+
+// The scale suite's stores are synthetic: N small valid paths in a
+// layered DAG. Each path of layer L references two of layer L-1, every
+// path of a layer is referenced from the next, and one top path
+// references the whole last layer, so the top's closure is the whole
+// store. Files are written and registered with nix-store --load-db, with
+// real NAR hashes: Nix builds nothing, and 100,000 paths take seconds,
+// not hours. (nix-store --register-validity refuses a store under
+// another root.)
+
+// scaleWidth is the width of a layer: 100,000 paths are 100 layers deep.
+const scaleWidth = 1000
+
+// scaleEntry is one path to register.
+type scaleEntry struct {
+	path    string
+	content []byte
+	refs    []string
+}
+
+// scalePath names path number i of a family (the paths added to a
+// store later are another family).
+func scalePath(family string, i int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "nixpush scale %s %d", family, i))
+	return fmt.Sprintf("/nix/store/%s-%s-%06d", nixbase32.EncodeToString(h[:20]), family, i)
+}
+
+// scaleLayout lays out n paths of family in layers of scaleWidth above
+// base (the paths they may reference in their first layer: none, or the
+// top of a store they extend), and a top path referencing the last layer.
+func scaleLayout(family string, n int, base []string) []scaleEntry {
+	entries := make([]scaleEntry, n)
+	below := base
+	for start := 0; start < n-1; start += scaleWidth {
+		end := min(start+scaleWidth, n-1)
+		for i := start; i < end; i++ {
+			e := scaleEntry{path: scalePath(family, i), content: scaleContent(family, i)}
+			if len(below) > 0 {
+				j := i - start
+				e.refs = uniq(below[(2*j)%len(below)], below[(2*j+1)%len(below)])
+			}
+			entries[i] = e
+		}
+		below = below[:0:0]
+		for i := start; i < end; i++ {
+			below = append(below, entries[i].path)
+		}
+	}
+	entries[n-1] = scaleEntry{path: scalePath(family, n-1), content: scaleContent(family, n-1), refs: below}
+	return entries
+}
+
+func uniq(a, b string) []string {
+	if a == b {
+		return []string{a}
+	}
+	return []string{a, b}
+}
+
+// scaleContent is 100 B to 4 KiB of text, different for every path.
+func scaleContent(family string, i int) []byte {
+	size := 100 + (i*7919)%(4096-100)
+	line := fmt.Sprintf("%s path %d\n", family, i)
+	return []byte(strings.Repeat(line, size/len(line)+1)[:size])
+}
+
+// writeScaleStore writes entries' files into root's store and registers
+// them; root must be an initialised store (nix-store --init).
+func writeScaleStore(ctx context.Context, root string, entries []scaleEntry, env []string) error {
+	var reg bytes.Buffer
+	for _, e := range entries {
+		file := filepath.Join(root, e.path)
+		if err := os.WriteFile(file, e.content, 0o444); err != nil {
+			return err
+		}
+		narHash, narSize, err := narOfFile(e.content)
+		if err != nil {
+			return err
+		}
+		// nix-store --dump-db's format: path, hash, size, deriver,
+		// number of references, references.
+		fmt.Fprintf(&reg, "%s\n%s\n%d\n\n%d\n", e.path, narHash, narSize, len(e.refs))
+		for _, r := range e.refs {
+			fmt.Fprintln(&reg, r)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "nix-store", "--store", root, "--load-db")
+	cmd.Env = env
+	cmd.Stdin = &reg
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nix-store --load-db: %w: %s", err, out)
+	}
+	return nil
+}
+
+// narOfFile is the sha256 (base16) and size of the NAR of a regular file.
+func narOfFile(content []byte) (string, int64, error) {
+	h := sha256.New()
+	cw := &countWriter{w: h}
+	bw := bufio.NewWriter(cw)
+	w, err := nar.NewWriter(bw)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := w.WriteHeader(&nar.Header{Path: "/", Type: nar.TypeRegular, Size: int64(len(content))}); err != nil {
+		return "", 0, err
+	}
+	if _, err := w.Write(content); err != nil {
+		return "", 0, err
+	}
+	if err := w.Close(); err != nil {
+		return "", 0, err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), cw.n, nil
+}
+
+type countWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
