@@ -54,7 +54,9 @@ func (ci *cacheIdentity) fetch(ctx context.Context) fetched {
 // settle acts on what fetch found: it refuses an unsigned push into a
 // signed cache before writing anything, writes nix-cache-info when it is
 // missing or lacks the ID or this lane's signers, and resets the memo
-// when it describes another cache. It reports whether the memo was reset.
+// when it describes another cache. It reports whether the memo was reset;
+// reset with an error means the memo must not be used (it could not be
+// reset, or the cache has no ID to tie it to).
 func (ci *cacheIdentity) settle(ctx context.Context, f fetched) (reset bool, err error) {
 	info := f.info
 	missing := errors.Is(f.err, cache.ErrNotFound)
@@ -73,17 +75,29 @@ func (ci *cacheIdentity) settle(ctx context.Context, f fetched) (reset bool, err
 		info = cache.NewCacheInfo(ci.priority, ci.wantMassQuery)
 		ci.log.Info("the cache has no nix-cache-info: a new cache, or one wiped; every path is checked", zap.String("cache", ci.cache.String()))
 	}
+	rewrite := false
 	if info.ID == "" {
 		// Made by Nix or an older nixpush: from now on it has an ID.
-		info, write = info.WithID(cache.NewCacheInfo(0, true).ID), true
+		info, rewrite = info.WithID(cache.NewCacheInfo(0, true).ID), true
 	}
 	if !info.SignedBy(ci.signers) {
-		info, write = info.WithSigners(ci.signers), true
+		info, rewrite = info.WithSigners(ci.signers), true
 	}
-	if write {
+	switch {
+	case write:
 		// A small body that can be sent again: retried as a read would be.
 		if err := cache.WriteCacheInfo(ctx, cache.WithRetry(ci.cache, retry.Reads), info); err != nil {
 			return false, err
+		}
+	case rewrite:
+		// Adding a line is worth one try: a cache that takes no write
+		// now (a full disk) still serves what it has, and the push says
+		// what fails. Without an ID the memo cannot be tied to this cache.
+		if err := cache.WriteCacheInfo(ctx, ci.cache, info); err != nil {
+			ci.log.Warn("cannot add nixpush's lines to nix-cache-info", zap.Error(err))
+			if f.info.ID == "" {
+				return true, fmt.Errorf("the cache has no %s: %w", cache.IDKey, err)
+			}
 		}
 	}
 	ci.mu.Lock()

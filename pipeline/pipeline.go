@@ -137,14 +137,14 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if p.Closure, err = ResolveClosure(ctx, p.Store, cfg.Roots); err != nil {
 		return nil, err
 	}
+	if len(cfg.Keys()) == 0 {
+		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
+	}
 	limitHeap()
 	for i, l := range p.Lanes {
 		if err := p.finishLane(ctx, l, cfg.Caches[i]); err != nil {
 			return nil, p.errorf(l, err)
 		}
-	}
-	if len(cfg.Keys()) == 0 {
-		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
 	return p, nil
 }
@@ -240,7 +240,7 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 	if reset, err := l.identity.settle(ctx, f); err != nil && !reset {
 		return err
 	} else if err != nil {
-		l.Log.Warn("cache memo: cannot reset it; asking the cache about every path", zap.Error(err))
+		l.Log.Warn("cache memo not used: asking the cache about every path", zap.Error(err))
 	} else if l.memo != nil {
 		up.Memo = l.memo
 	}

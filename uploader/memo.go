@@ -154,7 +154,7 @@ func (u *Uploader) checkCache(ctx context.Context) error {
 	defer u.mu.Unlock()
 	if err != nil {
 		u.memoBroken = true
-		u.Log.Error("cache memo: cannot reset it; not using it any more", zap.Error(err))
+		u.Log.Warn("cache memo not used any more", zap.Error(err))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"nixpush/cache"
+	"nixpush/cache/location"
 	"nixpush/nixstore"
 	"nixpush/pipeline"
 	"nixpush/retry"
@@ -20,7 +22,7 @@ import (
 // copy-log`, for the build logs of paths already in a cache (a push skips
 // those, with their logs).
 type copyLogCommand struct {
-	to      string
+	to      []string
 	store   string
 	force   bool
 	network networkFlags
@@ -34,7 +36,7 @@ func newCopyLogCommand() *cobra.Command {
 		RunE:  withSignals(c.run),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&c.to, "to", "", "cache URL")
+	fs.StringArrayVar(&c.to, "to", nil, "cache URL (repeatable)")
 	fs.StringVar(&c.store, "store", "/", "root of the local Nix store, as Nix's --store ROOT")
 	fs.BoolVar(&c.force, "force", false, "upload every log, also those the cache has")
 	c.network.add(fs)
@@ -42,8 +44,7 @@ func newCopyLogCommand() *cobra.Command {
 }
 
 func (c *copyLogCommand) run(cmd *cobra.Command, args []string) error {
-	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
-	u, err := cacheURLFlag(c.to)
+	urls, err := cacheURLFlags(c.to)
 	if err != nil {
 		return err
 	}
@@ -63,28 +64,46 @@ func (c *copyLogCommand) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	defer store.Close()
-	paths, err := pipeline.ResolvePaths(store, args)
+	drvs, err := derivationsOf(cmd, store, args)
 	if err != nil {
 		return err
 	}
-	// A .drv names itself; an output, the derivation that built it.
+	var errs []error
+	for _, u := range urls {
+		errs = append(errs, c.copyTo(cmd, u, store, drvs))
+	}
+	return errors.Join(errs...)
+}
+
+// derivationsOf maps paths to the derivations whose logs they need: a
+// .drv names itself; an output, the derivation that built it.
+func derivationsOf(cmd *cobra.Command, store *nixstore.Store, args []string) ([]string, error) {
+	paths, err := pipeline.ResolvePaths(store, args)
+	if err != nil {
+		return nil, err
+	}
 	var drvs []string
 	for _, p := range paths {
 		drv := p
 		if !strings.HasSuffix(p, ".drv") {
-			info, err := store.QueryPathInfo(ctx, p)
+			info, err := store.QueryPathInfo(cmd.Context(), p)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if drv = info.Deriver; drv == "" {
-				fmt.Fprintf(stderr, "nixpush: %s has no deriver (added, not built): no log\n", p)
+				fmt.Fprintf(cmd.ErrOrStderr(), "nixpush: %s has no deriver (added, not built): no log\n", p)
 				continue
 			}
 		}
 		drvs = append(drvs, drv)
 	}
 	slices.Sort(drvs)
-	drvs = slices.Compact(drvs)
+	return slices.Compact(drvs), nil
+}
+
+// copyTo copies the logs of drvs to one cache and says what it did.
+func (c *copyLogCommand) copyTo(cmd *cobra.Command, u *location.URL, store *nixstore.Store, drvs []string) error {
+	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	cc, err := c.network.openCache(ctx, u)
 	if err != nil {
 		return err
@@ -94,6 +113,10 @@ func (c *copyLogCommand) run(cmd *cobra.Command, args []string) error {
 	for _, drv := range res.NoLog {
 		fmt.Fprintf(stderr, "nixpush: no build log of %s in this store\n", drv)
 	}
-	fmt.Fprintf(stderr, "copied %d build logs, %d already in the cache, %d not in this store\n", res.Copied, res.Present, len(res.NoLog))
+	prefix := ""
+	if len(c.to) > 1 {
+		prefix = u.Identity() + ": "
+	}
+	fmt.Fprintf(stderr, "%scopied %d build logs, %d already in the cache, %d not in this store\n", prefix, res.Copied, res.Present, len(res.NoLog))
 	return err
 }

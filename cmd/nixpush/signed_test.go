@@ -35,8 +35,8 @@ func TestUnsignedIntoSignedCache(t *testing.T) {
 			}
 			before := snapshot(t, e.cache)
 			r := unsigned(paths[1])
-			if r.code == 0 || !strings.Contains(r.stderr, "--signing-key") || !strings.Contains(r.stderr, "--allow-unsigned") || len(readLines(r.stderr)) != 1 {
-				t.Fatalf("an unsigned push into a signed cache: want a failure naming --signing-key and --allow-unsigned on one line, got %s", r)
+			if r.code == 0 || !strings.Contains(r.stderr, "--signing-key") || !strings.Contains(r.stderr, "--allow-unsigned") || strings.Count(r.stderr, "error:") != 1 {
+				t.Fatalf("an unsigned push into a signed cache: want a failure naming --signing-key and --allow-unsigned in one error line, got %s", r)
 			}
 			if after := snapshot(t, e.cache); len(after) != len(before) {
 				t.Errorf("the refused push wrote into the cache: %d objects before, %d after", len(before), len(after))
