@@ -18,8 +18,9 @@ import (
 // identityRecheck is how long a lane trusts its last look at the cache's
 // nix-cache-info. A push looks once, as it opens; a daemon looks again
 // before planning when this long has passed, so a cache wiped under a
-// running daemon is noticed within a minute of its next push.
-const identityRecheck = time.Minute
+// running daemon is noticed within a minute of its next push. (A
+// variable for the tests.)
+var identityRecheck = time.Minute
 
 // cacheIdentity keeps a lane's memo true to the cache it describes. The
 // memo records the ID in the cache's nix-cache-info (cache.IDKey); a
