@@ -97,6 +97,24 @@ type Scope struct {
 	// UntilEmpty ends the run once none of its items is pending or
 	// uploading; otherwise it runs until ctx ends (the daemon).
 	UntilEmpty bool
+	// Complete, when set, is closed once every item of the run is in the
+	// queue: a push plans and enqueues its closure a part at a time while
+	// the first parts upload, and until then an empty scope is not the
+	// end.
+	Complete <-chan struct{}
+}
+
+// complete reports whether every item of the scope is in the queue.
+func (s Scope) complete() bool {
+	if s.Complete == nil {
+		return true
+	}
+	select {
+	case <-s.Complete:
+		return true
+	default:
+		return false
+	}
 }
 
 // Everything is the daemon's scope: every item, until stopped.
@@ -161,7 +179,7 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 			continue
 		}
 		next, ok, err := time.Time{}, false, error(nil)
-		if untilEmpty && running == 0 {
+		if untilEmpty && running == 0 && scope.complete() {
 			var empty bool
 			if empty, err = d.Queue.ScopeDone(ctx, scope.Items); err == nil && empty {
 				return nil

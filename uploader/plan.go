@@ -79,6 +79,17 @@ type Plan struct {
 	Upstream     int // available from an upstream cache
 }
 
+// Merge adds the counts and uploads of another plan, as of a later part
+// of the same closure.
+func (p Plan) Merge(o Plan) Plan {
+	p.Upload = append(p.Upload, o.Upload...)
+	p.Realisations = append(p.Realisations, o.Realisations...)
+	p.Present += o.Present
+	p.Filtered += o.Filtered
+	p.Upstream += o.Upstream
+	return p
+}
+
 // add counts the present paths of kept and lists the others to upload.
 func (p Plan) add(kept []*nixstore.PathInfo, present []bool) Plan {
 	for i, info := range kept {

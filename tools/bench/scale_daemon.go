@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -17,7 +18,7 @@ func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *s
 		return err
 	}
 	if err := ws.Stop(); err != nil {
-		return err
+		sz.notes = append(sz.notes, fmt.Sprintf("%s store, the daemon's first start: %v", thousands(w.n), firstLine(err)))
 	}
 	added, err := w.addPaths(ctx, "c", scaleCatchUp, w.top)
 	if err != nil {
@@ -28,7 +29,7 @@ func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *s
 	if err != nil {
 		return err
 	}
-	defer ws.Stop()
+	defer ws.Stop() //nolint:errcheck // the last Stop below reports
 	if err := waitNarinfos(ctx, w.pushed.cache, added, w.timeout); err != nil {
 		return fmt.Errorf("catch-up: %w", err)
 	}
@@ -72,5 +73,13 @@ func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *s
 	t.add("watch-store: one new path → narinfo in the cache", thousands(w.n)+" store",
 		fmt.Sprintf("median %s (min %s, max %s)", millis(sz.newPath), millis(lat.min()), millis(lat.max())),
 		describe(one, false), ratio(one.Wall, sz.newPath))
-	return ws.Stop()
+	if err := ws.Stop(); err != nil {
+		sz.notes = append(sz.notes, fmt.Sprintf("%s store, the daemon after the new paths: %v", thousands(w.n), firstLine(err)))
+	}
+	return nil
+}
+
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }

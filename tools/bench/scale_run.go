@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"nixpush/internal/nixtest"
 )
 
 // scaleWorld is one size of the scale suite: a synthetic store, and one
@@ -49,11 +51,11 @@ func newScaleWorld(ctx context.Context, dir string, n int, secKey, pubKey string
 	if _, err := runCmd(ctx, "", env, "nix-store", "--store", w.root, "--init"); err != nil {
 		return nil, err
 	}
-	entries := scaleLayout("s", n, nil)
-	if err := writeScaleStore(ctx, w.root, entries, env); err != nil {
+	entries := nixtest.SyntheticLayout("s", n, 0, nil)
+	if err := nixtest.WriteSynthetic(ctx, w.root, entries, env); err != nil {
 		return nil, err
 	}
-	w.top = entries[n-1].path
+	w.top = entries[n-1].Path
 	return w, nil
 }
 
@@ -61,13 +63,13 @@ func newScaleWorld(ctx context.Context, dir string, n int, secKey, pubKey string
 // whole store (their first layer references base), and returns them,
 // their top last.
 func (w *scaleWorld) addPaths(ctx context.Context, family string, n int, base string) ([]string, error) {
-	entries := scaleLayout(family, n, []string{base})
-	if err := writeScaleStore(ctx, w.root, entries, cleanEnv(filepath.Join(w.dir, "setup-home"))); err != nil {
+	entries := nixtest.SyntheticLayout(family, n, 0, []string{base})
+	if err := nixtest.WriteSynthetic(ctx, w.root, entries, cleanEnv(filepath.Join(w.dir, "setup-home"))); err != nil {
 		return nil, err
 	}
 	paths := make([]string, n)
 	for i, e := range entries {
-		paths[i] = e.path
+		paths[i] = e.Path
 	}
 	return paths, nil
 }
