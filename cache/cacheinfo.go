@@ -17,9 +17,10 @@ import (
 // CacheInfoKey is the object every binary cache has at its root.
 const CacheInfoKey = "nix-cache-info"
 
-// Keys nixpush adds to nix-cache-info. Every Nix from 2.0 to 2.35 skips
-// keys it does not know (BinaryCacheStore::init reads only StoreDir,
-// WantMassQuery and Priority), so these are for nixpush alone.
+// Keys nixpush adds to nix-cache-info. Nix skips keys it does not know
+// (BinaryCacheStore::init reads only StoreDir, WantMassQuery and
+// Priority, alike in 2.8, run in the tests, and 2.35), so these are for
+// nixpush alone.
 const (
 	// IDKey names this cache: a random value written once, when nixpush
 	// first finds the cache. A cache wiped and made again under the same
