@@ -43,47 +43,63 @@ type PushOptions struct {
 // 100,000 paths takes seconds that would otherwise pass with no upload.
 func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOptions) (PushResult, error) {
 	res := PushResult{Stats: &l.Uploader.Stats}
-	// Rows that a killed push left uploading go back to pending, so the
-	// whole queue (push --drain, status) sees them.
-	if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
-		return res, err
-	}
 	if o.DrainAll {
-		return l.drainAll(ctx, closure, o)
-	}
-	items, err := l.Queue.NewScope(ctx)
-	if err != nil {
-		return res, err
-	}
-	defer l.Queue.CloseScope(context.WithoutCancel(ctx), items) //nolint:errcheck // a dead process's scope goes at the next RecoverOrphans
-	complete := make(chan struct{})
-	scope := drainer.Scope{Items: items, UntilEmpty: true, Complete: complete}
-	var mine []string
-	var narBytes int64
-	var drained chan error
-	drainCtx, stopDrain := context.WithCancel(ctx)
-	defer stopDrain()
-	for part := range slices.Chunk(closure, planPart) {
-		plan, err := l.Uploader.Plan(ctx, part)
-		if err == nil {
-			_, err = l.Queue.RequeueIn(ctx, items, paths(plan.Upload))
-		}
-		if err != nil {
-			// What is queued stays queued; the uploads in flight finish.
-			close(complete)
-			stopDrain()
-			if drained != nil {
-				<-drained
-			}
+		// Rows that a killed push left uploading go back to pending, so
+		// the whole queue (push --drain, status) sees them.
+		if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
 			return res, err
 		}
+		return l.drainAll(ctx, closure, o)
+	}
+	var (
+		items    queue.Scope
+		mine     []string
+		narBytes int64
+		drained  chan error
+	)
+	complete := make(chan struct{})
+	drainCtx, stopDrain := context.WithCancel(ctx)
+	defer stopDrain()
+	fail := func(err error) (PushResult, error) {
+		// What is queued stays queued; the uploads in flight finish.
+		close(complete)
+		stopDrain()
+		if drained != nil {
+			<-drained
+		}
+		return res, err
+	}
+	for part := range slices.Chunk(closure, planPart) {
+		plan, err := l.Uploader.Plan(ctx, part)
+		if err != nil {
+			return fail(err)
+		}
 		res.Plan = res.Plan.Merge(plan)
+		todo := append(paths(plan.Upload), paths(plan.Realisations)...)
+		if len(todo) == 0 {
+			continue
+		}
+		if drained == nil {
+			// The queue is touched at the first part with work: a re-run
+			// that finds everything in the cache writes nothing there.
+			if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
+				return fail(err)
+			}
+			if items, err = l.Queue.NewScope(ctx); err != nil {
+				return fail(err)
+			}
+			defer l.Queue.CloseScope(context.WithoutCancel(ctx), items) //nolint:errcheck // a dead process's scope goes at the next RecoverOrphans
+		}
+		if _, err := l.Queue.RequeueIn(ctx, items, todo); err != nil {
+			return fail(err)
+		}
+		mine = append(mine, todo...)
 		for _, info := range plan.Upload {
-			mine = append(mine, info.Path)
 			narBytes += int64(info.NarSize)
 		}
-		if drained == nil && len(mine) > 0 {
+		if drained == nil {
 			drained = make(chan error, 1)
+			scope := drainer.Scope{Items: items, UntilEmpty: true, Complete: complete}
 			go func() { drained <- l.Drainer.Run(drainCtx, scope) }()
 		}
 		l.Drainer.Wake()
@@ -97,7 +113,7 @@ func (l *Lane) Push(ctx context.Context, closure []*nixstore.PathInfo, o PushOpt
 	if o.Started != nil {
 		stop = o.Started(res.Total, narBytes)
 	}
-	err = <-drained
+	err := <-drained
 	stop()
 	if err != nil {
 		return res, err
@@ -120,7 +136,7 @@ func (l *Lane) drainAll(ctx context.Context, closure []*nixstore.PathInfo, o Pus
 		if res.Plan, err = l.Uploader.Plan(ctx, closure); err != nil {
 			return res, err
 		}
-		if _, err := l.Queue.Requeue(ctx, paths(res.Plan.Upload)); err != nil {
+		if _, err := l.Queue.Requeue(ctx, append(paths(res.Plan.Upload), paths(res.Plan.Realisations)...)); err != nil {
 			return res, err
 		}
 	}

@@ -1,21 +1,33 @@
 package uploader
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"strconv"
 	"sync"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // Compression is how NARs are compressed in the cache, named as in a
-// narinfo's Compression field.
+// narinfo's Compression field, with Nix's compression-level and
+// parallel-compression settings.
 type Compression struct {
-	Method string // "zstd", "xz" or "none"
-	Level  int    // method-specific; 0 means the method's default
+	Method string // "zstd", "xz", "br" or "none"
+	// Level is the method's level as Nix means it, when HasLevel: for
+	// zstd, zstd's level (0 is zstd's default, 3; below 0, its fast
+	// levels); for xz, liblzma's preset 0–9; for br, brotli's quality
+	// 0–11. Without it: zstd 1 (nixpush's default, see
+	// DefaultCompression), xz 6 and br 11 (Nix's).
+	Level    int
+	HasLevel bool
+	// Parallel compresses a large NAR on every core (Nix's
+	// parallel-compression): the default for zstd, as in Nix 2.35; for
+	// xz only when asked, as in Nix.
+	Parallel bool
 }
 
 // DefaultCompression is zstd at level 1 (klauspost's SpeedFastest). On the
@@ -23,14 +35,26 @@ type Compression struct {
 // third less CPU, which is what decides how fast a build machine's paths
 // reach the cache (docs/benchmarks.md); --compression-level 3 matches
 // Nix's size.
-var DefaultCompression = Compression{Method: "zstd"}
+var DefaultCompression = Compression{Method: "zstd", Parallel: true}
 
 // defaultZstdLevel is the level used when none is given.
 const defaultZstdLevel = 1
 
-// ParseCompression validates a method and level as given on the command
-// line or in a cache URL (level "" means the default).
-func ParseCompression(method, level string) (Compression, error) {
+// Level ranges as Nix accepts them: zstd's (ZSTD_minCLevel() to 22, -1
+// excepted, which Nix takes for "default"), liblzma's presets, brotli's
+// qualities.
+const (
+	minZstdLevel  = -(1 << 17)
+	maxZstdLevel  = 22
+	maxXZLevel    = 9
+	maxBrotliQual = 11
+)
+
+// ParseCompression validates a method, level and parallel-compression
+// as given on the command line or in a cache URL ("" means the default).
+// A level or parallel-compression that would mean nothing for the method
+// is an error, not ignored.
+func ParseCompression(method, level, parallel string) (Compression, error) {
 	c := Compression{Method: method}
 	if method == "" {
 		c.Method = DefaultCompression.Method
@@ -40,20 +64,43 @@ func ParseCompression(method, level string) (Compression, error) {
 		if err != nil {
 			return c, fmt.Errorf("compression level %q is not a number", level)
 		}
-		c.Level = l
+		// -1 is Nix's "use the method's default".
+		if l != -1 {
+			c.Level, c.HasLevel = l, true
+		}
 	}
 	switch c.Method {
 	case "zstd":
-		if c.Level < 0 || c.Level > 22 {
-			return c, fmt.Errorf("zstd compression level %d is out of range 1-22", c.Level)
+		c.Parallel = true
+		if c.HasLevel && (c.Level < minZstdLevel || c.Level > maxZstdLevel) {
+			return c, fmt.Errorf("zstd compression level %d is out of range %d to %d", c.Level, minZstdLevel, maxZstdLevel)
 		}
 	case "xz":
-		if c.Level < 0 || c.Level > 9 {
-			return c, fmt.Errorf("xz compression level %d is out of range 0-9", c.Level)
+		if c.HasLevel && (c.Level < 0 || c.Level > maxXZLevel) {
+			return c, fmt.Errorf("xz compression level %d is out of range 0-%d", c.Level, maxXZLevel)
+		}
+	case "br":
+		if c.HasLevel && (c.Level < 0 || c.Level > maxBrotliQual) {
+			return c, fmt.Errorf("br (brotli) compression level %d is out of range 0-%d", c.Level, maxBrotliQual)
 		}
 	case "none":
+		if c.HasLevel {
+			return c, errors.New("compression-level means nothing with compression=none")
+		}
 	default:
-		return c, fmt.Errorf("unknown compression %q (want zstd, xz or none)", c.Method)
+		return c, fmt.Errorf("unknown compression %q (want zstd, xz, br or none)", c.Method)
+	}
+	switch parallel {
+	case "":
+	case "1", "true":
+		if c.Method == "br" || c.Method == "none" {
+			return c, fmt.Errorf("parallel-compression is not supported with compression=%s (nothing to spread over cores; Nix ignores it)", c.Method)
+		}
+		c.Parallel = true
+	case "0", "false":
+		c.Parallel = false
+	default:
+		return c, fmt.Errorf("parallel-compression %q is not a boolean (want true or false)", parallel)
 	}
 	return c, nil
 }
@@ -65,9 +112,15 @@ func (c Compression) Ext() string {
 		return ".zst"
 	case "xz":
 		return ".xz"
+	case "br":
+		return ".br"
 	}
 	return ""
 }
+
+// brotliWindow is Nix's: BROTLI_DEFAULT_WINDOW, as its encoder sets no
+// parameter.
+const brotliWindow = 22
 
 // zstdWindow caps the zstd window at 1 MiB: the parallel block encoder
 // holds a few windows per job, and this keeps a large NAR's peak memory
@@ -93,10 +146,15 @@ func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, err
 	switch c.Method {
 	case "zstd":
 		level := zstd.EncoderLevelFromZstd(defaultZstdLevel)
-		if c.Level != 0 {
+		switch {
+		case c.HasLevel && c.Level == 0:
+			level = zstd.EncoderLevelFromZstd(3) // zstd's own meaning of 0
+		case c.HasLevel && c.Level < 0:
+			level = zstd.SpeedFastest // zstd's fast levels: the fastest there is here
+		case c.HasLevel:
 			level = zstd.EncoderLevelFromZstd(c.Level)
 		}
-		key := zstdKey{level: level, parallel: narSize >= smallNAR && runtime.GOMAXPROCS(0) > 1}
+		key := zstdKey{level: level, parallel: c.Parallel && narSize >= smallNAR && runtime.GOMAXPROCS(0) > 1}
 		pool, _ := zstdPools.LoadOrStore(key, &sync.Pool{})
 		enc, _ := pool.(*sync.Pool).Get().(*zstd.Encoder)
 		if enc == nil {
@@ -114,13 +172,20 @@ func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, err
 		enc.Reset(w)
 		return &pooledEncoder{Encoder: enc, pool: pool.(*sync.Pool)}, nil
 	case "xz":
-		cfg := xz.WriterConfig{}
-		if c.Level != 0 {
-			// xz presets map to LZMA2 dictionary sizes; ulikunitz/xz takes
-			// the dictionary size directly.
-			cfg.DictCap = 1 << (18 + c.Level)
+		level, threads := xzDefaultLevel, 1
+		if c.HasLevel {
+			level = c.Level
 		}
-		return cfg.NewWriter(w)
+		if c.Parallel && narSize >= smallNAR {
+			threads = runtime.GOMAXPROCS(0)
+		}
+		return newXZWriter(w, level, threads)
+	case "br":
+		quality := maxBrotliQual
+		if c.HasLevel {
+			quality = c.Level
+		}
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: quality, LGWin: brotliWindow}), nil
 	case "none":
 		return nopCloser{w}, nil
 	}

@@ -2,10 +2,11 @@ package uploader
 
 import (
 	"context"
-	"nixpush/memo"
 	"time"
 
 	"go.uber.org/zap"
+
+	"nixpush/memo"
 )
 
 // remember records a path as present in the cache.
@@ -136,4 +137,24 @@ func (u *Uploader) knownPresent(ctx context.Context, paths []string) map[string]
 	}
 	u.seenPaths().Remember(learned)
 	return known
+}
+
+// checkCache asks CheckCache whether the cache is still the one the memo
+// describes, and forgets what this Uploader saw when it is not.
+func (u *Uploader) checkCache(ctx context.Context) error {
+	if u.CheckCache == nil {
+		return nil
+	}
+	reset, err := u.CheckCache(ctx)
+	if !reset {
+		return err
+	}
+	u.seenPaths().Reset()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		u.memoBroken = true
+		u.Log.Warn("cache memo not used any more", zap.Error(err))
+	}
+	return nil
 }

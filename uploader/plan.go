@@ -70,16 +70,20 @@ func storeName(p string) string {
 
 // Plan is what one push has to do.
 type Plan struct {
-	Upload   []*nixstore.PathInfo // missing from the cache, references first
-	Present  int                  // already in the cache
-	Filtered int                  // .drv or excluded
-	Upstream int                  // available from an upstream cache
+	Upload  []*nixstore.PathInfo // missing from the cache, references first
+	Present int                  // already in the cache
+	// Realisations are present paths whose realisations the cache lacks
+	// (in either format): only those are written.
+	Realisations []*nixstore.PathInfo
+	Filtered     int // .drv or excluded
+	Upstream     int // available from an upstream cache
 }
 
 // Merge adds the counts and uploads of another plan, as of a later part
 // of the same closure.
 func (p Plan) Merge(o Plan) Plan {
 	p.Upload = append(p.Upload, o.Upload...)
+	p.Realisations = append(p.Realisations, o.Realisations...)
 	p.Present += o.Present
 	p.Filtered += o.Filtered
 	p.Upstream += o.Upstream
@@ -181,6 +185,9 @@ const missingTTL = time.Minute
 // What it learns is remembered (present) or forgotten (missing) at once.
 func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
 	p, kept := filterClosure(closure, u.Filter)
+	if err := u.checkCache(ctx); err != nil {
+		return p, err
+	}
 	paths := make([]string, len(kept))
 	for i, info := range kept {
 		paths[i] = info.Path
@@ -220,6 +227,15 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
+	var there []*nixstore.PathInfo
+	for i, info := range kept {
+		if present[i] {
+			there = append(there, info)
+		}
+	}
+	if p.Realisations, err = u.missingRealisations(ctx, there); err != nil {
+		return p, err
+	}
 	p = p.add(kept, present)
 	u.mu.Lock()
 	for _, info := range p.Upload {

@@ -68,6 +68,16 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 		return fail(err)
 	}
 	uploaded := u.Upload(ctx, plan.Upload)
+	for _, info := range plan.Realisations {
+		rs, err := u.Store.QueryRealisations(ctx, info.Path)
+		if err == nil {
+			err = putRealisations(ctx, u.Cache, rs, u.Keys)
+		}
+		if err != nil {
+			err = &PathError{Path: info.Path, Err: err}
+		}
+		uploaded[info.Path] = Result{Err: err}
+	}
 	for _, p := range kept {
 		r, ok := uploaded[p]
 		switch {

@@ -32,6 +32,7 @@ type Uploader struct {
 	Filter      Filter // what Push and Plan leave out
 	Listing     bool   // write <hash>.ls listings (Nix's write-nar-listing)
 	Logs        bool   // upload build logs of pushed outputs (log/<drv>)
+	DebugInfo   bool   // write debuginfo/<build ID>.debug objects (Nix's index-debug-info)
 	Log         *zap.Logger
 	// Memo remembers which paths the cache holds, so a plan asks the
 	// cache only about the others (see Plan). New sets one that lives as
@@ -43,6 +44,12 @@ type Uploader struct {
 	// MemoTTL is how long a path this Uploader saw in the cache is trusted
 	// to stay there (0: memo.DefaultTTL).
 	MemoTTL time.Duration
+	// CheckCache, when set, is called as a plan starts, to learn whether
+	// the cache is still the one Memo describes. It reports reset when
+	// it is not (the cache was wiped, or made again): Memo was reset,
+	// and the Uploader forgets what it saw itself; reset with an error
+	// means Memo could not be reset and is not used any more.
+	CheckCache func(ctx context.Context) (reset bool, err error)
 
 	limits   limits
 	created  time.Time
@@ -297,11 +304,16 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	return s.result(key, u.Compression), nil
 }
 
-// putExtras writes the .ls listing, which Nix reads beside a narinfo,
-// before it.
+// putExtras writes what Nix writes with a NAR before its narinfo: the
+// .ls listing and the debuginfo index.
 func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
 	if u.Listing {
-		return PutListing(ctx, u.Cache, info.Path, nar.Listing)
+		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
+			return err
+		}
+	}
+	if u.DebugInfo {
+		return u.putDebugInfo(ctx, info, nar.Key)
 	}
 	return nil
 }

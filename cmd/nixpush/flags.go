@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
@@ -25,24 +27,25 @@ import (
 // watch-store, watch-exec): where paths come from and go, how they are
 // packed and filtered, how the queue drains, and logging.
 type pipelineFlags struct {
-	to           []string
-	store        string
-	signingKeys  []string
-	compression  string
-	level        string
-	jobs         int
-	includeDrv   bool
-	exclude      []string
-	upstreamKeys []string
-	noUpstream   bool
-	priority     int
-	narListing   bool
-	noLogs       bool
-	memoTTL      time.Duration
-	recheck      bool
-	network      networkFlags
-	drain        drainFlags
-	log          logFlags
+	to            []string
+	store         string
+	signingKeys   []string
+	compression   string
+	level         string
+	jobs          int
+	includeDrv    bool
+	exclude       []string
+	upstreamKeys  []string
+	noUpstream    bool
+	priority      int
+	narListing    bool
+	noLogs        bool
+	memoTTL       time.Duration
+	recheck       bool
+	allowUnsigned bool
+	network       networkFlags
+	drain         drainFlags
+	log           logFlags
 }
 
 func (p *pipelineFlags) add(fs *pflag.FlagSet, defaultAttempts int, defaultLogLevel string) {
@@ -81,8 +84,8 @@ func (p *pipelineFlags) addRepair(fs *pflag.FlagSet, defaultLogLevel string) {
 func (p *pipelineFlags) addCache(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&p.to, "to", nil, "cache URL, as for nix copy --to (file:///dir?compression=zstd&secret-key=FILE); repeat it for several caches")
 	fs.StringVar(&p.store, "store", "/", "root of the local Nix store, as Nix's --store ROOT")
-	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz or none")
-	fs.StringVar(&p.level, "compression-level", "", "compression level (zstd 1-22, xz 0-9)")
+	fs.StringVar(&p.compression, "compression", "", "zstd (default), xz, br (brotli) or none")
+	fs.StringVar(&p.level, "compression-level", "", "compression level as Nix means it: zstd -131072 to 22 (default 1; 0 is zstd's default, 3), xz 0-9 (default 6), br 0-11 (default 11)")
 	fs.BoolVar(&p.narListing, "nar-listing", false, "write <hash>.ls file listings, as Nix's write-nar-listing=1 (also in the URL)")
 	fs.BoolVar(&p.noLogs, "no-logs", false, "do not upload the build logs of pushed outputs (log/<drv>)")
 	setGroup(fs, groupCache, "to", "store", "compression", "compression-level", "nar-listing", "no-logs")
@@ -90,11 +93,12 @@ func (p *pipelineFlags) addCache(fs *pflag.FlagSet) {
 
 func (p *pipelineFlags) addSigning(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&p.signingKeys, "signing-key", nil, "secret key file to sign narinfos with (repeatable)")
-	setGroup(fs, groupSigning, "signing-key")
+	fs.BoolVar(&p.allowUnsigned, "allow-unsigned", false, "push without a signing key into a cache whose narinfos are signed (clients trusting its key will not use those paths)")
+	setGroup(fs, groupSigning, "signing-key", "allow-unsigned")
 }
 
 // compressions are --compression's values, for completion.
-var compressions = []string{"zstd", "xz", "none"}
+var compressions = []string{"zstd", "xz", "br", "none"}
 
 // filter builds the path filter from the flags.
 func (p *pipelineFlags) filter() (uploader.Filter, error) {
@@ -125,7 +129,7 @@ func (p *pipelineFlags) config(log *zap.Logger) (pipeline.Config, error) {
 	}
 	cfg := pipeline.Config{
 		StoreRoot: p.store, StateDir: p.drain.stateDir, Network: p.network.options(),
-		Jobs: p.jobs, Filter: filter, Logs: !p.noLogs, MemoTTL: p.memoTTL, Recheck: p.recheck,
+		Jobs: p.jobs, Filter: filter, Logs: !p.noLogs, MemoTTL: p.memoTTL, Recheck: p.recheck, AllowUnsigned: p.allowUnsigned,
 		MaxAttempts: p.drain.maxAttempts, ShutdownTimeout: p.drain.shutdownTimeout, Log: log,
 	}
 	seen := map[string]bool{}
@@ -156,13 +160,16 @@ func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
 	if p.level != "" {
 		level = p.level
 	}
-	comp, err := uploader.ParseCompression(method, level)
+	comp, err := uploader.ParseCompression(method, level, u.Setting("parallel-compression"))
 	if err != nil {
 		return pipeline.CacheConfig{}, usageError("%w", err)
 	}
-	keyFiles := p.signingKeys
+	keyFiles := slices.Clone(p.signingKeys)
 	if k := u.Setting("secret-key"); k != "" {
 		keyFiles = append(keyFiles, k)
+	}
+	if ks := u.Setting("secret-keys"); ks != "" {
+		keyFiles = append(keyFiles, strings.Split(ks, ",")...)
 	}
 	var keys []signature.SecretKey
 	for _, file := range keyFiles {
@@ -180,7 +187,9 @@ func (p *pipelineFlags) cacheConfig(to string) (pipeline.CacheConfig, error) {
 	}
 	return pipeline.CacheConfig{
 		URL: u, Compression: comp, Keys: keys, Priority: priority,
-		Listing: p.narListing || isTrue(u.Setting("write-nar-listing")),
+		WantMassQuery: u.Setting("want-mass-query") == "" || isTrue(u.Setting("want-mass-query")),
+		Listing:       p.narListing || isTrue(u.Setting("write-nar-listing")),
+		DebugInfo:     isTrue(u.Setting("index-debug-info")),
 	}, nil
 }
 

@@ -33,6 +33,7 @@ func newRootCommand(s stdio) *cobra.Command {
 	})
 	root.AddCommand(
 		newPushCommand(),
+		newCopyLogCommand(),
 		newWatchStoreCommand(),
 		newStatusCommand(),
 		newRetryCommand(),

@@ -87,8 +87,12 @@ func (c *verifyCommand) verifyOne(cmd *cobra.Command, u *location.URL, args []st
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
 	var err error
 	opts := verify.Options{Full: c.full}
-	if len(args) > 0 {
-		if opts.Paths, err = resolvePaths(c.flags.store, args); err != nil {
+	if err := c.readLocalStore(ctx, args, &opts); err != nil {
+		return err
+	}
+	if c.repair {
+		// Refused before anything is deleted or written.
+		if err := c.checkRepairSigns(u); err != nil {
 			return err
 		}
 	}
@@ -114,6 +118,9 @@ func (c *verifyCommand) verifyOne(cmd *cobra.Command, u *location.URL, args []st
 	stop.finish()
 	if err != nil {
 		return err
+	}
+	if c.repair && !report.Whole() && report.Signed > 0 && !c.hasSigningKey(u) && !c.flags.allowUnsigned {
+		return usageError("the cache's narinfos are signed (%d of those read): --repair would write unsigned ones, which clients trusting the cache's key reject; give --signing-key (or secret-key= in the URL), or --allow-unsigned", report.Signed)
 	}
 	if c.repair && !report.Whole() {
 		if err := c.runRepair(cmd, u, &report); err != nil {
@@ -216,6 +223,42 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// readLocalStore resolves the paths to verify through the local store,
+// and reads its realisations, which the cache should serve for the
+// outputs it holds. A machine without a Nix DB at the default --store
+// verifies paths and signatures alone.
+func (c *verifyCommand) readLocalStore(ctx context.Context, args []string, opts *verify.Options) error {
+	if len(args) == 0 && c.flags.store == "/" && !nixstore.DBExists("/") {
+		return nil
+	}
+	store, err := nixstore.Open(c.flags.store)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if len(args) > 0 {
+		if opts.Paths, err = pipeline.ResolvePaths(store, args); err != nil {
+			return err
+		}
+	}
+	opts.Realisations, err = store.QueryAllRealisations(ctx)
+	return err
+}
+
+// hasSigningKey reports whether the repair would sign what it writes.
+func (c *verifyCommand) hasSigningKey(u *location.URL) bool {
+	return len(c.flags.signingKeys) > 0 || u.Setting("secret-key") != "" || u.Setting("secret-keys") != ""
+}
+
+// checkRepairSigns refuses a repair that would write unsigned narinfos
+// into a cache that --trusted-key says must be signed.
+func (c *verifyCommand) checkRepairSigns(u *location.URL) error {
+	if len(c.trustedKeys) > 0 && !c.hasSigningKey(u) && !c.flags.allowUnsigned {
+		return usageError("--repair with --trusted-key needs --signing-key (or secret-key= in the URL): without one it would write unsigned narinfos, which verify itself then reports (--allow-unsigned to do so anyway)")
+	}
+	return nil
 }
 
 // resolvePaths maps arguments (store paths, ./result links) to store

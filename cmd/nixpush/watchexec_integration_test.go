@@ -470,7 +470,6 @@ func TestEnqueueInput(t *testing.T) {
 		{"store dir", []string{"--to", url, "/nix/store"}, nil, -1, nil},
 		{"file inside a store path", []string{"--to", url, p1 + "/bin/sh"}, nil, -1, nil},
 		{"bad hash", []string{"--to", url, "/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-wx"}, nil, -1, nil},
-		{"unknown DRV_PATH", []string{"--to", url}, []string{"DRV_PATH=/nix/store/2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c-wx.drv"}, -1, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "state")
