@@ -120,6 +120,9 @@ func (w *scaleWorld) timed(ctx context.Context, name string, args, env []string)
 	start := time.Now()
 	err := cmd.Run()
 	s := Sample{Wall: time.Since(start)}
+	if cmd.ProcessState == nil {
+		return s, fmt.Errorf("%s: %w", commandLine(name, args), err)
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 		s.Sys = time.Duration(syscall.TimevalToNsec(ru.Stime))
