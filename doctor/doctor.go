@@ -35,6 +35,11 @@ type Options struct {
 	Paths []string
 	// Env runs nix show-config; nil means this process's environment.
 	Env []string
+	// Store, when set, is the root of the local store the paths are in
+	// (as Nix's --store ROOT): arguments resolve through it (a chroot
+	// store's ROOT/nix/store/... too), and each path's narinfo is
+	// compared with what that store records.
+	Store string
 }
 
 // DefaultHTTPTimeout bounds each request to an http(s) cache: a doctor
@@ -63,6 +68,7 @@ const (
 	CheckSignature      = "signature"
 	CheckReferences     = "references"
 	CheckNAR            = "nar"
+	CheckLocal          = "local-store"
 )
 
 // Check is one finding: what was checked, how it went, and what to do.
@@ -121,6 +127,7 @@ type doctor struct {
 	cache  cache.Cache
 	eff    *nixconf.Effective // nil when nix show-config failed
 	keyArg string             // opts.Key as the user wrote it, for fixes
+	local  *nixstore.Store    // Options.Store, open while the paths are checked
 }
 
 func (d *doctor) add(c Check) { d.report.Checks = append(d.report.Checks, c) }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 	"github.com/nix-community/go-nix/pkg/storepath"
 	"golang.org/x/sync/errgroup"
 
@@ -35,14 +36,49 @@ func (d *doctor) checkPaths(ctx context.Context) {
 		}
 		args = []string{"./result"}
 	}
+	resolve := storePath
+	if d.opts.Store != "" {
+		store, err := nixstore.Open(d.opts.Store)
+		if err != nil {
+			d.add(Check{Name: CheckLocal, Status: Fail, Detail: err.Error(), Fix: "give --store the root of a Nix store (as Nix's --store ROOT)"})
+			return
+		}
+		defer store.Close()
+		d.local = store
+		resolve = store.Resolve
+	}
 	for _, arg := range args {
-		p, err := storePath(arg)
+		p, err := resolve(arg)
 		if err != nil {
 			d.add(Check{Name: CheckPath, Path: arg, Status: Fail, Detail: err.Error(), Fix: "give a store path, or a symlink to one like ./result"})
 			continue
 		}
 		d.checkPath(ctx, p)
 	}
+}
+
+// checkLocal compares the cache's narinfo of p with the local store's
+// record: a cache holding another build of the path (another NarHash)
+// makes Nix fail with a hash mismatch, or substitute what this machine
+// did not build.
+func (d *doctor) checkLocal(ctx context.Context, p string, ni *narinfo.NarInfo) {
+	info, err := d.local.QueryPathInfo(ctx, p)
+	if errors.Is(err, nixstore.ErrNotValid) {
+		d.add(Check{Name: CheckLocal, Path: p, Status: Warn, Detail: "not valid in the local store " + d.opts.Store + ": nothing to compare"})
+		return
+	}
+	if err != nil {
+		d.add(Check{Name: CheckLocal, Path: p, Status: Warn, Detail: "cannot read the local store: " + err.Error()})
+		return
+	}
+	local := "sha256:" + nixbase32.EncodeToString(info.NarHash)
+	if ni.NarHash == nil || ni.NarHash.String() != local || ni.NarSize != info.NarSize {
+		d.add(Check{Name: CheckLocal, Path: p, Status: Fail,
+			Detail: fmt.Sprintf("the cache holds another build of it: NarHash %v (%d bytes), the local store %s (%d bytes)", ni.NarHash, ni.NarSize, local, info.NarSize),
+			Fix:    "push this machine's build over it: nixpush verify --repair --to " + d.url + " " + p})
+		return
+	}
+	d.add(Check{Name: CheckLocal, Path: p, Status: OK, Detail: "the cache's NarHash and NarSize are the local store's"})
 }
 
 // storePath turns an argument into the store path it is or leads to.
@@ -82,6 +118,9 @@ func (d *doctor) checkPath(ctx context.Context, p string) {
 		return
 	}
 	d.add(Check{Name: CheckNarInfo, Path: p, Status: OK, Detail: "in the cache"})
+	if d.local != nil {
+		d.checkLocal(ctx, p, ni)
+	}
 	d.checkSignature(p, ni)
 	d.checkReferences(ctx, p, ni, push)
 	d.checkNAR(ctx, p, ni, push)

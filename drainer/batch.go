@@ -29,7 +29,7 @@ func (d *Drainer) processBatch(ctx context.Context, items []queue.Item, mustEnd 
 	now := time.Now()
 	outcomes := make([]queue.Outcome, 0, len(items))
 	for _, it := range items {
-		outcomes = append(outcomes, d.outcome(ctx, it, errs[it.Path], now))
+		outcomes = append(outcomes, d.outcome(ctx, it, errs[it.Path], now, mustEnd))
 	}
 	giveUp := time.Duration(0) // the daemon retries until it lands or stops
 	if mustEnd {
@@ -38,8 +38,11 @@ func (d *Drainer) processBatch(ctx context.Context, items []queue.Item, mustEnd 
 	return d.settle(ctx, outcomes, now, giveUp)
 }
 
-// outcome classifies one item's result.
-func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootResult, now time.Time) queue.Outcome {
+// outcome classifies one item's result. A run that must end (push,
+// watch-exec) names its failed paths in its own summary: its log says
+// them at info level, so a person does not read each error twice; the
+// daemon's log is its only report, at error level.
+func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootResult, now time.Time, mustEnd bool) queue.Outcome {
 	o := queue.Outcome{Path: it.Path}
 	reason := ""
 	if r.Err != nil {
@@ -51,6 +54,10 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootRes
 		}
 	}
 	log := d.Log.With(zap.String("path", it.Path))
+	failedAt := log.Error
+	if mustEnd {
+		failedAt = log.Info
+	}
 	switch {
 	case r.Err == nil && r.Skip == "":
 		d.outage.succeeded()
@@ -63,11 +70,11 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootRes
 		// Shut down mid-upload: not the path's fault, so no attempt counts.
 		o.State = queue.Pending
 	case retry.IsPermanent(r.Err):
-		log.Error("push failed permanently", zap.Error(r.Err))
+		failedAt("push failed permanently", zap.Error(r.Err))
 		d.Metrics.Failed("permanent")
 		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	case it.Attempts+1 >= d.MaxAttempts:
-		log.Error("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(r.Err))
+		failedAt("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(r.Err))
 		d.Metrics.Failed("gave_up")
 		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	default:

@@ -50,7 +50,10 @@ type Drainer struct {
 	// ShutdownTimeout bounds how long uploads in flight may run on after
 	// ctx ends; what does not finish goes back to pending.
 	ShutdownTimeout time.Duration
-	Metrics         *metrics.Metrics // may be nil
+	// Abort, when closed, cancels the uploads in flight at once, whatever
+	// ShutdownTimeout says; their rows go back to pending.
+	Abort   <-chan struct{}
+	Metrics *metrics.Metrics // may be nil
 
 	wake    chan struct{}
 	outage  outage
@@ -94,6 +97,24 @@ type Scope struct {
 	// UntilEmpty ends the run once none of its items is pending or
 	// uploading; otherwise it runs until ctx ends (the daemon).
 	UntilEmpty bool
+	// Complete, when set, is closed once every item of the run is in the
+	// queue: a push plans and enqueues its closure a part at a time while
+	// the first parts upload, and until then an empty scope is not the
+	// end.
+	Complete <-chan struct{}
+}
+
+// complete reports whether every item of the scope is in the queue.
+func (s Scope) complete() bool {
+	if s.Complete == nil {
+		return true
+	}
+	select {
+	case <-s.Complete:
+		return true
+	default:
+		return false
+	}
 }
 
 // Everything is the daemon's scope: every item, until stopped.
@@ -111,6 +132,15 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 	defer cancelWork()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d.ShutdownTimeout, cancelWork) })
 	defer stop()
+	if d.Abort != nil {
+		go func() {
+			select {
+			case <-d.Abort:
+				cancelWork()
+			case <-work.Done():
+			}
+		}()
+	}
 
 	running := 0
 	done := make(chan error, parallelBatches)
@@ -149,7 +179,7 @@ func (d *Drainer) Run(ctx context.Context, scope Scope) error {
 			continue
 		}
 		next, ok, err := time.Time{}, false, error(nil)
-		if untilEmpty && running == 0 {
+		if untilEmpty && running == 0 && scope.complete() {
 			var empty bool
 			if empty, err = d.Queue.ScopeDone(ctx, scope.Items); err == nil && empty {
 				return nil

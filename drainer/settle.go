@@ -61,7 +61,8 @@ func (d *Drainer) giveBack(cause error) error {
 
 // queueTrouble decides what a failed queue read or claim means for Run:
 // a lock held by another process is waited out; damage stops the drainer
-// with health failing (the daemon stays up, saying what to do); other
+// with health failing, whatever the run (the daemon then exits in the way
+// its unit does not restart: a restart cannot repair the file); other
 // errors (a full disk) are retried by the daemon and end a run that must
 // end. It returns the error Run should stop with, or nil to go on.
 func (d *Drainer) queueTrouble(ctx context.Context, err error, untilEmpty bool) error {
@@ -74,11 +75,7 @@ func (d *Drainer) queueTrouble(ctx context.Context, err error, untilEmpty bool) 
 	case errors.Is(err, queue.ErrCorrupt):
 		d.Log.Error("queue damaged: nothing more is pushed until it is replaced", zap.Error(err))
 		d.Metrics.QueueDamaged(err.Error())
-		if untilEmpty {
-			return err
-		}
-		<-ctx.Done() // stay up, unhealthy, until stopped: a restart cannot help
-		return nil
+		return err
 	case untilEmpty:
 		return err
 	}

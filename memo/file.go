@@ -82,7 +82,7 @@ func open(file string, ttl time.Duration) (*File, error) {
 	// per-connection pragmas in force.
 	db.SetMaxOpenConns(1)
 	m := &File{db: db, ttl: ttl, pending: map[string]int64{}}
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + ";" + metaSchema); err != nil {
 		db.Close()
 		if strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "busy") {
 			return nil, fmt.Errorf("open cache memo: %w: %v", errBusy, err)
@@ -168,23 +168,49 @@ func (m *File) known(ctx context.Context, keys []string, after int64) ([]string,
 	return out, nil
 }
 
-// cacheInfoKey is the row of the cache's nix-cache-info: no store path's
-// hash part (32 nixbase32 characters) can equal it.
-const cacheInfoKey = "nix-cache-info"
+// The memo describes one cache, named by the ID in its nix-cache-info
+// (cache.IDKey): a cache wiped and made again under the same URL has
+// another ID, and what the memo knew of the old one is worth nothing.
+const metaSchema = `CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID`
 
-// CacheInfoKnown reports whether the cache's nix-cache-info was found
-// right (or written) within the TTL; an error counts as no.
-func (m *File) CacheInfoKnown(ctx context.Context) bool {
-	known, err := m.known(ctx, []string{cacheInfoKey}, m.expiry(time.Time{}))
-	return err == nil && len(known) == 1
+// cacheIDKey is the meta row of the cache's ID.
+const cacheIDKey = "cache-id"
+
+// CacheID is the ID of the cache this memo describes, "" when it does not
+// know (a new memo, or one from a nixpush before IDs).
+func (m *File) CacheID(ctx context.Context) (string, error) {
+	var id string
+	err := m.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, cacheIDKey).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read cache memo: %w", err)
+	}
+	return id, nil
 }
 
-// RememberCacheInfo records the cache's nix-cache-info as right now, in
-// memory until Flush.
-func (m *File) RememberCacheInfo() {
+// Reset forgets every path, and records that the memo now describes the
+// cache with this ID.
+func (m *File) Reset(ctx context.Context, id string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.pending[cacheInfoKey] = time.Now().UnixMilli()
+	m.pending = map[string]int64{}
+	m.mu.Unlock()
+	err := m.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM present`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, cacheIDKey, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reset cache memo: %w", err)
+	}
+	return nil
 }
 
 // Remember records paths as present now, in memory until Flush.

@@ -92,29 +92,28 @@ func TestDamagedFileStartsAfresh(t *testing.T) {
 	}
 }
 
-func TestCacheInfoKnownAcrossOpensUntilTheTTL(t *testing.T) {
+func TestCacheIDAndReset(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "state", "x"+memo.FileSuffix) // the state dir is made
 	m := open(t, file, time.Hour)
-	if m.CacheInfoKnown(t.Context()) {
-		t.Fatal("a new memo knows the nix-cache-info")
+	if id, err := m.CacheID(t.Context()); err != nil || id != "" {
+		t.Fatalf("a new memo's cache ID = %q, %v", id, err)
 	}
-	m.RememberCacheInfo()
-	if !m.CacheInfoKnown(t.Context()) {
-		t.Fatal("buffered: nix-cache-info not known")
-	}
-	if err := m.Close(); err != nil {
+	m.Remember([]string{a})
+	if err := m.Reset(t.Context(), "cache-1"); err != nil {
 		t.Fatal(err)
-	}
-	if m = open(t, file, time.Hour); !m.CacheInfoKnown(t.Context()) {
-		t.Error("reopened: nix-cache-info not known")
 	}
 	if got := present(t, m, time.Time{}); len(got) != 0 {
-		t.Errorf("Present = %v: the nix-cache-info row is no path", got)
+		t.Errorf("Present = %v after Reset", got)
 	}
+	m.Remember([]string{a})
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if m = open(t, file, time.Nanosecond); m.CacheInfoKnown(t.Context()) {
-		t.Error("nix-cache-info known after the TTL")
+	m = open(t, file, time.Hour)
+	if id, err := m.CacheID(t.Context()); err != nil || id != "cache-1" {
+		t.Errorf("reopened: cache ID = %q, %v; want cache-1", id, err)
+	}
+	if got := present(t, m, time.Time{}); !got[a] {
+		t.Errorf("reopened: Present = %v, want %s", got, a)
 	}
 }

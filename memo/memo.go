@@ -125,3 +125,10 @@ func (m *Memory) Forget(_ context.Context, paths []string) error {
 }
 
 func (m *Memory) Flush(context.Context) error { return nil }
+
+// Reset forgets every path.
+func (m *Memory) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seen = map[string]int64{}
+}

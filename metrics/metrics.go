@@ -36,6 +36,18 @@ func NewRegistry() *Registry {
 	return r
 }
 
+// BuildInfo registers nixpush_build_info, 1 with the build's version,
+// VCS revision and Go version as labels, as Prometheus' own exporters do:
+// a fleet's dashboards can see which machine runs which build.
+func (r *Registry) BuildInfo(version, revision, goVersion string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nixpush_build_info", Help: "The nixpush build: version, VCS revision and Go version; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	r.reg.MustRegister(g)
+}
+
 // ForCache registers the collectors of one cache, whose queue is q.
 func (r *Registry) ForCache(cache string, q *queue.Queue) *Metrics {
 	m := newMetrics(r)
@@ -52,7 +64,7 @@ func (r *Registry) ForCache(cache string, q *queue.Queue) *Metrics {
 type Metrics struct {
 	registry         *Registry
 	pushed           prometheus.Counter
-	bytes            prometheus.Counter
+	bytes            prometheus.CounterFunc
 	failures         *prometheus.CounterVec
 	detection        prometheus.Histogram
 	upload           prometheus.Histogram
@@ -65,6 +77,8 @@ type Metrics struct {
 	queueFailingNano atomic.Int64 // unix ns, 0 while queue writes land
 	damaged          atomic.Pointer[string]
 	progress         atomic.Pointer[func() (busy bool, last time.Time)]
+	sent             atomic.Pointer[func() int64] // bytes handed to the cache so far
+	pushedBytes      atomic.Int64                 // without sent: bytes of pushed paths
 	requests         atomic.Pointer[func() (Requests, bool)]
 }
 
@@ -79,41 +93,46 @@ func New(q *queue.Queue) *Metrics {
 }
 
 func newMetrics(r *Registry) *Metrics {
-	return &Metrics{
-		registry: r,
-		pushed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nixpush_paths_pushed_total", Help: "Queued store paths pushed to the cache.",
-		}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nixpush_bytes_pushed_total", Help: "Compressed bytes uploaded.",
-		}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "nixpush_failures_total", Help: "Failed push attempts, by kind (transient, permanent, gave_up).",
-		}, []string{"kind"}),
-		detection: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "nixpush_detection_latency_seconds", Help: "From a path's registration in the Nix DB to its row in the queue.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}),
-		upload: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "nixpush_upload_duration_seconds", Help: "Time to push one batch of claimed paths.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
-		}),
-		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "nixpush_last_success_timestamp_seconds", Help: "When a path was last pushed.",
-		}),
-		queueDamaged: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "nixpush_queue_damaged", Help: "1 when the queue file is damaged and nothing is pushed until it is replaced.",
-		}),
-		gcPaths: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nixpush_gc_collected_paths_total", Help: "Store paths whose narinfos the scheduled gc deleted.",
-		}),
-		gcBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "nixpush_gc_collected_bytes_total", Help: "Bytes of every object the scheduled gc deleted.",
-		}),
-		gcLastRun: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "nixpush_gc_last_run_timestamp_seconds", Help: "When the scheduled gc last completed.",
-		}),
-	}
+	m := &Metrics{registry: r}
+	m.bytes = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "nixpush_bytes_pushed_total",
+		Help: "Compressed NAR bytes sent to the cache, counted as they go (a large upload moves it all along; a retried upload counts again).",
+	}, func() float64 {
+		if f := m.sent.Load(); f != nil {
+			return float64((*f)())
+		}
+		return float64(m.pushedBytes.Load())
+	})
+	m.pushed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpush_paths_pushed_total", Help: "Queued store paths pushed to the cache.",
+	})
+	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nixpush_failures_total", Help: "Failed push attempts, by kind (transient, permanent, gave_up).",
+	}, []string{"kind"})
+	m.detection = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "nixpush_detection_latency_seconds", Help: "From a path's registration in the Nix DB to its row in the queue.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	m.upload = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "nixpush_upload_duration_seconds", Help: "Time to push one batch of claimed paths.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12),
+	})
+	m.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nixpush_last_success_timestamp_seconds", Help: "When a path was last pushed.",
+	})
+	m.queueDamaged = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nixpush_queue_damaged", Help: "1 when the queue file is damaged and nothing is pushed until it is replaced.",
+	})
+	m.gcPaths = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpush_gc_collected_paths_total", Help: "Store paths whose narinfos the scheduled gc deleted.",
+	})
+	m.gcBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nixpush_gc_collected_bytes_total", Help: "Bytes of every object the scheduled gc deleted.",
+	})
+	m.gcLastRun = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nixpush_gc_last_run_timestamp_seconds", Help: "When the scheduled gc last completed.",
+	})
+	return m
 }
 
 // Collected records a completed gc run.
@@ -138,8 +157,17 @@ func (m *Metrics) Pushed(bytes int64) {
 		return
 	}
 	m.pushed.Inc()
-	m.bytes.Add(float64(bytes))
+	m.pushedBytes.Add(bytes)
 	m.lastSuccess.SetToCurrentTime()
+}
+
+// WatchBytes gives nixpush_bytes_pushed_total its source: the bytes sent
+// to the cache so far, read at every scrape, so the counter moves during
+// an upload rather than when it ends.
+func (m *Metrics) WatchBytes(sent func() int64) {
+	if m != nil {
+		m.sent.Store(&sent)
+	}
 }
 
 // Failed records a failed attempt of the given kind.
@@ -271,7 +299,9 @@ func (r *Registry) Serve(ctx context.Context, addr string, unhealthyAfter time.D
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	// A queue that cannot be read (damaged) must not hide the metrics
+	// that say so: what could be gathered is served.
+	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		status, healthy := r.healthz(time.Now(), unhealthyAfter)
 		code := http.StatusOK

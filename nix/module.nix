@@ -60,7 +60,6 @@ in
           "--config /etc/nixpush/config.toml"
           "--state-dir \${STATE_DIRECTORY}"
           "--signing-key \${CREDENTIALS_DIRECTORY}/signing-key"
-          "--log-format json"
         ] ++ lib.optional (cfg.tokenFile != null) "--token-file \${CREDENTIALS_DIRECTORY}/token");
         LoadCredential = [ "signing-key:${cfg.signingKeyFile}" ]
           ++ lib.optional (cfg.tokenFile != null) "token:${cfg.tokenFile}";

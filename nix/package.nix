@@ -1,5 +1,5 @@
 # nixpush for Nix users: nix-build nix/ (or callPackage ./nix/package.nix {}).
-{ lib, buildGoModule, sqlite }:
+{ lib, buildGoModule, sqlite, xz }:
 
 buildGoModule {
   pname = "nixpush";
@@ -9,9 +9,9 @@ buildGoModule {
   # hash Nix reports.
   vendorHash = lib.fakeHash;
   subPackages = [ "cmd/nixpush" ];
-  # mattn/go-sqlite3 needs cgo.
+  # mattn/go-sqlite3 and xz compression (liblzma, as in Nix) need cgo.
   env.CGO_ENABLED = "1";
-  buildInputs = [ sqlite ];
+  buildInputs = [ sqlite xz ];
   ldflags = [ "-s" "-w" ];
   # The test suite drives real Nix, nginx and an S3 server: run it with
   # `make test` outside the sandbox.

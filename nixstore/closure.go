@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -33,12 +34,11 @@ func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error
 }
 
 // ClosureOf is Closure for roots already read (QueryValid), leaving out
-// the paths known says need no walking (and what only they reference): a
-// push that has already dealt with a path in this run does not read its
-// closure again, so each path is read once per run however many batches
-// share it. A reference that is gone by now (the root was deleted, then
-// its references) is ErrNotValid.
-func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(path string) bool) ([]*PathInfo, error) {
+// the references known reports (and what only they reference): a push
+// that has dealt with a path already does not read its closure again.
+// known is asked once per layer of the walk. A reference that is gone by
+// now (the root was deleted, then its references) is ErrNotValid.
+func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(paths []string) map[string]bool) ([]*PathInfo, error) {
 	var order []*PathInfo
 	err := s.readTx(ctx, func(tx *sql.Tx) (err error) {
 		order, err = closure(ctx, tx, roots, known)
@@ -50,7 +50,7 @@ func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(pat
 // closure reads the references of roots breadth first, a whole layer in
 // a few queries (one per chunk of paths, not two per path), then orders
 // what it read depth-first, post-order.
-func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func(string) bool) ([]*PathInfo, error) {
+func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]string) map[string]bool) ([]*PathInfo, error) {
 	read := make(map[string]*PathInfo, len(roots))
 	referrer := map[string]string{} // a path's first referrer, for errors
 	for _, r := range roots {
@@ -60,7 +60,7 @@ func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func(stri
 		var want []string
 		for _, info := range layer {
 			for _, ref := range info.References {
-				if _, ok := read[ref]; ok || (known != nil && known(ref)) {
+				if _, ok := read[ref]; ok {
 					continue
 				}
 				if _, ok := referrer[ref]; !ok {
@@ -68,6 +68,10 @@ func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func(stri
 					want = append(want, ref)
 				}
 			}
+		}
+		if known != nil && len(want) > 0 {
+			skip := known(want)
+			want = slices.DeleteFunc(want, func(p string) bool { return skip[p] })
 		}
 		infos, err := readPathInfos(ctx, tx, want)
 		if err != nil {

@@ -61,29 +61,61 @@ func (s *Store) RegisteredAfter(ctx context.Context, mark int64, limit int) ([]R
 	return regs, nil
 }
 
-// DerivationOutputs returns the output paths the DB records for a .drv.
-// Nix 2.8 runs post-build-hooks with an empty $OUT_PATHS; $DRV_PATH and
-// this lookup recover them.
+// DerivationOutputs returns the output paths the DB records for a .drv:
+// those of its DerivationOutputs rows (an input-addressed derivation's
+// outputs are known in advance), or else its realisations (a floating
+// content-addressed derivation's, known once built, keyed by its hash
+// modulo). Nix 2.8.0 runs post-build-hooks with an empty $OUT_PATHS;
+// $DRV_PATH and this lookup recover them.
 func (s *Store) DerivationOutputs(ctx context.Context, drvPath string) ([]string, error) {
 	var outs []string
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT o.path FROM DerivationOutputs o
+		var err error
+		outs, err = queryPaths(ctx, tx, `SELECT o.path FROM DerivationOutputs o
 			JOIN ValidPaths v ON v.id = o.drv WHERE v.path = ? ORDER BY o.id`, drvPath)
-		if err != nil {
+		return err
+	})
+	if err != nil || len(outs) > 0 {
+		return outs, wrapOutputs(drvPath, err)
+	}
+	hash, err := s.RealisationHash(drvPath)
+	if err != nil {
+		return nil, wrapOutputs(drvPath, err)
+	}
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var tables int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master
+			WHERE type = 'table' AND name = 'Realisations'`).Scan(&tables); err != nil || tables == 0 {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				return err
-			}
-			outs = append(outs, p)
-		}
-		return rows.Err()
+		outs, err = queryPaths(ctx, tx, `SELECT DISTINCT v.path FROM Realisations r
+			JOIN ValidPaths v ON v.id = r.outputPath WHERE r.drvPath = ? ORDER BY v.path`, hash)
+		return err
 	})
+	return outs, wrapOutputs(drvPath, err)
+}
+
+func wrapOutputs(drvPath string, err error) error {
 	if err != nil {
-		return nil, fmt.Errorf("read outputs of %s: %w", drvPath, err)
+		return fmt.Errorf("read outputs of %s: %w", drvPath, err)
 	}
-	return outs, nil
+	return nil
+}
+
+// queryPaths runs a query whose rows are one path each.
+func queryPaths(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }

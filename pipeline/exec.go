@@ -41,7 +41,7 @@ func (p *Pipeline) StartExec(ctx context.Context, mark int64) (*Exec, error) {
 			return nil, p.errorf(l, err)
 		}
 		e.scopes = append(e.scopes, scope)
-		sink.add(scopeSink{l.Queue, scope}, mark)
+		sink.add(l, scopeSink{l.Queue, scope}, mark)
 	}
 	e.w = p.watcher(sink, mark, execPoll)
 	wake := e.w.Enqueued

@@ -1,8 +1,8 @@
 package pipeline
 
 // What a lane sets up for pushing over slow links: the cache's memo (the
-// paths it holds, and that its nix-cache-info is right) and the process's
-// soft heap limit.
+// paths it holds; identity.go keeps it true to the cache) and the
+// process's soft heap limit.
 
 import (
 	"context"
@@ -13,9 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"nixpush/cache"
 	"nixpush/memo"
-	"nixpush/retry"
 )
 
 // openMemo opens the cache's memo of present paths, beside its queue;
@@ -47,27 +45,6 @@ func ForgetCollected(ctx context.Context, stateDir, identity string, paths []str
 		return err
 	}
 	return errors.Join(m.Forget(ctx, paths), m.Close())
-}
-
-// checkCacheInfo makes sure the cache has the right nix-cache-info,
-// unless the memo saw it right within its TTL: a re-run whose paths the
-// memo all knows then asks the cache nothing at all. The trust is the
-// memo's for paths (uploader.Uploader.Plan), and recheck lifts it the
-// same way. The first request of a run may meet a reset or a server
-// restarting: transient errors are retried for a while, as an upload
-// would be; a permanent one (another StoreDir, refused credentials) fails
-// at once.
-func (l *Lane) checkCacheInfo(ctx context.Context, recheck bool, priority int) error {
-	if l.memo != nil && !recheck && l.memo.CacheInfoKnown(ctx) {
-		return nil
-	}
-	if err := cache.EnsureCacheInfo(ctx, cache.WithRetry(l.Cache, retry.Reads), priority); err != nil {
-		return err
-	}
-	if l.memo != nil {
-		l.memo.RememberCacheInfo() // written with the paths' entries
-	}
-	return nil
 }
 
 // heapLimit is the soft memory limit of a pushing process. The uploader

@@ -43,8 +43,16 @@ type Config struct {
 	MemoTTL time.Duration   // trust a path seen in a cache this long (0: no memo)
 	Recheck bool            // ask the cache about every path, ignoring earlier runs
 
+	// AllowUnsigned lets a push without a key add unsigned narinfos to
+	// a cache whose nix-cache-info says its narinfos are signed.
+	AllowUnsigned bool
+
 	MaxAttempts     int           // transient failures before a path is failed
 	ShutdownTimeout time.Duration // how long uploads in flight may finish once a run is stopped
+	// Abort, when closed, cuts ShutdownTimeout short: uploads in flight
+	// are cancelled at once and their rows go back to pending (a second
+	// Ctrl-C).
+	Abort <-chan struct{}
 
 	// Daemon makes Open check every page of each queue (the daemon runs
 	// for months; quick commands skip it).
@@ -60,7 +68,11 @@ type CacheConfig struct {
 	Compression uploader.Compression
 	Keys        []signature.SecretKey // sign narinfos and realisations with these
 	Listing     bool                  // write <hash>.ls listings
+	DebugInfo   bool                  // write debuginfo/ objects (index-debug-info)
 	Priority    int                   // written to a new nix-cache-info
+	// WantMassQuery is written to a new nix-cache-info (default true:
+	// without it Nix skips the cache in some bulk queries).
+	WantMassQuery bool
 }
 
 // Pipeline is the store and the lanes of every cache.
@@ -84,13 +96,21 @@ type Lane struct {
 	StateDir string
 	Log      *zap.Logger
 
-	memo    *memo.File // what the cache is known to hold; nil: none
-	closers []func() error
+	memo     *memo.File // what the cache is known to hold; nil: none
+	identity *cacheIdentity
+	// opening yields the backend and its nix-cache-info, read in the
+	// background as the lane opens; received once finishLane took it.
+	opening  chan opening
+	received bool
+	closers  []func() error
 }
 
-// Open opens the store, then for each cache in turn its backend and memo
-// (checking its nix-cache-info), uploader, queue and drainer. On error,
-// whatever was opened is closed again.
+// Open opens the store, then for each cache its backend and memo, and
+// starts reading its nix-cache-info; while that request travels it reads
+// the closure of Config.Roots and opens each cache's queue; then it acts
+// on what each nix-cache-info says (cacheIdentity.settle) and builds each
+// lane's uploader and drainer. On error, whatever was opened is closed
+// again. Nothing is written to a cache before the roots are resolved.
 func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if len(cfg.Caches) == 0 {
 		return nil, errors.New("no cache to push to")
@@ -104,6 +124,13 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 			p.Close()
 		}
 	}()
+	for _, cc := range cfg.Caches {
+		log := cfg.Log
+		if len(cfg.Caches) > 1 {
+			log = log.With(zap.String("cache", cc.URL.Identity()))
+		}
+		p.Lanes = append(p.Lanes, p.startLane(ctx, cc, log))
+	}
 	if p.Store, err = nixstore.Open(cfg.StoreRoot); err != nil {
 		return nil, err
 	}
@@ -114,17 +141,9 @@ func Open(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		cfg.Log.Warn("no --signing-key: narinfos are unsigned and Nix clients that require signatures will not use them")
 	}
 	limitHeap()
-	for _, cc := range cfg.Caches {
-		log := cfg.Log
-		if len(cfg.Caches) > 1 {
-			log = log.With(zap.String("cache", cc.URL.Identity()))
-		}
-		l, err := p.openLane(ctx, cc, log)
-		if l != nil {
-			p.Lanes = append(p.Lanes, l)
-		}
-		if err != nil {
-			return nil, err
+	for i, l := range p.Lanes {
+		if err := p.finishLane(ctx, l, cfg.Caches[i]); err != nil {
+			return nil, p.errorf(l, err)
 		}
 	}
 	return p, nil
@@ -139,33 +158,93 @@ func (c Config) Keys() []signature.SecretKey {
 	return keys
 }
 
-// openLane opens one cache's lane; on error it returns what it opened,
-// for Close.
-func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger) (*Lane, error) {
+// opening is a backend opened in the background, then what its
+// nix-cache-info says.
+type opening struct {
+	cache   cache.Cache // nil: it could not be opened, for err
+	err     error
+	fetched chan fetched // its nix-cache-info, once read
+}
+
+// startLane opens a cache's backend and reads its nix-cache-info in the
+// background (opening an S3 bucket is a request too), while Open reads
+// the closure.
+func (p *Pipeline) startLane(ctx context.Context, cc CacheConfig, log *zap.Logger) *Lane {
 	cfg := p.cfg
-	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log}
-	c, err := cc.URL.Open(ctx, cfg.Network)
-	if err != nil {
-		return l, err
+	l := &Lane{URL: cc.URL, StateDir: cfg.StateDir, Log: log, opening: make(chan opening, 1)}
+	bg, cancel := context.WithCancel(ctx)
+	go func() {
+		c, err := cc.URL.Open(bg, cfg.Network)
+		o := opening{cache: c, err: err, fetched: make(chan fetched, 1)}
+		l.opening <- o
+		if err == nil {
+			// ReadCacheInfo retries transient errors itself.
+			o.fetched <- (&cacheIdentity{cache: c}).fetch(bg)
+		}
+	}()
+	l.closers = append(l.closers, func() error {
+		cancel()
+		if !l.received {
+			l.Cache = (<-l.opening).cache
+		}
+		if l.Cache != nil {
+			return cache.Close(l.Cache)
+		}
+		return nil
+	})
+	return l
+}
+
+// finishLane waits for the lane's backend, opens its memo and queue
+// (nothing is written to the state dir for a cache that cannot be
+// opened), then waits for its nix-cache-info, acts on it, and builds the
+// lane's uploader and drainer.
+func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) error {
+	cfg := p.cfg
+	var o opening
+	select {
+	case o = <-l.opening:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	l.Cache = c
-	l.closers = append(l.closers, func() error { return cache.Close(c) })
-	if l.memo = openMemo(log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
+	l.Cache, l.received = o.cache, true
+	if o.err != nil {
+		return o.err
+	}
+	if l.memo = openMemo(l.Log, cfg.StateDir, cc.URL.Identity(), cfg.MemoTTL); l.memo != nil {
 		l.closers = append(l.closers, l.memo.Close)
 	}
-	if err := l.checkCacheInfo(ctx, cfg.Recheck, cc.Priority); err != nil {
-		return l, err
+	var err error
+	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
+		return err
 	}
-	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, log)
-	up.Filter, up.Listing, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cfg.Logs, cfg.Recheck
-	if l.memo != nil {
+	l.closers = append(l.closers, l.Queue.Close)
+	var f fetched
+	select {
+	case f = <-o.fetched:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	c := l.Cache
+	var signers []string
+	for _, k := range cc.Keys {
+		signers = append(signers, k.ToPublicKey().Name)
+	}
+	l.identity = &cacheIdentity{
+		cache: c, memo: l.memo, priority: cc.Priority, wantMassQuery: cc.WantMassQuery,
+		signers: signers, allowUnsigned: cfg.AllowUnsigned, log: l.Log,
+	}
+	up := uploader.New(p.Store, c, cc.Compression, cc.Keys, cfg.Jobs, l.Log)
+	up.Filter, up.Listing, up.DebugInfo, up.Logs, up.Recheck = cfg.Filter, cc.Listing, cc.DebugInfo, cfg.Logs, cfg.Recheck
+	up.CheckCache = l.identity.recheck
+	if reset, err := l.identity.settle(ctx, f); err != nil && !reset {
+		return err
+	} else if err != nil {
+		l.Log.Warn("cache memo not used: asking the cache about every path", zap.Error(err))
+	} else if l.memo != nil {
 		up.Memo = l.memo
 	}
 	l.Uploader = up
-	if l.Queue, err = OpenQueue(ctx, cfg.StateDir, cc.URL.Identity(), cfg.Daemon); err != nil {
-		return l, err
-	}
-	l.closers = append(l.closers, l.Queue.Close)
 	up.Journal = l.Queue
 	l.abandonUploads(ctx)
 	if cfg.Metrics != nil {
@@ -175,11 +254,13 @@ func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger
 		Queue:           l.Queue,
 		Uploader:        up,
 		MaxAttempts:     cfg.MaxAttempts,
-		Log:             log.Named("drainer"),
+		Log:             l.Log.Named("drainer"),
 		Retry:           retry.Paths,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Abort:           cfg.Abort,
 		Metrics:         l.Metrics,
 	}
+	l.Metrics.WatchBytes(up.Stats.Sent.Load)
 	l.Metrics.WatchProgress(func() (bool, time.Time) {
 		busy, started := l.Drainer.Busy()
 		return busy, later(started, time.Unix(0, up.Stats.Moved.Load()))
@@ -188,7 +269,7 @@ func (p *Pipeline) openLane(ctx context.Context, cc CacheConfig, log *zap.Logger
 		r, ok := cache.RequestsOf(c)
 		return metrics.Requests{ByKind: r.ByKind, Throttled: r.Throttled, Limit: r.Limit}, ok
 	})
-	return l, nil
+	return nil
 }
 
 // abandonUploads aborts the multipart uploads this cache's queue saved

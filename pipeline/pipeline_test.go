@@ -140,3 +140,28 @@ func itemState(t *testing.T, l *pipeline.Lane, path string) queue.State {
 	}
 	return items[path].State
 }
+
+// TestPushUploadsEachNAROnce: a closure whose paths share dependencies,
+// pushed in batches of which two are in flight at once, leaves one NAR
+// object per narinfo (a 1,000-path push left 6 objects no narinfo named,
+// and printed "pushed 1006 paths").
+func TestPushUploadsEachNAROnce(t *testing.T) {
+	w := newWorld(t)
+	paths := w.nix.Synthetic(t, 1200, 150) // 8 layers, each path referencing 2 below
+	top := paths[len(paths)-1]
+	dir := filepath.Join(t.TempDir(), "cache")
+	cfg := w.config(t, dir)
+	cfg.Roots = []string{top}
+	p := open(t, cfg)
+	res, err := p.Lanes[0].Push(t.Context(), p.Closure, pipeline.PushOptions{})
+	if err != nil || len(res.Unfinished) != 0 {
+		t.Fatalf("push: %v, %d unfinished", err, len(res.Unfinished))
+	}
+	narinfos, _ := filepath.Glob(filepath.Join(dir, "*.narinfo"))
+	nars, _ := filepath.Glob(filepath.Join(dir, "nar", "*"))
+	if len(narinfos) != len(paths) || len(nars) != len(paths) || res.Stats.Paths.Load() != int64(len(paths)) {
+		t.Errorf("%d paths: %d narinfos, %d NAR objects, %d counted as pushed; want %d of each",
+			len(paths), len(narinfos), len(nars), res.Stats.Paths.Load(), len(paths))
+	}
+	w.substitutes(t, dir, top)
+}

@@ -60,11 +60,22 @@ func MemoFile(stateDir, identity string) string {
 	return strings.TrimSuffix(QueueFile(stateDir, identity), QueueSuffix) + memo.FileSuffix
 }
 
-// QueueFiles lists the queues in a state directory.
+// QueueFiles lists the queues in a state directory; one that does not
+// exist holds none. A directory this process cannot read is an error,
+// never "no queues".
 func QueueFiles(stateDir string) ([]string, error) {
-	files, err := filepath.Glob(filepath.Join(stateDir, "*"+QueueSuffix))
+	entries, err := os.ReadDir(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
+		return nil, fmt.Errorf("read state dir: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), QueueSuffix) {
+			files = append(files, filepath.Join(stateDir, e.Name()))
+		}
 	}
 	return files, nil
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"nixpush/cache/gc"
 	"nixpush/drainer"
+	"nixpush/queue"
 	"nixpush/watcher"
 )
 
@@ -45,7 +47,7 @@ func (p *Pipeline) WatchStore(ctx context.Context, o WatchOptions) error {
 		if err != nil {
 			return p.errorf(l, err)
 		}
-		sink.add(watcher.SavingMark(l.Queue), mark)
+		sink.add(l, watcher.SavingMark(l.Queue), mark)
 		l.Log.Info("watching", zap.String("store", p.Store.RealStoreDir()), zap.String("cache", l.URL.Identity()),
 			zap.String("queue", QueueFile(l.StateDir, l.URL.Identity())))
 	}
@@ -68,7 +70,7 @@ func (p *Pipeline) WatchStore(ctx context.Context, o WatchOptions) error {
 func (p *Pipeline) watcher(sink watcher.Sink, mark int64, poll time.Duration) *watcher.Watcher {
 	return &watcher.Watcher{
 		Store: p.Store, Sink: sink, Mark: mark, Keep: p.passesNameFilter, Poll: poll,
-		Log: p.log.Named("watcher"),
+		Log: p.log.Named("watcher"), Fatal: damaged,
 		Enqueued: func([]string) {
 			for _, l := range p.Lanes {
 				l.Drainer.Wake()
@@ -87,11 +89,13 @@ func (p *Pipeline) watcher(sink watcher.Sink, mark int64, poll time.Duration) *w
 // starts from the lowest mark, and a batch that failed in one queue is
 // scanned again).
 type fanout struct {
+	lanes []*Lane
 	sinks []watcher.Sink
 	marks []int64
 }
 
-func (f *fanout) add(s watcher.Sink, mark int64) {
+func (f *fanout) add(l *Lane, s watcher.Sink, mark int64) {
+	f.lanes = append(f.lanes, l)
 	f.sinks = append(f.sinks, s)
 	f.marks = append(f.marks, mark)
 }
@@ -102,11 +106,25 @@ func (f *fanout) Add(ctx context.Context, paths []string, mark int64) error {
 			continue
 		}
 		if err := s.Add(ctx, paths, mark); err != nil {
+			f.lanes[i].checkDamage(err)
 			return err
 		}
 		f.marks[i] = mark
 	}
 	return nil
+}
+
+// damaged reports errors of a damaged queue file: nothing this process
+// does can get past them, so the daemon stops on them.
+func damaged(err error) bool { return errors.Is(err, queue.ErrCorrupt) }
+
+// checkDamage says so, at error level and in the lane's metrics
+// (nixpush_queue_damaged, /healthz 503), when err is the queue's damage.
+func (l *Lane) checkDamage(err error) {
+	if damaged(err) {
+		l.Log.Error("queue damaged: stopping; nothing more is pushed until it is replaced", zap.Error(err))
+		l.Metrics.QueueDamaged(err.Error())
+	}
 }
 
 // housekeeping prunes old rows and requeues rows of processes that died,
@@ -115,13 +133,19 @@ func (l *Lane) housekeeping(ctx context.Context, keepDone time.Duration) error {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
-		if n, err := l.Queue.Prune(ctx, time.Now().Add(-keepDone)); err != nil {
-			l.Log.Warn("prune queue", zap.Error(err))
-		} else if n > 0 {
+		n, err := l.Queue.Prune(ctx, time.Now().Add(-keepDone))
+		if err == nil && n > 0 {
 			l.Log.Info("pruned finished rows", zap.Int("count", n))
 		}
-		if _, err := l.Queue.RecoverOrphans(ctx); err != nil {
-			l.Log.Warn("recover orphaned rows", zap.Error(err))
+		if err == nil {
+			_, err = l.Queue.RecoverOrphans(ctx)
+		}
+		if damaged(err) {
+			l.checkDamage(err)
+			return err
+		}
+		if err != nil && ctx.Err() == nil {
+			l.Log.Warn("queue housekeeping failed, trying again in an hour", zap.Error(err))
 		}
 		select {
 		case <-ctx.Done():

@@ -54,6 +54,10 @@ type row struct {
 	item Item
 }
 
+// scopedClaim selects the due rows of a scope; see candidates.
+const scopedClaim = `SELECT ` + itemCols + ` FROM scope_items s CROSS JOIN items ON items.id = s.item
+	WHERE s.scope = ? AND state = 'pending' AND next_attempt <= ? ORDER BY s.item LIMIT ?`
+
 // candidates selects the rows Claim will take, oldest first.
 func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) ([]row, error) {
 	if scope == Everything {
@@ -65,9 +69,10 @@ func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) 
 	}
 	// The scope holds only unfinished items, walked in item order: the
 	// walk passes over the scope's rows uploading or waiting for a retry
-	// (a batch or two) before it has n.
-	return queryRows(ctx, tx, `SELECT `+itemCols+` FROM scope_items s JOIN items ON items.id = s.item
-		WHERE s.scope = ? AND state = 'pending' AND next_attempt <= ? ORDER BY s.item LIMIT ?`, scope, now, n)
+	// (a batch or two) before it has n. CROSS JOIN keeps SQLite walking
+	// the scope first: without statistics its planner walked every
+	// pending item and sorted them, milliseconds a claim at 100,000.
+	return queryRows(ctx, tx, scopedClaim, scope, now, n)
 }
 
 func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]row, error) {

@@ -169,6 +169,31 @@ func TestClaimInScope(t *testing.T) {
 	}
 }
 
+// TestScopedClaimWalksTheScope: the claim of a scope walks the scope's
+// rows in order and stops after n, whatever statistics SQLite has; with
+// none, its planner walked every pending item of the queue and sorted
+// them (8 ms a claim at 100,000 items: quadratic over a push).
+func TestScopedClaimWalksTheScope(t *testing.T) {
+	q, _ := openTest(t)
+	rows, err := q.r.Query(`EXPLAIN QUERY PLAN `+scopedClaim, 1, 0, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) != 2 || !strings.HasPrefix(plan[0], "SEARCH s USING PRIMARY KEY") || !strings.Contains(plan[1], "INTEGER PRIMARY KEY") {
+		t.Errorf("scoped claim plan %q; want the scope walked by its key, each item by its id, no sort", plan)
+	}
+}
+
 // TestScopeOfDeadProcessGoes: RecoverOrphans drops the scopes of
 // processes that have exited.
 func TestScopeOfDeadProcessGoes(t *testing.T) {

@@ -102,7 +102,7 @@ func FuzzOpen(f *testing.F) {
 			if err != nil {
 				wantAny := []error{ErrCorrupt, ErrNewerSchema}
 				if name == "OpenReadOnly" {
-					wantAny = append(wantAny, ErrOldSchema)
+					wantAny = append(wantAny, ErrOldSchema, ErrEmpty)
 				}
 				if !isAny(err, wantAny...) {
 					t.Fatalf("%s: %v, want an error wrapping one of %v", name, err, wantAny)

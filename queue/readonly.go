@@ -31,6 +31,12 @@ func notWritable(path string) error {
 	return nil
 }
 
+// ErrEmpty means a queue file holds nothing: it was created and never
+// initialised (a full disk, a crash at the first start). Open and
+// OpenFast initialise such a file; only OpenReadOnly, which writes
+// nothing, returns this.
+var ErrEmpty = errors.New("queue file is empty: created but never initialised (was the disk full?); the next nixpush command that writes to this queue initialises it")
+
 // ErrOldSchema means a queue file's schema predates this build's and lacks
 // what a read-only open needs; a nixpush that may write migrates it.
 var ErrOldSchema = errors.New("queue schema older than this nixpush")
@@ -42,7 +48,8 @@ var ErrOldSchema = errors.New("queue schema older than this nixpush")
 // NextDue work on it; every write method returns an error wrapping
 // ErrReadOnly.
 //
-// Errors: a missing file wraps os.ErrNotExist; a file that is not a queue
+// Errors: a missing file wraps os.ErrNotExist, an empty one ErrEmpty; a
+// file that is not a queue
 // or is damaged wraps ErrCorrupt (pages are checked only as queries read
 // them, as with OpenFast); a newer schema wraps ErrNewerSchema; an older
 // schema without the columns these reads need wraps ErrOldSchema.
@@ -54,6 +61,9 @@ func OpenReadOnly(path string) (*Queue, error) {
 	}
 	if !exists {
 		return nil, fmt.Errorf("open queue %s: %w", path, os.ErrNotExist)
+	}
+	if st, err := os.Stat(path); err == nil && st.Size() == 0 {
+		return nil, fmt.Errorf("open queue %s: %w", path, ErrEmpty)
 	}
 	db, err := openReader(ctx, path)
 	if err != nil {

@@ -101,8 +101,8 @@ func TestOpenReadOnlyRefuses(t *testing.T) {
 	}
 	empty := filepath.Join(dir, "empty.db")
 	writeFile(t, empty, nil)
-	if _, err := OpenReadOnly(empty); !errors.Is(err, ErrOldSchema) {
-		t.Errorf("empty file: %v, want ErrOldSchema", err)
+	if _, err := OpenReadOnly(empty); !errors.Is(err, ErrEmpty) {
+		t.Errorf("empty file: %v, want ErrEmpty (a full disk left it so; it is no older schema)", err)
 	}
 	newer := filepath.Join(dir, "newer.db")
 	closeNew(t, newer)

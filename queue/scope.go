@@ -113,7 +113,7 @@ func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths 
 //
 // Errors: only database errors.
 func (q *Queue) ScopeDone(ctx context.Context, scope Scope) (bool, error) {
-	query := `SELECT NOT EXISTS (SELECT 1 FROM scope_items s JOIN items i ON i.id = s.item
+	query := `SELECT NOT EXISTS (SELECT 1 FROM scope_items s CROSS JOIN items i ON i.id = s.item
 		WHERE s.scope = ? AND i.state IN ('pending', 'uploading'))`
 	args := []any{scope}
 	if scope == Everything {

@@ -36,8 +36,10 @@ var (
 	Paths = Policy{Initial: 2 * time.Second, Max: 10 * time.Minute}
 	// Reads is a single request to a cache (a narinfo, nix-cache-info, a
 	// listing page): verify, gc and the pipeline's start read many, and
-	// one network hiccup should not abort them; a minute at most.
-	Reads = Policy{Initial: 200 * time.Millisecond, Elapsed: time.Minute}
+	// one network hiccup should not abort them. Ten attempts over about
+	// 40 s (a minute at most): a count, so a person can be told "retry 2
+	// of 9".
+	Reads = Policy{Initial: 500 * time.Millisecond, Max: 15 * time.Second, Elapsed: time.Minute, Attempts: 10}
 	// LocalWrites is a write to the local disk that must land (a batch's
 	// outcomes on a full disk): soon at first, then every few seconds.
 	LocalWrites = Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
@@ -69,7 +71,8 @@ func (p Policy) BackOff() *backoff.ExponentialBackOff {
 }
 
 // Do calls op until it succeeds, fails permanently, ctx ends, or p's
-// Elapsed or Attempts bound is reached. The error returned is op's last
+// Elapsed or Attempts bound is reached; each retry is announced to ctx's
+// listener (WithNotify). The error returned is op's last
 // one, unwrapped from Permanent, so its class survives for the caller
 // (cmd's exit codes read it); if ctx ends first, ctx's error joined with
 // op's last.
@@ -79,10 +82,14 @@ func (p Policy) Do(ctx context.Context, op func() error) error {
 		b = backoff.WithMaxRetries(b, uint64(p.Attempts-1))
 	}
 	var last error
-	err := backoff.Retry(func() error {
+	retries := 0
+	err := backoff.RetryNotify(func() error {
 		last = op()
 		return last
-	}, backoff.WithContext(b, ctx))
+	}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+		retries++
+		Announce(ctx, Notice{Err: err, Retry: retries, Of: max(p.Attempts-1, 0), In: d})
+	})
 	if err == nil {
 		return nil
 	}

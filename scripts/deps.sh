@@ -38,6 +38,13 @@ deps_nix() {
 	have nix-build && have nix-store && have nix || APT_PKGS+=(nix-bin)
 }
 
+# Building nixpush: a C compiler for cgo (mattn/go-sqlite3) and liblzma's
+# headers (xz compression goes through liblzma, as in Nix).
+deps_build() {
+	have gcc || APT_PKGS+=(gcc)
+	[ -e /usr/include/lzma.h ] || APT_PKGS+=(liblzma-dev)
+}
+
 # CLI tools used by tests and scripts: zstd to inspect NARs, sqlite3 to
 # inspect the Nix DB and the queue.
 deps_tools() {
@@ -45,6 +52,8 @@ deps_tools() {
 	have sqlite3 || APT_PKGS+=(sqlite3)
 	# systemd-analyze verifies the unit file in the tests.
 	have systemd-analyze || APT_PKGS+=(systemd)
+	# GNU time measures the scale bench's peak memory (tools/bench).
+	[ -x /usr/bin/time ] || APT_PKGS+=(time)
 }
 
 # nginx with WebDAV PUT for the http(s):// backend tests, which start their
@@ -93,6 +102,7 @@ deps_toxiproxy() {
 # ---------------------------------------------------------------------------
 
 deps_nix
+deps_build
 deps_tools
 deps_nginx
 apt_install_all

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
@@ -15,31 +16,44 @@ import (
 )
 
 func TestParseCompression(t *testing.T) {
+	type C = uploader.Compression
 	for _, tc := range []struct {
-		method, level string
-		want          uploader.Compression
-		ext           string
-		wantErr       bool
+		method, level, parallel string
+		want                    C
+		ext                     string
+		wantErr                 bool
 	}{
-		{"", "", uploader.Compression{Method: "zstd"}, ".zst", false},
-		{"zstd", "", uploader.Compression{Method: "zstd"}, ".zst", false},
-		{"zstd", "19", uploader.Compression{Method: "zstd", Level: 19}, ".zst", false},
-		{"xz", "6", uploader.Compression{Method: "xz", Level: 6}, ".xz", false},
-		{"none", "", uploader.Compression{Method: "none"}, "", false},
-		{"zstd", "23", uploader.Compression{}, "", true},
-		{"zstd", "-1", uploader.Compression{}, "", true},
-		{"xz", "10", uploader.Compression{}, "", true},
-		{"zstd", "fast", uploader.Compression{}, "", true},
-		{"bzip2", "", uploader.Compression{}, "", true},
-		{"gzip", "", uploader.Compression{}, "", true},
+		{"", "", "", C{Method: "zstd", Parallel: true}, ".zst", false},
+		{"zstd", "", "", C{Method: "zstd", Parallel: true}, ".zst", false},
+		{"zstd", "19", "", C{Method: "zstd", Level: 19, HasLevel: true, Parallel: true}, ".zst", false},
+		{"zstd", "0", "false", C{Method: "zstd", Level: 0, HasLevel: true}, ".zst", false},
+		{"zstd", "-5", "", C{Method: "zstd", Level: -5, HasLevel: true, Parallel: true}, ".zst", false},
+		{"zstd", "-1", "", C{Method: "zstd", Parallel: true}, ".zst", false}, // Nix's "default"
+		{"xz", "6", "", C{Method: "xz", Level: 6, HasLevel: true}, ".xz", false},
+		{"xz", "0", "", C{Method: "xz", Level: 0, HasLevel: true}, ".xz", false},
+		{"xz", "", "true", C{Method: "xz", Parallel: true}, ".xz", false},
+		{"br", "", "", C{Method: "br"}, ".br", false},
+		{"br", "5", "0", C{Method: "br", Level: 5, HasLevel: true}, ".br", false},
+		{"none", "", "", C{Method: "none"}, "", false},
+		{"zstd", "23", "", C{}, "", true},
+		{"xz", "10", "", C{}, "", true},
+		{"xz", "-2", "", C{}, "", true},
+		{"br", "12", "", C{}, "", true},
+		{"br", "", "1", C{}, "", true},
+		{"none", "3", "", C{}, "", true},
+		{"none", "", "true", C{}, "", true},
+		{"zstd", "", "yes", C{}, "", true},
+		{"zstd", "fast", "", C{}, "", true},
+		{"bzip2", "", "", C{}, "", true},
+		{"gzip", "", "", C{}, "", true},
 	} {
-		got, err := uploader.ParseCompression(tc.method, tc.level)
+		got, err := uploader.ParseCompression(tc.method, tc.level, tc.parallel)
 		if (err != nil) != tc.wantErr {
-			t.Errorf("ParseCompression(%q, %q) error = %v, want error %v", tc.method, tc.level, err, tc.wantErr)
+			t.Errorf("ParseCompression(%q, %q, %q) error = %v, want error %v", tc.method, tc.level, tc.parallel, err, tc.wantErr)
 			continue
 		}
 		if !tc.wantErr && (got != tc.want || got.Ext() != tc.ext) {
-			t.Errorf("ParseCompression(%q, %q) = %+v (ext %q), want %+v (ext %q)", tc.method, tc.level, got, got.Ext(), tc.want, tc.ext)
+			t.Errorf("ParseCompression(%q, %q, %q) = %+v (ext %q), want %+v (ext %q)", tc.method, tc.level, tc.parallel, got, got.Ext(), tc.want, tc.ext)
 		}
 	}
 }
@@ -56,11 +70,13 @@ func TestCompressionRoundTrip(t *testing.T) {
 	decompress := map[string]func(io.Reader) (io.Reader, error){
 		"zstd": func(r io.Reader) (io.Reader, error) { return zstd.NewReader(r) },
 		"xz":   func(r io.Reader) (io.Reader, error) { return xz.NewReader(r) },
+		"br":   func(r io.Reader) (io.Reader, error) { return brotli.NewReader(r), nil },
 		"none": func(r io.Reader) (io.Reader, error) { return r, nil },
 	}
 	// Each twice, so a pooled encoder is reused; with a small and a large
 	// NAR size hint (single-goroutine and parallel zstd encoders).
-	for _, c := range []uploader.Compression{{Method: "zstd"}, {Method: "zstd", Level: 9}, {Method: "xz"}, {Method: "xz", Level: 1}, {Method: "none"}} {
+	for _, c := range []uploader.Compression{{Method: "zstd", Parallel: true}, {Method: "zstd", Level: 9, HasLevel: true},
+		{Method: "xz"}, {Method: "xz", Level: 1, HasLevel: true}, {Method: "xz", Parallel: true}, {Method: "br", Level: 4, HasLevel: true}, {Method: "none"}} {
 		for _, sizeHint := range []uint64{uint64(len(data)), 64 << 20} {
 			for round := range 2 {
 				in := data[round:] // a different stream each round

@@ -35,7 +35,8 @@ func TestNARDeterministic(t *testing.T) {
 	for i := 3 << 20; i < len(data); i++ {
 		data[i] = byte(i / 1000)
 	}
-	for _, c := range []uploader.Compression{{Method: "zstd"}, {Method: "zstd", Level: 9}, {Method: "xz", Level: 1}} {
+	for _, c := range []uploader.Compression{uploader.DefaultCompression, {Method: "zstd", Level: 9, HasLevel: true, Parallel: true},
+		{Method: "xz", Level: 1, HasLevel: true}, {Method: "xz", Level: 1, HasLevel: true, Parallel: true}, {Method: "br", Level: 5, HasLevel: true}} {
 		var outs [][]byte
 		for _, chunk := range []int{1 << 20, 4096, 777} {
 			var b bytes.Buffer
@@ -60,11 +61,13 @@ func TestNARDeterministic(t *testing.T) {
 		}
 	}
 	ids := map[string]bool{}
-	for _, c := range []uploader.Compression{{Method: "zstd"}, {Method: "zstd", Level: 9}, {Method: "xz"}, {Method: "xz", Level: 6}, {Method: "none"}} {
+	for _, c := range []uploader.Compression{{Method: "zstd"}, {Method: "zstd", Level: 9, HasLevel: true}, {Method: "zstd", Parallel: true},
+		{Method: "xz"}, {Method: "xz", Level: 1, HasLevel: true}, {Method: "br"}, {Method: "none"}} {
 		ids[c.EncoderID()] = true
 	}
-	if len(ids) != 5 || (uploader.Compression{Method: "zstd"}).EncoderID() != (uploader.Compression{Method: "zstd", Level: 1}).EncoderID() {
-		t.Errorf("encoder ids %v: want one per setting, the default being level 1", ids)
+	if len(ids) != 7 || (uploader.Compression{Method: "zstd"}).EncoderID() != (uploader.Compression{Method: "zstd", Level: 1, HasLevel: true}).EncoderID() ||
+		(uploader.Compression{Method: "xz"}).EncoderID() != (uploader.Compression{Method: "xz", Level: 6, HasLevel: true}).EncoderID() {
+		t.Errorf("encoder ids %v: want one per setting, the defaults being their levels (zstd 1, xz 6)", ids)
 	}
 }
 

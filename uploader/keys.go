@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 
 	"github.com/nix-community/go-nix/pkg/narinfo/signature"
 
@@ -39,8 +40,8 @@ func LoadSigningKey(file string) (signature.SecretKey, error) {
 // WriteKeyPair generates a key pair and writes it as Nix does: the secret
 // key readable by the owner only. Existing files are never overwritten.
 func WriteKeyPair(name, secretFile, publicFile string) (signature.PublicKey, error) {
-	if name == "" || strings.Contains(name, ":") {
-		return signature.PublicKey{}, fmt.Errorf("key name %q must be non-empty and contain no colon", name)
+	if err := CheckKeyName(name); err != nil {
+		return signature.PublicKey{}, err
 	}
 	sec, pub, err := signature.GenerateKeypair(name, rand.Reader)
 	if err != nil {
@@ -54,6 +55,18 @@ func WriteKeyPair(name, secretFile, publicFile string) (signature.PublicKey, err
 		return pub, err
 	}
 	return pub, nil
+}
+
+// CheckKeyName refuses a key name nix.conf could never trust: it splits
+// trusted-public-keys at white space, a '#' starts a comment there, and
+// ':' ends the name.
+func CheckKeyName(name string) error {
+	if name == "" || strings.ContainsFunc(name, func(r rune) bool {
+		return r == ':' || r == '#' || unicode.IsSpace(r) || !unicode.IsPrint(r)
+	}) {
+		return fmt.Errorf("key name %q must be non-empty, without white space, ':' or '#' (nix.conf could not trust it); e.g. cache.example.org-1", name)
+	}
+	return nil
 }
 
 // writeNew writes a file that must not exist yet, atomically: a temp file

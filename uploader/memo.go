@@ -2,10 +2,11 @@ package uploader
 
 import (
 	"context"
-	"nixpush/memo"
 	"time"
 
 	"go.uber.org/zap"
+
+	"nixpush/memo"
 )
 
 // remember records a path as present in the cache.
@@ -83,20 +84,36 @@ func (u *Uploader) seenPaths() *memo.Memory {
 	return u.seen
 }
 
-// dealtWith reports whether this push need not walk or plan path: this
-// Uploader saw it in the cache or wrote it there within the TTL, or is
-// uploading it now (its flight is waited for by whoever needs it). What
-// this trusts is what the Uploader itself learned, never an earlier run:
-// a path got here from a plan that had its whole closure in hand, or from
-// an upload whose references were there first.
-func (u *Uploader) dealtWith(path string) bool {
-	if u.seenPaths().Has(path) {
-		return true
-	}
+// dealtWith reports which of paths a batch need not walk or plan: what
+// this Uploader saw in the cache or wrote there within the TTL, what it
+// is uploading now (its flight is waited for by whoever needs it), and
+// what the memo knows the cache holds. Such a path is taken as present
+// with its closure: it was written after its references, and each entry
+// lasts no longer than the TTL. The plan of a push checks, path by
+// path, the whole closure a user names; this is for a batch's search of
+// dependencies it must upload first, so a daemon's batch of new paths
+// reads the new paths, not the store beneath them.
+func (u *Uploader) dealtWith(ctx context.Context, paths []string) map[string]bool {
+	out := map[string]bool{}
+	var rest []string
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	_, ok := u.inflight[path]
-	return ok
+	for _, p := range paths {
+		if _, ok := u.inflight[p]; ok {
+			out[p] = true
+		}
+	}
+	u.mu.Unlock()
+	for _, p := range paths {
+		if !out[p] && u.seenPaths().Has(p) {
+			out[p] = true
+		} else if !out[p] {
+			rest = append(rest, p)
+		}
+	}
+	for p := range u.memoPresent(ctx, rest) {
+		out[p] = true
+	}
+	return out
 }
 
 // knownPresent is which of paths this Uploader saw in the cache, or the
@@ -120,4 +137,24 @@ func (u *Uploader) knownPresent(ctx context.Context, paths []string) map[string]
 	}
 	u.seenPaths().Remember(learned)
 	return known
+}
+
+// checkCache asks CheckCache whether the cache is still the one the memo
+// describes, and forgets what this Uploader saw when it is not.
+func (u *Uploader) checkCache(ctx context.Context) error {
+	if u.CheckCache == nil {
+		return nil
+	}
+	reset, err := u.CheckCache(ctx)
+	if !reset {
+		return err
+	}
+	u.seenPaths().Reset()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		u.memoBroken = true
+		u.Log.Warn("cache memo not used any more", zap.Error(err))
+	}
+	return nil
 }

@@ -34,7 +34,7 @@ func TestNarInfoDescribesItsObject(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		u := uploader.New(st, fc, uploader.Compression{Method: "zstd", Level: level}, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
+		u := uploader.New(st, fc, uploader.Compression{Method: "zstd", Level: level, HasLevel: true}, []signature.SecretKey{key}, 2, zaptest.NewLogger(t))
 		if _, errs := collect(u.Upload(t.Context(), []*nixstore.PathInfo{info})); len(errs) > 0 {
 			t.Fatal(errs)
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -48,9 +49,11 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 	if err != nil {
 		return Uploaded{}, err
 	}
+	tr := u.transfers.start(info.Path, info.NarSize)
+	defer u.transfers.end(info.Path)
 	var up Uploaded
 	err = retry.Throttle.WhileThrottled(ctx, func() (err error) {
-		up, err = u.putNAROnce(ctx, info, create)
+		up, err = u.putNAROnce(ctx, info, tr, create)
 		return err
 	})
 	if err != nil {
@@ -69,7 +72,7 @@ func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploade
 // may be an orphan a running gc is about to delete (gc keeps only what
 // was written within its grace period), so the NAR is then written again
 // under a name of its own.
-func (u *Uploader) putNAROnce(ctx context.Context, info *nixstore.PathInfo, create bool) (Uploaded, error) {
+func (u *Uploader) putNAROnce(ctx context.Context, info *nixstore.PathInfo, tr *transfer, create bool) (Uploaded, error) {
 	j := u.journalFor(ctx, info)
 	key := NARKey(info, u.Compression)
 	switch {
@@ -79,7 +82,7 @@ func (u *Uploader) putNAROnce(ctx context.Context, info *nixstore.PathInfo, crea
 		key = j.key // continue the saved upload under its name
 	}
 	start := time.Now()
-	res, err := u.streamNAR(ctx, info, key, j, create)
+	res, err := u.streamNAR(ctx, info, tr, key, j, create)
 	var exists *cache.ExistsError
 	switch {
 	case errors.As(err, &exists):
@@ -93,15 +96,16 @@ func (u *Uploader) putNAROnce(ctx context.Context, info *nixstore.PathInfo, crea
 	default:
 		return res, err
 	}
-	return u.streamNAR(ctx, info, NARKey(info, u.Compression), j, false)
+	return u.streamNAR(ctx, info, tr, NARKey(info, u.Compression), j, false)
 }
 
 // streamNAR produces the NAR and writes it under key (create: only if
 // the key is free). On cache.ErrExists the stream is still read to its
 // end, so the result describes the bytes (and the NAR hash is checked).
-func (u *Uploader) streamNAR(ctx context.Context, info *nixstore.PathInfo, key string, j *narJournal, create bool) (Uploaded, error) {
-	s := openNARStream(u.Store, info, u.Compression, u.Listing)
-	s.moved = &u.Stats.Moved
+func (u *Uploader) streamNAR(ctx context.Context, info *nixstore.PathInfo, tr *transfer, key string, j *narJournal, create bool) (Uploaded, error) {
+	tr.read.Store(0) // a NAR produced again (throttled, a name taken) starts from 0 %
+	s := openNARStream(u.Store, info, u.Compression, u.Listing, []*atomic.Int64{&tr.read, &u.Stats.Read})
+	s.moved, s.sent = &u.Stats.Moved, &u.Stats.Sent
 	defer s.Close()
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
 	// backend does with ctx: failing the stream stops both the producer

@@ -38,17 +38,19 @@ type narStream struct {
 	fileSize uint64
 	listing  *bytes.Buffer // the .ls listing, when asked for; complete at EOF
 	moved    *atomic.Int64 // set to now at each read, when not nil
+	sent     *atomic.Int64 // counts the bytes read, when not nil
 }
 
 // openNARStream starts producing the NAR; with listing, the .ls listing
-// is built from the same walk of the files.
-func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing bool) *narStream {
+// is built from the same walk of the files. Each of read counts the
+// uncompressed bytes as they are dumped.
+func openNARStream(store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing bool, read []*atomic.Int64) *narStream {
 	pr, pw := io.Pipe()
 	s := &narStream{narSize: info.NarSize, pr: pr, fileHash: sha256.New()}
 	if listing {
 		s.listing = &bytes.Buffer{}
 	}
-	go func() { pw.CloseWithError(produceNAR(pw, store, info, c, s.listing)) }()
+	go func() { pw.CloseWithError(produceNAR(pw, store, info, c, s.listing, read)) }()
 	return s
 }
 
@@ -56,6 +58,9 @@ func (s *narStream) Read(p []byte) (int, error) {
 	n, err := s.pr.Read(p)
 	if s.moved != nil && n > 0 {
 		s.moved.Store(time.Now().UnixNano())
+	}
+	if s.sent != nil {
+		s.sent.Add(int64(n))
 	}
 	s.fileHash.Write(p[:n])
 	s.fileSize += uint64(n)
@@ -87,14 +92,14 @@ func bufFor(narSize uint64) int {
 }
 
 // produceNAR runs dump → hash → compress → w.
-func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing *bytes.Buffer) error {
+func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing *bytes.Buffer, read []*atomic.Int64) error {
 	out := bufio.NewWriterSize(w, bufFor(info.NarSize))
 	zw, err := c.NewWriter(out, info.NarSize)
 	if err != nil {
 		return retry.Permanent(err)
 	}
 	narHash := sha256.New()
-	counter := &countingWriter{}
+	counter := &countingWriter{also: read}
 	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufFor(info.NarSize))
 	if listing != nil {
 		err = store.DumpNARWithListing(in, listing, info.Path)
@@ -118,9 +123,15 @@ func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c C
 	return out.Flush()
 }
 
-type countingWriter struct{ n uint64 }
+type countingWriter struct {
+	n    uint64
+	also []*atomic.Int64 // progress counters, moved as n is
+}
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += uint64(len(p))
+	for _, a := range c.also {
+		a.Add(int64(len(p)))
+	}
 	return len(p), nil
 }

@@ -70,10 +70,24 @@ func storeName(p string) string {
 
 // Plan is what one push has to do.
 type Plan struct {
-	Upload   []*nixstore.PathInfo // missing from the cache, references first
-	Present  int                  // already in the cache
-	Filtered int                  // .drv or excluded
-	Upstream int                  // available from an upstream cache
+	Upload  []*nixstore.PathInfo // missing from the cache, references first
+	Present int                  // already in the cache
+	// Realisations are present paths whose realisations the cache lacks
+	// (in either format): only those are written.
+	Realisations []*nixstore.PathInfo
+	Filtered     int // .drv or excluded
+	Upstream     int // available from an upstream cache
+}
+
+// Merge adds the counts and uploads of another plan, as of a later part
+// of the same closure.
+func (p Plan) Merge(o Plan) Plan {
+	p.Upload = append(p.Upload, o.Upload...)
+	p.Realisations = append(p.Realisations, o.Realisations...)
+	p.Present += o.Present
+	p.Filtered += o.Filtered
+	p.Upstream += o.Upstream
+	return p
 }
 
 // add counts the present paths of kept and lists the others to upload.
@@ -161,13 +175,19 @@ const missingTTL = time.Minute
 //     or at once under Recheck (push --recheck, verify --repair).
 //   - A path this Uploader found missing less than missingTTL ago is
 //     uploaded without asking again.
-//   - Nothing is inferred top-down: a path found present does not vouch
-//     for its closure, because a cache pruned by age deletes old
-//     dependencies of recent narinfos, and a push must repair that.
+//   - Nothing is inferred top-down within the closure Plan is given: a
+//     path found present does not vouch for the rest of it, because a
+//     cache pruned by age deletes old dependencies of recent narinfos,
+//     and a push must repair that. (Which closure a queued batch plans
+//     is Push's choice: it stops at paths dealt with or known, see
+//     dealtWith.)
 //
 // What it learns is remembered (present) or forgotten (missing) at once.
 func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan, error) {
 	p, kept := filterClosure(closure, u.Filter)
+	if err := u.checkCache(ctx); err != nil {
+		return p, err
+	}
 	paths := make([]string, len(kept))
 	for i, info := range kept {
 		paths[i] = info.Path
@@ -207,7 +227,22 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 	u.Forget(gone...)
 	u.noteMissing(gone, now)
 	u.flushMemo(ctx)
-	return p.add(kept, present), nil
+	var there []*nixstore.PathInfo
+	for i, info := range kept {
+		if present[i] {
+			there = append(there, info)
+		}
+	}
+	if p.Realisations, err = u.missingRealisations(ctx, there); err != nil {
+		return p, err
+	}
+	p = p.add(kept, present)
+	u.mu.Lock()
+	for _, info := range p.Upload {
+		u.planned[info.Path] = info
+	}
+	u.mu.Unlock()
+	return p, nil
 }
 
 // noteMissing records paths found missing at now, dropping old records.

@@ -29,7 +29,7 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 		}
 		return res
 	}
-	valid, invalid, err := u.Store.QueryValid(ctx, roots)
+	valid, invalid, err := u.rootInfos(ctx, roots)
 	if err != nil {
 		return fail(err)
 	}
@@ -49,7 +49,9 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 	if len(kept) == 0 {
 		return res
 	}
-	closure, err := u.Store.ClosureOf(ctx, keptInfos, u.dealtWith)
+	closure, err := u.Store.ClosureOf(ctx, keptInfos, func(paths []string) map[string]bool {
+		return u.dealtWith(ctx, paths)
+	})
 	if errors.Is(err, nixstore.ErrNotValid) && len(kept) > 1 {
 		// A dependency vanished between the two queries: sort it out one
 		// root at a time.
@@ -66,6 +68,16 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 		return fail(err)
 	}
 	uploaded := u.Upload(ctx, plan.Upload)
+	for _, info := range plan.Realisations {
+		rs, err := u.Store.QueryRealisations(ctx, info.Path)
+		if err == nil {
+			err = putRealisations(ctx, u.Cache, rs, u.Keys)
+		}
+		if err != nil {
+			err = &PathError{Path: info.Path, Err: err}
+		}
+		uploaded[info.Path] = Result{Err: err}
+	}
 	for _, p := range kept {
 		r, ok := uploaded[p]
 		switch {
@@ -78,4 +90,24 @@ func (u *Uploader) Push(ctx context.Context, roots []string) map[string]RootResu
 		}
 	}
 	return res
+}
+
+// rootInfos are the records of roots: those a plan of this Uploader has
+// in hand, and the others read from the Nix DB (valid or not).
+func (u *Uploader) rootInfos(ctx context.Context, roots []string) (valid []*nixstore.PathInfo, invalid []string, err error) {
+	var ask []string
+	u.mu.Lock()
+	for _, r := range roots {
+		if info := u.planned[r]; info != nil {
+			valid = append(valid, info)
+		} else {
+			ask = append(ask, r)
+		}
+	}
+	u.mu.Unlock()
+	if len(ask) == 0 {
+		return valid, nil, nil
+	}
+	read, invalid, err := u.Store.QueryValid(ctx, ask)
+	return append(valid, read...), invalid, err
 }

@@ -32,6 +32,7 @@ type Uploader struct {
 	Filter      Filter // what Push and Plan leave out
 	Listing     bool   // write <hash>.ls listings (Nix's write-nar-listing)
 	Logs        bool   // upload build logs of pushed outputs (log/<drv>)
+	DebugInfo   bool   // write debuginfo/<build ID>.debug objects (Nix's index-debug-info)
 	Log         *zap.Logger
 	// Memo remembers which paths the cache holds, so a plan asks the
 	// cache only about the others (see Plan). New sets one that lives as
@@ -46,12 +47,22 @@ type Uploader struct {
 	// Journal keeps uploads in progress across processes (the queue); nil:
 	// an upload cut short starts over.
 	Journal Journal
+	// CheckCache, when set, is called as a plan starts, to learn whether
+	// the cache is still the one Memo describes. It reports reset when
+	// it is not (the cache was wiped, or made again): Memo was reset,
+	// and the Uploader forgets what it saw itself; reset with an error
+	// means Memo could not be reset and is not used any more.
+	CheckCache func(ctx context.Context) (reset bool, err error)
 
 	limits   limits
 	created  time.Time
 	mu       sync.Mutex
 	inflight map[string]*flight
 	missing  map[string]time.Time // paths found missing lately; see Plan
+	// planned are the paths Plan found to upload, until uploaded: a
+	// queued path's batch takes its record from here instead of reading
+	// the Nix DB again (a path deleted meanwhile fails its NAR: ErrGone).
+	planned map[string]*nixstore.PathInfo
 	// seen are the paths this Uploader found in the cache or wrote there
 	// (within MemoTTL): a push does not walk or plan them again, however
 	// many batches share them.
@@ -59,15 +70,20 @@ type Uploader struct {
 	seenOnce sync.Once
 	// memoBroken: Memo failed to forget a path and is not trusted since.
 	memoBroken bool
+	transfers  transfers
 	Stats      Stats
 }
 
 // Stats counts what an Uploader has done; read it while uploads run to
-// show progress.
+// show progress. Paths, NARBytes and Bytes count finished paths; Read and
+// Sent move with the bytes, as they are dumped and handed to the cache
+// (an upload that fails and is tried again counts again).
 type Stats struct {
 	Paths    atomic.Int64 // narinfos written
 	NARBytes atomic.Int64 // uncompressed NAR bytes of those paths
 	Bytes    atomic.Int64 // compressed bytes written
+	Read     atomic.Int64 // uncompressed NAR bytes dumped from the store so far
+	Sent     atomic.Int64 // compressed NAR bytes handed to the cache so far
 	// Moved is when a NAR byte last went to the cache (unix ns): uploads
 	// in flight that stop moving bytes are stalled.
 	Moved atomic.Int64
@@ -92,6 +108,7 @@ func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signatur
 		created:  time.Now(),
 		inflight: map[string]*flight{},
 		missing:  map[string]time.Time{},
+		planned:  map[string]*nixstore.PathInfo{},
 	}
 }
 
@@ -213,6 +230,7 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 	}
 	u.mu.Lock()
 	delete(u.inflight, info.Path)
+	delete(u.planned, info.Path)
 	u.mu.Unlock()
 	close(f.done)
 }
@@ -270,11 +288,16 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	return nar.FileSize, nil
 }
 
-// putExtras writes the .ls listing, which Nix reads beside a narinfo,
-// before it.
+// putExtras writes what Nix writes with a NAR before its narinfo: the
+// .ls listing and the debuginfo index.
 func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar Uploaded) error {
 	if u.Listing {
-		return PutListing(ctx, u.Cache, info.Path, nar.Listing)
+		if err := PutListing(ctx, u.Cache, info.Path, nar.Listing); err != nil {
+			return err
+		}
+	}
+	if u.DebugInfo {
+		return u.putDebugInfo(ctx, info, nar.Key)
 	}
 	return nil
 }

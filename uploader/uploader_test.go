@@ -77,7 +77,7 @@ func TestUploadSubstitute(t *testing.T) {
 	for _, method := range []string{"zstd", "xz", "none"} {
 		t.Run(method, func(t *testing.T) {
 			cc, dir := newFileCache(t)
-			if err := cache.EnsureCacheInfo(t.Context(), cc, 41); err != nil {
+			if _, err := cache.EnsureCacheInfo(t.Context(), cc, 41); err != nil {
 				t.Fatal(err)
 			}
 			c := uploader.Compression{Method: method}
@@ -236,7 +236,7 @@ func TestUploadCorrupted(t *testing.T) {
 	}
 	newCache := func(t *testing.T) (*countingCache, string) {
 		fc, dir := newFileCache(t)
-		if err := cache.EnsureCacheInfo(t.Context(), fc, 40); err != nil {
+		if _, err := cache.EnsureCacheInfo(t.Context(), fc, 40); err != nil {
 			t.Fatal(err)
 		}
 		return newCountingCache(fc), dir
@@ -408,12 +408,12 @@ func TestUploadConcurrent(t *testing.T) {
 func TestEnsureCacheInfo(t *testing.T) {
 	c, dir := newFileCache(t)
 	file := filepath.Join(dir, "nix-cache-info")
-	if err := cache.EnsureCacheInfo(t.Context(), c, 41); err != nil {
+	if _, err := cache.EnsureCacheInfo(t.Context(), c, 41); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(file)
-	if want := "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\n"; err != nil || string(b) != want {
-		t.Fatalf("nix-cache-info = %q, %v; want %q", b, err, want)
+	if want := "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 41\nNixpushCacheId: "; err != nil || !strings.HasPrefix(string(b), want) {
+		t.Fatalf("nix-cache-info = %q, %v; want %q and an ID", b, err, want)
 	}
 
 	for _, tc := range []struct {
@@ -430,7 +430,7 @@ func TestEnsureCacheInfo(t *testing.T) {
 			if err := os.WriteFile(file, []byte(tc.content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			err := cache.EnsureCacheInfo(t.Context(), c, 30)
+			_, err := cache.EnsureCacheInfo(t.Context(), c, 30)
 			var perm *backoff.PermanentError
 			switch {
 			case tc.ok && err != nil:
@@ -485,7 +485,7 @@ func TestUploadLargeNAR(t *testing.T) {
 		t.Fatal(err)
 	}
 	cc, dir := newFileCache(t)
-	if err := cache.EnsureCacheInfo(t.Context(), cc, 40); err != nil {
+	if _, err := cache.EnsureCacheInfo(t.Context(), cc, 40); err != nil {
 		t.Fatal(err)
 	}
 	c := uploader.Compression{Method: "zstd"}

@@ -44,8 +44,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Netrc is a login for a private HTTP cache. An empty Login and Password
-// are taken from the URL's user info.
+// Netrc is a login for a private HTTP cache. An empty Login or Password
+// is taken from the URL's user info (https://LOGIN:PASSWORD@host), each
+// on its own: the login in the URL and the password from the environment
+// is the usual way, since a password in a URL shows in shell history.
 type Netrc struct {
 	Login, Password string
 }
@@ -200,9 +202,19 @@ func substituterURL(raw string, netrc bool) (*url.URL, string, error) {
 
 // writeNetrc puts the login for u's host into file (mode 0600, atomic).
 func writeNetrc(file string, u *url.URL, login Netrc) (bool, error) {
-	if login.Login == "" && login.Password == "" && u.User != nil {
-		login.Login = u.User.Username()
-		login.Password, _ = u.User.Password()
+	if u.User != nil {
+		if login.Login == "" {
+			login.Login = u.User.Username()
+		}
+		if pw, ok := u.User.Password(); ok && login.Password == "" {
+			login.Password = pw
+		}
+	}
+	switch {
+	case login.Login == "":
+		return false, fmt.Errorf("netrc entry for %s: no login: put it in the URL (https://LOGIN@%s/...)", u.Hostname(), u.Host)
+	case login.Password == "":
+		return false, fmt.Errorf("netrc entry for %s: no password: set $NIXPUSH_NETRC_PASSWORD (or put it in the URL)", u.Hostname())
 	}
 	old, err := os.ReadFile(file)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -178,3 +178,27 @@ func TestUseUserUntrusted(t *testing.T) {
 		t.Errorf("hints %q ask for a daemon restart for a user nix.conf", ch.Hints)
 	}
 }
+
+// TestUseNetrcLoginFromURLPasswordFromEnv: as the help says, the login may
+// come from the URL (https://bob@host) and the password from
+// $NIXPUSH_NETRC_PASSWORD (Netrc.Password); a missing one is named.
+func TestUseNetrcLoginFromURLPasswordFromEnv(t *testing.T) {
+	t.Parallel()
+	confDir := t.TempDir()
+	const pub = "cache-1:1Bdw4SVI8tnOjrbujiC4jBtu4fhTdWXTxxC96DpTvRs="
+	env := []string{"NIX_CONF_DIR=" + confDir}
+	if _, err := Run(t.Context(), Options{URL: "https://bob@cache.example/", Key: pub, Env: env, Netrc: &Netrc{Password: "from-env"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(confDir, "netrc")); got != "machine cache.example login bob password from-env\n" {
+		t.Errorf("netrc = %q", got)
+	}
+	_, err := Run(t.Context(), Options{URL: "https://bob@cache.example/", Key: pub, Env: env, Netrc: &Netrc{}})
+	if err == nil || !strings.Contains(err.Error(), "NIXPUSH_NETRC_PASSWORD") {
+		t.Errorf("no password anywhere: %v, want an error naming $NIXPUSH_NETRC_PASSWORD", err)
+	}
+	_, err = Run(t.Context(), Options{URL: "https://cache.example/", Key: pub, Env: env, Netrc: &Netrc{Password: "pw"}})
+	if err == nil || !strings.Contains(err.Error(), "https://LOGIN@cache.example") {
+		t.Errorf("no login: %v, want an error saying where the login goes", err)
+	}
+}

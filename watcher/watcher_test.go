@@ -22,6 +22,9 @@ type fakeStore struct {
 	regs  []nixstore.Registration
 	dir   string
 	fails int // RegisteredAfter fails this many more times
+	// late are registered only after the next RegisteredAfter has
+	// answered: a commit whose file event came before readers saw it.
+	late []string
 }
 
 func (s *fakeStore) register(paths ...string) {
@@ -39,6 +42,12 @@ func (s *fakeStore) RegisteredAfter(_ context.Context, mark int64, limit int) ([
 		s.fails--
 		return nil, errors.New("database is locked")
 	}
+	defer func() {
+		for _, p := range s.late {
+			s.regs = append(s.regs, nixstore.Registration{ID: int64(len(s.regs) + 1), Path: p, Registered: time.Now()})
+		}
+		s.late = nil
+	}()
 	var out []nixstore.Registration
 	for _, r := range s.regs {
 		if r.ID > mark && len(out) < limit {
@@ -180,6 +189,44 @@ func TestRunWakesOnLockRemoval(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v after cancel", err)
+	}
+}
+
+// TestRunLooksAgainAfterAWakeUp: SQLite writes a commit to the WAL (the
+// file event) before readers can see it, so the scan that event wakes
+// may find nothing; with no further event, the watcher looks again
+// shortly instead of at the next poll (an hour here, 10 s by default:
+// 4 of 15 single paths waited for it).
+func TestRunLooksAgainAfterAWakeUp(t *testing.T) {
+	w, st, sink := newWatcher(t)
+	// The WAL exists before the watcher starts: the commit below is one
+	// write, one event.
+	wal, err := os.OpenFile(filepath.Join(st.dir, "db.sqlite-wal"), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wal.Close()
+	ready := make(chan struct{})
+	w.Ready = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-ready
+	st.mu.Lock()
+	st.late = []string{"/nix/store/a-late"}
+	st.mu.Unlock()
+	if _, err := wal.Write([]byte("commit")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sink.added:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a commit seen only after its file event was not found until the poll")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 

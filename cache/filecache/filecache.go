@@ -52,6 +52,24 @@ func New(dir string) (*Cache, error) {
 	return &Cache{dir: abs}, nil
 }
 
+// Open returns the cache rooted at dir for a reader, creating nothing: a
+// missing directory is a cache without objects (every Get says
+// cache.ErrNotFound, so a reader finds no nix-cache-info and says so).
+// A path that exists but is not a directory is a permanent error.
+func Open(dir string) (*Cache, error) {
+	if dir == "" {
+		return nil, retry.Permanent(errors.New("file:// cache needs a directory path"))
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, retry.Permanent(fmt.Errorf("open file cache: %w", err))
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return nil, retry.Permanent(fmt.Errorf("open file cache: %s is not a directory", abs))
+	}
+	return &Cache{dir: abs}, nil
+}
+
 func (c *Cache) String() string { return "file://" + c.dir }
 
 // Exists stats the object's file.

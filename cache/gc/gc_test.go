@@ -36,11 +36,13 @@ func pushAThenB(t *testing.T, f *pushtest.Fixture, p closures, ageA time.Duratio
 	f.Push(t, f.Key, p.a)
 	write(t, f, "log/"+deriver(t, f, p.a), "building a")
 	write(t, f, "realisations/sha256:aaaa!out.doi", `{"id":"sha256:aaaa!out","outPath":"`+path.Base(p.a)+`","signatures":[]}`)
+	write(t, f, "build-trace-v2/00000000000000000000000000000000-a.drv/out.doi", `{"outPath":"`+path.Base(p.a)+`","signatures":[]}`)
 	write(t, f, "nar/0000000000000000000000000000000000000000000000000000.nar.zst", "old orphan")
 	f.SetModTimes(t, time.Now().Add(-ageA))
 	f.Push(t, f.Key, p.b)
 	write(t, f, "log/"+deriver(t, f, p.b), "building b")
 	write(t, f, "realisations/sha256:bbbb!out.doi", `{"id":"sha256:bbbb!out","outPath":"`+path.Base(p.b)+`","signatures":[]}`)
+	write(t, f, "build-trace-v2/11111111111111111111111111111111-b.drv/out.doi", `{"outPath":"`+path.Base(p.b)+`","signatures":[]}`)
 	// Backdate B too, but not into the grace period of the clock that
 	// Collect is given below (now + 2h): B stays for its age, not grace.
 	for _, p := range []string{p.b, p.shared} {
@@ -132,7 +134,7 @@ func TestCollect(t *testing.T) {
 				t.Errorf("paths going %q, NARs %q; want %q and %q", r.Paths, r.NARs, wantPaths, wantNARs)
 			}
 			if !slices.Equal(r.Logs, []string{aLog}) ||
-				!slices.Equal(r.Realisations, []string{"realisations/sha256:aaaa!out.doi"}) {
+				!slices.Equal(r.Realisations, []string{"build-trace-v2/00000000000000000000000000000000-a.drv/out.doi", "realisations/sha256:aaaa!out.doi"}) {
 				t.Errorf("logs going %q, realisations %q", r.Logs, r.Realisations)
 			}
 			if r.KeptPaths != 2 || r.Bytes <= 0 {

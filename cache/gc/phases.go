@@ -186,15 +186,19 @@ func (g *collector) collectExtras(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list logs of %s: %w", g.cache, err)
 	}
+	// Realisations in both formats (cache/buildtrace.go): each names its
+	// output as outPath.
 	var candidates []cache.Object
-	err = g.cache.List(ctx, "realisations/", func(o cache.Object) error {
-		if o.ModTime.Before(g.fresh) {
-			candidates = append(candidates, o)
+	for _, prefix := range []string{"realisations/", cache.BuildTracePrefix} {
+		err = g.cache.List(ctx, prefix, func(o cache.Object) error {
+			if o.ModTime.Before(g.fresh) && strings.HasSuffix(o.Key, ".doi") {
+				candidates = append(candidates, o)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list realisations of %s: %w", g.cache, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list realisations of %s: %w", g.cache, err)
 	}
 	var mu sync.Mutex
 	eg, gctx := errgroup.WithContext(ctx)

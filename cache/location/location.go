@@ -51,21 +51,86 @@ type Options struct {
 	// S3 multipart tuning.
 	PartSize    int64
 	Concurrency int
+	// Existing opens a cache for a command that only reads it, or deletes
+	// from it (verify, gc, pin): nothing is created, not even a file://
+	// cache's directory.
+	Existing bool
 }
 
-// nixSettings are the store settings Nix accepts in a binary cache URL.
-// nixpush reads some of them (Settings); the rest are accepted, so a URL
-// pasted from a Nix config works, and ignored.
-var nixSettings = []string{
-	"compression", "compression-level", "secret-key", "priority",
-	"parallel-compression", "write-nar-listing", "index-debug-info",
-	"want-mass-query", "trusted", "log-compression", "ls-compression",
-	"narinfo-compression", "multipart-upload", "buffer-size", "path-info-cache-size",
+// nixSettings are the settings of Nix's binary cache stores that nixpush
+// reads, and the values each takes. Every other setting is an error:
+// refused (refusedSettings) or unknown. A URL pasted from a Nix config
+// either works as it says or fails saying what nixpush does not do.
+var nixSettings = map[string]settingKind{
+	"compression":          anyValue, // checked by uploader.ParseCompression
+	"compression-level":    number,
+	"parallel-compression": boolean,
+	"secret-key":           anyValue,
+	"secret-keys":          anyValue, // Nix 2.29+: comma-separated key files
+	"write-nar-listing":    boolean,
+	"index-debug-info":     boolean,
+	"priority":             number, // written to a new nix-cache-info
+	"want-mass-query":      boolean,
+	"store":                storeDir,
+}
+
+type settingKind int
+
+const (
+	anyValue settingKind = iota
+	number
+	boolean
+	storeDir
+)
+
+// refusedSettings are settings Nix accepts that nixpush does not do, and
+// why: an error names them rather than ignoring them.
+var refusedSettings = map[string]string{
+	"trusted":                  "it tells a Nix client reading the cache to skip signature checks",
+	"path-info-cache-size":     "it sizes a Nix client's in-memory cache",
+	"local-nar-cache":          "it is where a Nix client keeps NARs it read",
+	"system-features":          "it is for build machines",
+	"narinfo-compression":      "nixpush writes narinfos uncompressed",
+	"ls-compression":           "nixpush writes .ls listings uncompressed",
+	"log-compression":          "nixpush writes build logs uncompressed",
+	"multipart-upload":         "nixpush uploads every NAR of --part-size or more in parts",
+	"buffer-size":              "the part size of multipart uploads is --part-size",
+	"multipart-chunk-size":     "the part size of multipart uploads is --part-size",
+	"multipart-threshold":      "NARs of --part-size or more go up in parts",
+	"storage-class":            "nixpush uses the bucket's default storage class",
+	"addressing-style":         "nixpush addresses buckets by path when endpoint is set, by host otherwise",
+	"tls-certificate":          "nixpush has no TLS client certificates; --ca-cert adds CAs to trust",
+	"tls-private-key":          "nixpush has no TLS client certificates",
+	"retry-attempts":           "nixpush retries on its own policy (--max-attempts for paths)",
+	"retry-delay":              "nixpush retries on its own policy",
+	"retry-max-delay":          "nixpush retries on its own policy",
+	"retry-delay-rate-limited": "nixpush retries on its own policy, honouring Retry-After",
+}
+
+// checkSetting validates one setting's value.
+func checkSetting(name, value string) error {
+	switch nixSettings[name] {
+	case number:
+		if _, err := strconv.Atoi(value); err != nil {
+			return fmt.Errorf("cache URL: %s %q is not a number", name, value)
+		}
+	case boolean:
+		switch value {
+		case "0", "1", "true", "false":
+		default:
+			return fmt.Errorf("cache URL: %s %q is not a boolean (want true or false)", name, value)
+		}
+	case storeDir:
+		if value != "/nix/store" {
+			return fmt.Errorf("cache URL: store %q: nixpush pushes only from and for /nix/store", value)
+		}
+	}
+	return nil
 }
 
 // secretSettings are never shown: they name secrets (a key file's path is
 // not secret, but it says where the secret is, and Nix treats it so).
-var secretSettings = []string{"secret-key"}
+var secretSettings = []string{"secret-key", "secret-keys"}
 
 // Parse reads a cache URL. Errors describe the problem without repeating
 // the URL, which may carry a password.
@@ -91,19 +156,25 @@ func Parse(s string) (*URL, error) {
 	if sc == nil {
 		return nil, fmt.Errorf("cache URL scheme %q is not supported (want file://, http://, https:// or s3://)", u.Scheme)
 	}
-	for k := range u.Query() {
-		if !slices.Contains(nixSettings, k) && !slices.Contains(sc.params, k) {
+	for k, vs := range u.Query() {
+		_, known := nixSettings[k]
+		switch why, refused := refusedSettings[k]; {
+		case refused:
+			return nil, fmt.Errorf("cache URL: setting %q is not supported by nixpush (%s)", k, why)
+		case !known && !slices.Contains(sc.params, k):
 			return nil, fmt.Errorf("cache URL: unknown setting %q", k)
+		case len(vs) > 1:
+			return nil, fmt.Errorf("cache URL: setting %q is given %d times", k, len(vs))
+		}
+		if known && !slices.Contains(secretSettings, k) {
+			if err := checkSetting(k, vs[0]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	c := &URL{u: u, scheme: sc}
 	if err := sc.check(u); err != nil {
 		return nil, err
-	}
-	if p := c.Setting("priority"); p != "" {
-		if _, err := strconv.Atoi(p); err != nil {
-			return nil, fmt.Errorf("cache URL: priority %q is not a number", p)
-		}
 	}
 	return c, nil
 }

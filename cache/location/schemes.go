@@ -25,7 +25,10 @@ var registry = []*scheme{
 			}
 			return nil
 		},
-		open: func(_ context.Context, u *url.URL, _ Options) (cache.Cache, error) {
+		open: func(_ context.Context, u *url.URL, o Options) (cache.Cache, error) {
+			if o.Existing {
+				return filecache.Open(u.Path)
+			}
 			return filecache.New(u.Path)
 		},
 	},

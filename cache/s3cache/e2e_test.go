@@ -60,7 +60,7 @@ func TestPushSubstitute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cache.EnsureCacheInfo(ctx, sc, 40); err != nil {
+	if _, err := cache.EnsureCacheInfo(ctx, sc, 40); err != nil {
 		t.Fatal(err)
 	}
 	closure, err := st.Closure(ctx, roots)

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/nix-community/go-nix/pkg/narinfo"
 	"github.com/nix-community/go-nix/pkg/nixhash"
@@ -20,7 +21,8 @@ import (
 	"nixpush/retry"
 )
 
-// errCannotDecompress: a compression Nix knows (br) that verify cannot read.
+// errCannotDecompress: a compression Nix knows (lzip, lz4, ...) that
+// verify cannot read.
 var errCannotDecompress = errors.New("cannot decompress")
 
 // checkNAR downloads the NAR of ni, checks FileSize and FileHash of the
@@ -103,6 +105,8 @@ func decompress(method string, r io.Reader) (io.Reader, func(), error) {
 			return nil, nil, err
 		}
 		return d, func() {}, nil
+	case "br":
+		return brotli.NewReader(r), func() {}, nil
 	case "bzip2", "":
 		return bzip2.NewReader(r), func() {}, nil
 	}

@@ -39,6 +39,12 @@ const (
 	// signatures none of which verifies with a trusted key. (Unsigned
 	// realisations are not an error: nix copy writes them so.)
 	BadRealisation Kind = "bad-realisation"
+	// MissingRealisation: a realisation the local store knows, of an
+	// output the cache holds, is missing in one of the formats clients
+	// read (realisations/ for Nix 2.4–2.34, build-trace-v2/ for 2.35
+	// and later): a client with ca-derivations builds the output
+	// instead of substituting it.
+	MissingRealisation Kind = "missing-realisation"
 )
 
 // Problem is one inconsistency found.
@@ -54,6 +60,7 @@ type Report struct {
 	Cache     string       `json:"cache"`
 	NarInfos  int          `json:"narinfos"`  // narinfos read
 	NARs      int          `json:"nars"`      // NAR objects listed (0 when verifying closures only)
+	Signed    int          `json:"signed"`    // narinfos read that carry a signature
 	Unchecked int          `json:"unchecked"` // NARs --full could not check (a compression it cannot read)
 	Problems  []Problem    `json:"problems"`
 	Counts    map[Kind]int `json:"counts"`

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"nixpush/cache"
+	"nixpush/nixstore"
 	"nixpush/retry"
 )
 
@@ -45,6 +46,11 @@ type Options struct {
 	// Progress, when set, is called after each narinfo checked with the
 	// count done and the count known so far; from one goroutine at a time.
 	Progress func(done, total int)
+	// Realisations are the local store's, by output path: each whose
+	// output the cache holds (in the verified closures, with Paths) must
+	// be there in every format clients read, or it is a
+	// MissingRealisation. nil: not checked.
+	Realisations map[string][]nixstore.Realisation
 }
 
 // Run reads the cache and reports every inconsistency it finds. The
@@ -74,9 +80,13 @@ func Run(ctx context.Context, c cache.Cache, opts Options) (Report, error) {
 	v.fullJobs = semaphore.NewWeighted(int64(v.opts.FullJobs))
 	var err error
 	if len(opts.Paths) > 0 {
+		v.found = map[string]bool{}
 		err = v.closures(ctx)
 	} else {
 		err = v.all(ctx)
+	}
+	if err == nil && opts.Realisations != nil {
+		err = v.checkLocalRealisations(ctx, v.listedRealisations)
 	}
 	if err != nil {
 		return Report{}, err
@@ -99,9 +109,11 @@ type verifier struct {
 	// (but for each NAR's referenced flag). What is kept per narinfo is
 	// its key and per NAR its key and size, never a narinfo's text: the
 	// memory of a whole-cache verify is about 150 bytes an object.
-	listed   bool
-	narinfos map[string]struct{}   // keys of listed narinfos
-	nars     map[string]*narObject // listed objects under nar/, by key
+	listed             bool
+	narinfos           map[string]struct{}   // keys of listed narinfos
+	nars               map[string]*narObject // listed objects under nar/, by key
+	listedRealisations map[string]bool
+	found              map[string]bool // narinfo keys read (closures mode)
 
 	mu      sync.Mutex
 	report  Report
@@ -130,10 +142,12 @@ func (v *verifier) all(ctx context.Context) error {
 	v.narinfos = map[string]struct{}{}
 	v.nars = map[string]*narObject{}
 	var realisations []string
+	v.listedRealisations = map[string]bool{}
 	err := v.cache.List(ctx, "", func(o cache.Object) error {
 		switch {
-		case strings.HasPrefix(o.Key, "realisations/") && strings.HasSuffix(o.Key, ".doi"):
+		case isRealisationKey(o.Key):
 			realisations = append(realisations, o.Key)
+			v.listedRealisations[o.Key] = true
 		case strings.HasSuffix(o.Key, ".narinfo") && !strings.Contains(o.Key, "/"):
 			v.narinfos[o.Key] = struct{}{}
 		case strings.HasPrefix(o.Key, "nar/"):
@@ -216,6 +230,9 @@ func (v *verifier) closures(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
+				v.mu.Lock()
+				v.found[key] = true
+				v.mu.Unlock()
 				nextMu.Lock()
 				defer nextMu.Unlock()
 				for _, ref := range refs {
@@ -368,6 +385,9 @@ func (v *verifier) checkSignatures(key string, ni *narinfo.NarInfo) (Problem, bo
 	if len(ni.Signatures) == 0 {
 		return Problem{Kind: Unsigned, Key: key, Path: ni.StorePath, Detail: "no signature"}, false
 	}
+	v.mu.Lock()
+	v.report.Signed++
+	v.mu.Unlock()
 	if len(v.keys) == 0 {
 		return Problem{}, true
 	}

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nix-community/go-nix/pkg/narinfo/signature"
+
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
+	"nixpush/internal/servertest"
+	"nixpush/nixstore"
 )
 
 // TestPushCAChain: push uploads the realisations of content-addressed
@@ -108,4 +114,133 @@ func TestPushLogsAndListings(t *testing.T) {
 	if logs, _ := filepath.Glob(filepath.Join(other, "log", "*")); len(logs) != 0 {
 		t.Errorf("push --no-logs uploaded %q", logs)
 	}
+}
+
+// TestPushCARealisationsBothFormats: a push of CA outputs writes each
+// realisation as Nix 2.4–2.34 read it (realisations/) and, for the
+// resolved derivation, as Nix 2.35 reads it (build-trace-v2/), signed by
+// the cache's key; a realisation deleted from the cache is written again
+// by the next push at default settings, and reported and restored by
+// verify (--repair); then a fresh store with ca-derivations substitutes.
+// On file:// and over HTTP (nginx).
+func TestPushCARealisationsBothFormats(t *testing.T) {
+	for _, backend := range []string{"file", "nginx"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, "ca-formats-1")
+			if backend == "nginx" {
+				srv := servertest.StartNginx(t, "")
+				e.cache, e.url, e.to = srv.CacheDir, srv.URL(), srv.URL()
+			}
+			expr := "(" + nixtest.CAChain + ").b"
+			out, _, err := e.store.Run(t, "nix-build", "--no-out-link", "--option", "experimental-features", nixtest.CAFeatures, "-E", expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := strings.TrimSpace(out)
+			if r := e.push("", b); r.code != 0 {
+				t.Fatalf("push:\n%s", r)
+			}
+			objects := realisationObjects(t, e)
+			traces := 0
+			for key, outPath := range objects {
+				drv, output, ok := cache.ParseBuildTraceKey(key)
+				if !ok {
+					continue
+				}
+				traces++
+				if got := deriver(t, e.store, outPath); filepath.Base(got) != drv {
+					t.Errorf("%s: the build trace names %s, the output's deriver (its resolved derivation) is %s", key, drv, got)
+				}
+				_, sigs, err := cache.ParseBuildTraceDoc([]byte(mustRead(t, filepath.Join(e.cache, key))))
+				fp, _ := cache.BuildTraceFingerprint(drv, output, outPath)
+				pub, _ := signature.ParsePublicKey(e.pub)
+				if err != nil || len(sigs) != 1 || !pub.Verify(fp, sigs[0]) {
+					t.Errorf("%s: signatures %v (%v), want one by %s over %s", key, sigs, err, e.keyName, fp)
+				}
+			}
+			if traces != 2 || len(objects) != 5 {
+				t.Fatalf("realisation objects %v: want a's and b's build trace entries and 3 realisations/ (b has two)", objects)
+			}
+			removeRealisationsOf := func(p string) {
+				t.Helper()
+				for key, outPath := range objects {
+					if outPath == p {
+						if err := os.Remove(filepath.Join(e.cache, key)); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+
+			removeRealisationsOf(b)
+			if r := e.push("", b); r.code != 0 {
+				t.Fatalf("push again:\n%s", r)
+			}
+			if got := realisationObjects(t, e); len(got) != len(objects) {
+				t.Fatalf("after a second push: %v, want %v back", got, objects)
+			}
+			substituteCA(t, e, expr, b)
+
+			a := strings.TrimSpace(mustRun(t, e.store, "nix-build", "--no-out-link", "--option", "experimental-features", nixtest.CAFeatures, "-E", "("+nixtest.CAChain+").a"))
+			removeRealisationsOf(a)
+			r := runMain(t, "", "verify", "--store", e.store.Root, "--to", e.to, "--trusted-key", e.pub)
+			if r.code != 1 || strings.Count(r.stdout, "missing-realisation ") != 2 {
+				t.Fatalf("verify of a cache lacking a's realisations: want exit 1 and two missing-realisation:\n%s", r)
+			}
+			r = runMain(t, "", "verify", "--store", e.store.Root, "--state-dir", e.stateDir, "--to", e.to, "--trusted-key", e.pub,
+				"--signing-key", e.sec, "--repair")
+			if r.code != 0 {
+				t.Fatalf("verify --repair:\n%s", r)
+			}
+			if got := realisationObjects(t, e); len(got) != len(objects) {
+				t.Fatalf("after verify --repair: %v, want %v back", got, objects)
+			}
+			substituteCA(t, e, expr, b)
+		})
+	}
+}
+
+// realisationObjects maps the cache's realisation objects (both formats)
+// to the output path each names.
+func realisationObjects(t *testing.T, e *testEnv) map[string]string {
+	t.Helper()
+	objects := map[string]string{}
+	for _, pattern := range []string{"realisations/*.doi", "build-trace-v2/*/*.doi"} {
+		files, _ := filepath.Glob(filepath.Join(e.cache, pattern))
+		for _, f := range files {
+			var doc struct{ OutPath string }
+			if err := json.Unmarshal([]byte(mustRead(t, f)), &doc); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			key, _ := filepath.Rel(e.cache, f)
+			objects[key] = nixstore.StoreDir + "/" + doc.OutPath
+		}
+	}
+	return objects
+}
+
+// substituteCA builds expr in a fresh store with ca-derivations and only
+// the env's cache as substituter, and wants out substituted, not built.
+func substituteCA(t *testing.T, e *testEnv, expr, out string) {
+	t.Helper()
+	fresh := &nixtest.Store{Root: filepath.Join(t.TempDir(), "fresh")}
+	_, stderr, err := fresh.Run(t, "nix-build", "--no-out-link", "--option", "experimental-features", nixtest.CAFeatures,
+		"--option", "substituters", e.url, "--option", "trusted-public-keys", e.pub, "-E", expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr, "building '") || !strings.Contains(stderr, "copying path '"+out+"' from") {
+		t.Fatalf("the fresh store did not substitute %s:\n%s", out, stderr)
+	}
+}
+
+// mustRun runs a Nix command on s and returns its stdout.
+func mustRun(t *testing.T, s *nixtest.Store, name string, args ...string) string {
+	t.Helper()
+	out, _, err := s.Run(t, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

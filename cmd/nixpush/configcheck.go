@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ func newConfigCommand() *cobra.Command {
 		Use:         "config check [--for COMMAND] [--config FILE]",
 		Short:       "validate the config file and print the effective settings",
 		Annotations: map[string]string{noConfig: "the file is what it checks"},
+		ValidArgs:   []string{"check"},
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 || args[0] != "check" {
 				return usageError("usage: nixpush config check [--for COMMAND] [--config FILE]")
@@ -59,6 +61,14 @@ func newConfigCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&forCmd, "for", "watch-store", "show the settings of this command")
+	_ = cmd.RegisterFlagCompletionFunc("for", func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		var names []string
+		for name := range vocabulary(cmd.Root()) {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		return names, cobra.ShellCompDirectiveNoFileComp
+	})
 	return cmd
 }
 

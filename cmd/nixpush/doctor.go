@@ -13,6 +13,7 @@ import (
 // with a fix; exit 1 when one fails.
 type doctorCommand struct {
 	key     string
+	store   string
 	asJSON  bool
 	network networkFlags
 }
@@ -28,6 +29,7 @@ func newDoctorCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&c.key, "key", "", "the cache's public key (NAME:BASE64) or a file holding it")
 	fs.BoolVar(&c.asJSON, "json", false, "print the checks as JSON on stdout")
+	fs.StringVar(&c.store, "store", "", "root of the local Nix store the paths are in, as Nix's --store ROOT: paths resolve through it and each narinfo is compared with it")
 	c.network.add(fs)
 	return cmd
 }
@@ -37,7 +39,7 @@ func (c *doctorCommand) run(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	r := doctor.Run(cmd.Context(), doctor.Options{
-		URL: args[0], Key: c.key, Paths: args[1:], Open: c.network.options(),
+		URL: args[0], Key: c.key, Paths: args[1:], Open: c.network.options(), Store: c.store,
 	})
 	if c.asJSON {
 		enc := json.NewEncoder(cmd.OutOrStdout())

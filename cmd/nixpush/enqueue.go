@@ -33,12 +33,26 @@ func newEnqueueCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringArrayVar(&c.to, "to", nil, "cache URL the paths are for (selects the queue; repeatable)")
 	fs.StringVar(&c.storeRoot, "store", "/", "root of the local Nix store (to find $DRV_PATH's outputs)")
+	setGroup(fs, groupCache, "to", "store")
 	addStateDirFlag(fs, &c.stateDir)
 	return cmd
 }
 
 func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
-	ctx := cmd.Context()
+	err := c.enqueue(cmd.Context(), args)
+	// Run by Nix as its post-build-hook ($DRV_PATH set), a failure would
+	// fail the user's build, which is worse than a path not queued: say
+	// why on stderr (Nix shows it in the build's output) and exit 0. A
+	// watch-store daemon finds every new path anyway.
+	if drv := os.Getenv("DRV_PATH"); err != nil && drv != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "nixpush enqueue: post-build-hook for %s: nothing queued: %v (the build goes on; nixpush watch-store or nixpush push pushes its outputs)\n",
+			quoteInput(drv), err)
+		return nil
+	}
+	return err
+}
+
+func (c *enqueueCommand) enqueue(ctx context.Context, args []string) error {
 	if len(c.to) == 0 {
 		return usageError("--to is required: it selects the cache's queue")
 	}
@@ -55,6 +69,9 @@ func (c *enqueueCommand) run(cmd *cobra.Command, args []string) error {
 		outs, err := derivationOutputs(ctx, c.storeRoot, drv)
 		if err != nil {
 			return err
+		}
+		if len(outs) == 0 {
+			return fmt.Errorf("the Nix DB records no outputs of %s", quoteInput(drv))
 		}
 		paths = outs
 	}
@@ -86,7 +103,8 @@ func enqueueIn(ctx context.Context, stateDir, identity string, paths []string) e
 }
 
 // derivationOutputs looks up a derivation's outputs in the Nix DB, for
-// Nix versions that leave $OUT_PATHS empty.
+// Nix versions that leave $OUT_PATHS empty (2.8.0 does for every local
+// build): a floating content-addressed derivation's by its realisations.
 func derivationOutputs(ctx context.Context, root, drv string) ([]string, error) {
 	store, err := nixstore.Open(root)
 	if err != nil {

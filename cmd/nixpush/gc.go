@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/gc"
+	"nixpush/cache/location"
 	"nixpush/pipeline"
 )
 
@@ -21,7 +23,7 @@ import (
 // rest, safely beside running pushers (see package cachegc). Dry run
 // unless --delete.
 type gcCommand struct {
-	to       string
+	to       []string
 	network  networkFlags
 	store    string
 	stateDir string
@@ -45,6 +47,7 @@ func (g *gcFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&g.keepFrom, "keep-from", "", "keep the closures of the store paths listed in this file (e.g. a release's closure)")
 	fs.Int64Var(&g.maxSize, "max-size", 0, "keep only the newest kept-by-age closures that fit in this many bytes (0: no limit)")
 	fs.DurationVar(&g.grace, "grace", gc.DefaultGrace, "never delete anything written this recently (pushers at work; 0: only what is written while gc runs)")
+	setGroup(fs, groupGC, "keep-days", "keep", "keep-from", "max-size", "grace")
 }
 
 // options resolves the kept paths (./result links too) through the store.
@@ -71,29 +74,50 @@ func newGCCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gc --to URL [--keep-days N] [--keep PATH]... [--delete]",
 		Short: "delete what no kept closure needs from a server-less cache (dry run unless --delete)",
-		Args:  noArgs,
-		RunE:  withSignals(c.run),
+		Example: `  nixpush gc --to s3://fleet-cache --keep-days 30                 # what would go, and how many bytes
+  nixpush gc --to s3://fleet-cache --keep-days 30 --delete        # delete it
+  nixpush gc --to file:///srv/cache --keep ./result --max-size 50000000000`,
+		Args: noArgs,
+		RunE: withSignals(c.run),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&c.to, "to", "", "cache URL")
+	fs.StringArrayVar(&c.to, "to", nil, "cache URL (repeat it to collect in several caches)")
 	fs.StringVar(&c.store, "store", "/", "root of the local Nix store (to resolve --keep ./result)")
+	setGroup(fs, groupCache, "to", "store")
 	addStateDirFlag(fs, &c.stateDir) // its memo of the cache forgets what gc deletes
 	c.gc.add(fs)
 	fs.BoolVar(&c.delete, "delete", false, "delete; without it, only print what would go")
 	fs.BoolVar(&c.asJSON, "json", false, "print the result as JSON on stdout")
+	setGroup(fs, groupGC, "delete")
+	setGroup(fs, groupOutput, "json")
 	c.network.add(fs)
 	return cmd
 }
 
 func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
-	ctx := cmd.Context()
-	u, err := cacheURLFlag(c.to)
+	urls, err := cacheURLFlags(c.to)
 	if err != nil {
 		return err
 	}
 	opts, err := c.gc.options(c.store, c.delete)
 	if err != nil {
 		return err
+	}
+	var errs []error
+	for _, u := range urls {
+		if err := c.collect(cmd, u, opts, len(urls) > 1); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// collect runs gc in one cache; with several, its lines name it.
+func (c *gcCommand) collect(cmd *cobra.Command, u *location.URL, opts gc.Options, label bool) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	if label && !c.asJSON {
+		out = &linePrefixer{w: out, prefix: u.Identity() + ": "}
 	}
 	cc, err := c.network.openCache(ctx, u)
 	if err != nil {
@@ -110,13 +134,13 @@ func (c *gcCommand) run(cmd *cobra.Command, _ []string) error {
 		}
 	}
 	if c.asJSON {
-		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
 			return err
 		}
 	} else {
-		printGC(cmd.OutOrStdout(), res)
+		printGC(out, res)
 	}
 	if len(res.Damaged) > 0 {
 		return fmt.Errorf("%d paths pushed during gc lost their NAR: run nixpush verify --repair --to %s", len(res.Damaged), u.Identity())
@@ -142,8 +166,9 @@ func printGC(w io.Writer, r gc.Result) {
 	for _, u := range r.Uploads {
 		fmt.Fprintf(w, "%s idle multipart upload %s\n", verbUploads, u)
 	}
-	fmt.Fprintf(w, "%s %d paths, %d NARs, %d logs, %d realisations: %s; kept %d paths (%s) from %d roots\n",
-		verb, len(r.Paths), len(r.NARs), len(r.Logs), len(r.Realisations), mib(r.Bytes), r.KeptPaths, mib(r.KeptBytes), r.Roots)
+	fmt.Fprintf(w, "%s %s, %s, %s, %s: %s; kept %s (%s) from %s\n",
+		verb, plural(len(r.Paths), "path"), plural(len(r.NARs), "NAR"), plural(len(r.Logs), "log"), plural(len(r.Realisations), "realisation"),
+		mib(r.Bytes), plural(r.KeptPaths, "path"), mib(r.KeptBytes), plural(r.Roots, "root"))
 	if !r.Deleted && len(r.Paths)+len(r.NARs)+len(r.Uploads) > 0 {
 		fmt.Fprintln(w, "dry run: nothing deleted; --delete to act")
 	}

@@ -27,6 +27,9 @@ func TestGCBesidePush(t *testing.T) {
 	tops := s.Build(t, expr)
 	dir := t.TempDir()
 	url := "file://" + dir
+	// A cache from the start: gc refuses a directory without nix-cache-info
+	// (round 0's gc may run before the first push wrote one).
+	writeFile(t, filepath.Join(dir, "nix-cache-info"), []byte(cacheInfo), 0o644)
 	state := filepath.Join(t.TempDir(), "state")
 	push := func(p string) result {
 		return runMain(t, "", "push", "--store", s.Root, "--state-dir", state, "--to", url, "--signing-key", sec, p)

@@ -74,8 +74,8 @@ func TestPushHTTPToken(t *testing.T) {
 	common := []string{"--store", s.Root, "--to", base, "--signing-key", sec}
 
 	r := pushMain(t, state, "", append(slices.Clone(common), "--token-file", wrongFile, paths[0])...)
-	if r.code == 0 || r.stdout != "" {
-		t.Fatalf("push with a wrong token: want a non-zero exit and empty stdout, got %s", r)
+	if r.code != exitPermanent || r.stdout != "" {
+		t.Fatalf("push with a wrong token: want exit %d (credentials refused when the cache is opened, as the README's table says) and empty stdout, got %s", exitPermanent, r)
 	}
 	if !strings.Contains(r.stderr, "401 Unauthorized") || !strings.Contains(r.stderr, wrongFile+" (--token-file)") {
 		t.Errorf("push with a wrong token should name the 401 and the token file:\n%s", r.stderr)

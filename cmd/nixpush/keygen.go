@@ -18,6 +18,9 @@ func newKeygenCommand() *cobra.Command {
 			if len(a) != 1 && len(a) != 3 {
 				return usageError("keygen takes NAME, optionally followed by SECRET-FILE and PUBLIC-FILE")
 			}
+			if err := uploader.CheckKeyName(a[0]); err != nil {
+				return usageError("%w", err)
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, a []string) error {

@@ -14,11 +14,14 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap/zapcore"
 
 	"nixpush/queue"
 	"nixpush/retry"
@@ -41,6 +44,7 @@ type stdio struct {
 // run executes one command line and returns the exit status; errors are
 // printed as one line on the error stream.
 func run(ctx context.Context, args []string, s stdio) int {
+	s.err = newConsole(s.err)
 	root := newRootCommand(s)
 	root.SetArgs(args)
 	return exitCode(root.ExecuteContext(ctx), s.err)
@@ -81,14 +85,19 @@ func exitCode(err error, w io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	// Under systemd the last words are an error for `journalctl -p err`.
+	prefix := "nixpush: error:"
+	if toJournal(w) {
+		prefix = journalPriority(zapcore.ErrorLevel) + prefix
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(w, "nixpush: error:", oneLine(ee.err.Error()))
+			fmt.Fprintln(w, prefix, oneLine(ee.err.Error()))
 		}
 		return ee.code
 	}
-	fmt.Fprintln(w, "nixpush: error:", oneLine(err.Error()))
+	fmt.Fprintln(w, prefix, oneLine(err.Error()))
 	// cobra's own errors: unknown commands and bad arguments.
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") {
 		return exitUsage
@@ -108,34 +117,98 @@ func isPermanent(err error) bool {
 }
 
 // withSignals makes the first SIGINT or SIGTERM cancel the command's
-// context, so work in flight can finish or be put back; a second signal
-// exits at once. watch-exec does not use it: it forwards signals to its
-// child instead.
+// context, so work in flight can finish or be put back, and says at once
+// what the stop waits for and for how long; a second signal aborts: the
+// uploads in flight are cancelled and their rows go back to pending
+// (interrupt.abort, which the pipeline's Config.Abort takes), and if even
+// that hangs the process exits soon after. watch-exec does not use it: it
+// forwards signals to its child instead.
 func withSignals(run func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx, cancel := context.WithCancel(cmd.Context())
 		defer cancel()
-		ch := make(chan os.Signal, 2)
+		in := &interrupt{abort: make(chan struct{})}
+		ch := make(chan os.Signal, 3)
 		signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 		defer signal.Stop(ch)
-		go func() {
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return
-			}
-			cancel()
-			select {
-			case <-ch:
-			case <-cmd.Context().Done():
-				return
-			}
-			fmt.Fprintln(cmd.ErrOrStderr(), "nixpush: second signal, exiting now")
-			os.Exit(130)
-		}()
-		cmd.SetContext(ctx)
+		returned := make(chan struct{})
+		defer close(returned)
+		go in.handle(ch, cancel, returned, cmd.ErrOrStderr())
+		cmd.SetContext(announceRetries(context.WithValue(ctx, interruptKey{}, in), cmd.ErrOrStderr()))
 		return run(cmd, args)
 	}
+}
+
+// abortGrace bounds how long an abort (the second signal) may take to
+// put the rows back before the process exits regardless.
+const abortGrace = 3 * time.Second
+
+// interrupt is what a command under withSignals tells the signal handler
+// and learns from it.
+type interrupt struct {
+	mu      sync.Mutex
+	waiting func() string // what a stop waits for, once the command knows
+	abort   chan struct{} // closed at the second signal
+}
+
+type interruptKey struct{}
+
+// interruptOf is the interrupt of a command run under withSignals (a
+// fresh one otherwise, which no signal reaches).
+func interruptOf(ctx context.Context) *interrupt {
+	if in, ok := ctx.Value(interruptKey{}).(*interrupt); ok {
+		return in
+	}
+	return &interrupt{abort: make(chan struct{})}
+}
+
+// waitingFor tells the handler what a stop would wait for: fn says it in
+// a few words ("up to 30s for 2 uploads in flight (foo 34%)").
+func (in *interrupt) waitingFor(fn func() string) {
+	in.mu.Lock()
+	in.waiting = fn
+	in.mu.Unlock()
+}
+
+func (in *interrupt) handle(ch <-chan os.Signal, cancel func(), returned <-chan struct{}, w io.Writer) {
+	select {
+	case <-ch:
+	case <-returned:
+		return
+	}
+	cancel()
+	// A person at a terminal is answered at once; elsewhere (systemd,
+	// a pipe) the logs say what happens.
+	say := func(msg string) {
+		if isTerminal(w) {
+			fmt.Fprintln(w, msg)
+		}
+	}
+	in.mu.Lock()
+	waiting := in.waiting
+	in.mu.Unlock()
+	msg := "nixpush: stopping"
+	if waiting != nil {
+		if s := waiting(); s != "" {
+			msg += ": waiting " + s
+		}
+	}
+	say(msg + "; press Ctrl-C again to abort now")
+	select {
+	case <-ch:
+	case <-returned:
+		return
+	}
+	say("nixpush: aborting: uploads in flight are cancelled; their paths stay queued")
+	close(in.abort)
+	select {
+	case <-ch:
+	case <-returned:
+		return
+	case <-time.After(abortGrace):
+	}
+	say("nixpush: exiting now")
+	os.Exit(130)
 }
 
 // startCPUProfile writes a CPU profile to $NIXPUSH_CPUPROFILE, for

@@ -13,29 +13,37 @@ import (
 // pinFlags locate the cache pins live in (under nixpush/pins/ in the
 // cache itself, so every machine's gc sees them).
 type pinFlags struct {
-	to, store string
-	network   networkFlags
+	to      []string
+	store   string
+	network networkFlags
 }
 
 func (f *pinFlags) add(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.to, "to", "", "cache URL")
+	fs.StringArrayVar(&f.to, "to", nil, "cache URL (repeat it for several caches)")
 	fs.StringVar(&f.store, "store", "/", "root of the local Nix store (to resolve ./result)")
+	setGroup(fs, groupCache, "to", "store")
 	f.network.add(fs)
 }
 
-// withCache opens the cache and runs fn on it.
+// withCache opens each cache in turn and runs fn on it.
 func (f *pinFlags) withCache(cmd *cobra.Command, fn func(cache.Cache) error) error {
-	u, err := cacheURLFlag(f.to)
+	urls, err := cacheURLFlags(f.to)
 	if err != nil {
 		return err
 	}
-	c, err := f.network.openCache(cmd.Context(), u)
-	if err != nil {
-		return err
+	for _, u := range urls {
+		c, err := f.network.openCache(cmd.Context(), u)
+		if err != nil {
+			return err
+		}
+		err = fn(c)
+		cache.Close(c)
+		if err != nil {
+			return err
+		}
 	}
-	defer cache.Close(c)
-	return fn(c)
+	return nil
 }
 
 func newPinCommand() *cobra.Command {

@@ -3,79 +3,143 @@ package main
 import (
 	"fmt"
 	"io"
+	"path"
+	"strings"
+	"sync"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"nixpush/uploader"
 )
 
-// startProgress shows, on a terminal, a progress bar of the paths pushed
-// with bytes, rate and time left; nothing on a pipe or a log. It returns
-// the function that stops it.
-func startProgress(w io.Writer, s *uploader.Stats, total int) (stop func()) {
-	if !isTerminal(w) || total == 0 {
+// progressEvery is how often a status line is redrawn.
+const progressEvery = 200 * time.Millisecond
+
+// startProgress shows, on a terminal, a push's status line: paths done
+// of total, NAR bytes read of totalBytes and compressed bytes sent as
+// they move, the rate and time left from those bytes, and the NARs in
+// flight; nothing on a pipe or a log. It returns the function that
+// clears it.
+func startProgress(w io.Writer, up *uploader.Uploader, total int, totalBytes int64) (stop func()) {
+	c := consoleOf(w)
+	if c == nil || !c.tty || total == 0 {
 		return func() {}
 	}
-	bar := progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("pushing"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetItsString("paths"),
-		progressbar.OptionShowIts(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)
-	start := time.Now()
-	done, finished := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			bytes := s.Bytes.Load()
-			rate := float64(bytes) / time.Since(start).Seconds()
-			bar.Describe(fmt.Sprintf("%s (%s/s)", mib(bytes), mib(int64(rate))))
-			_ = bar.Set(int(s.Paths.Load()))
-			select {
-			case <-done:
-				_ = bar.Clear()
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
+	p := &pushProgress{up: up, total: total, totalBytes: totalBytes, start: time.Now()}
+	return c.showStatus(p.line, progressEvery)
 }
 
-// countProgress is a spinner with a count, for work whose total grows as
-// it goes (verify, gc); a no-op off a terminal.
-type countProgress struct{ bar *progressbar.ProgressBar }
+// pushProgress computes the status line from the uploader's counters.
+type pushProgress struct {
+	up         *uploader.Uploader
+	total      int
+	totalBytes int64
+	start      time.Time
+	mu         sync.Mutex
+	samples    []sample // the last few seconds of bytes read, for the rate
+}
+
+type sample struct {
+	at   time.Time
+	read int64
+}
+
+// rateWindow is how far back the rate looks: long enough to smooth a
+// NAR's bursts, short enough to follow a change of link.
+const rateWindow = 5 * time.Second
+
+func (p *pushProgress) line() string {
+	s := &p.up.Stats
+	read, sent, done := s.Read.Load(), s.Sent.Load(), s.Paths.Load()
+	rate := p.rate(time.Now(), read)
+	var b strings.Builder
+	fmt.Fprintf(&b, "pushing %d of %s", done, plural(p.total, "path"))
+	if p.totalBytes > 0 {
+		fmt.Fprintf(&b, " · %s of %s read", mib(read), mib(p.totalBytes))
+	} else {
+		fmt.Fprintf(&b, " · %s read", mib(read))
+	}
+	fmt.Fprintf(&b, ", %s sent · %s/s", mib(sent), mib(int64(rate)))
+	if left := p.totalBytes - read; p.totalBytes > 0 && rate > 0 && left > 0 {
+		fmt.Fprintf(&b, " · %s left", (time.Duration(float64(left)/rate) * time.Second).Round(time.Second))
+	}
+	flight := p.up.InFlight()
+	for i, t := range flight {
+		if i == 3 {
+			fmt.Fprintf(&b, " +%d", len(flight)-3)
+			break
+		}
+		sep := ", "
+		if i == 0 {
+			sep = " · "
+		}
+		pct := 0
+		if t.NarSize > 0 {
+			pct = int(100 * t.Read / int64(t.NarSize))
+		}
+		fmt.Fprintf(&b, "%s%s %d%%", sep, shortName(t.Path), pct)
+	}
+	return b.String()
+}
+
+// rate is bytes read per second over the last rateWindow.
+func (p *pushProgress) rate(now time.Time, read int64) float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.samples = append(p.samples, sample{now, read})
+	for len(p.samples) > 1 && now.Sub(p.samples[0].at) > rateWindow {
+		p.samples = p.samples[1:]
+	}
+	first := p.samples[0]
+	if first.at.Equal(now) {
+		first = sample{p.start, 0}
+	}
+	secs := now.Sub(first.at).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(read-first.read) / secs
+}
+
+// shortName is a store path's name without its hash, cut to fit a status
+// line.
+func shortName(p string) string {
+	name := path.Base(p)
+	if i := strings.IndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
+	return cutRunes(name, 24)
+}
+
+// countProgress is a status line with a count, for work whose total grows
+// as it goes (verify, gc); a no-op off a terminal.
+type countProgress struct {
+	mu          sync.Mutex
+	what        string
+	done, total int
+	stop        func()
+}
 
 func startCountProgress(w io.Writer, what string) *countProgress {
-	if !isTerminal(w) {
-		return &countProgress{}
+	p := &countProgress{what: what, stop: func() {}}
+	if c := consoleOf(w); c != nil && c.tty {
+		p.stop = c.showStatus(p.line, progressEvery)
 	}
-	return &countProgress{bar: progressbar.NewOptions(-1,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
-	)}
+	return p
+}
+
+func (p *countProgress) line() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.total > 0 {
+		return fmt.Sprintf("%s: %d of %d", p.what, p.done, p.total)
+	}
+	return fmt.Sprintf("%s: %d", p.what, p.done)
 }
 
 func (p *countProgress) update(done, total int) {
-	if p.bar != nil {
-		_ = p.bar.Set(done)
-	}
+	p.mu.Lock()
+	p.done, p.total = done, total
+	p.mu.Unlock()
 }
 
-func (p *countProgress) done() {
-	if p.bar != nil {
-		_ = p.bar.Clear()
-	}
-}
+func (p *countProgress) finish() { p.stop() }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -34,11 +35,16 @@ func newPushCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push [flags] PATH...   (or paths on stdin, e.g. nix-store -qR ./result | nixpush push --to ...)",
 		Short: "push store paths and their closures to a cache",
-		RunE:  withSignals(c.run),
+		Example: `  nixpush push --to file:///srv/cache --signing-key mycache-1.sec ./result
+  nix-store -qR ./result | nixpush push --to 'file:///srv/cache?compression=zstd&secret-key=mycache-1.sec'
+  nixpush push --to s3://fleet-cache?region=eu-west-1 --to file:///srv/cache --signing-key key.sec ./result
+  nixpush push --drain --to file:///srv/cache    # finish what an interrupted push left queued`,
+		RunE: withSignals(c.run),
 	}
 	c.flags.add(cmd.Flags(), 3, "warn")
 	cmd.Flags().BoolVar(&c.drainAll, "drain", false, "push everything waiting in the cache's queue (left by an interrupted push, watch-exec or enqueue)")
 	cmd.Flags().BoolVar(&c.asJSON, "json", false, "print a summary per cache as JSON on stdout: paths, bytes, and requests sent by kind")
+	setGroup(cmd.Flags(), groupQueue, "drain")
 	return cmd
 }
 
@@ -70,11 +76,14 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	// paths found by watching, not for what a user asks for.
 	cfg.Filter.IncludeDrv = cfg.Filter.IncludeDrv || namesDrv(args)
 	cfg.Roots = args
+	in := interruptOf(ctx)
+	cfg.Abort = in.abort
 	p, err := pipeline.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	in.waitingFor(func() string { return inFlight(p, cfg.ShutdownTimeout) })
 	results, err := pushLanes(ctx, stderr, p, p.Closure, c.drainAll)
 	if c.asJSON {
 		if jerr := printPushJSON(cmd.OutOrStdout(), p, results); jerr != nil && err == nil {
@@ -98,7 +107,7 @@ func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, clos
 		}
 		o := pipeline.PushOptions{DrainAll: drainAll}
 		if len(p.Lanes) == 1 { // several bars would mix on one terminal
-			o.Started = func(total int) func() { return startProgress(stderr, &l.Uploader.Stats, total) }
+			o.Started = func(total int, narBytes int64) func() { return startProgress(stderr, l.Uploader, total, narBytes) }
 		}
 		wg.Add(1)
 		go func() {
@@ -113,23 +122,50 @@ func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, clos
 	return results, errors.Join(errs...)
 }
 
-// report pushes to one lane and says what happened.
+// inFlight says what a stopping push waits for: "up to 30s for 2 uploads
+// in flight (foo 34%, bar 2%)", or "" when nothing is in flight.
+func inFlight(p *pipeline.Pipeline, timeout time.Duration) string {
+	var names []string
+	for _, l := range p.Lanes {
+		for _, t := range l.Uploader.InFlight() {
+			pct := 0
+			if t.NarSize > 0 {
+				pct = int(100 * t.Read / int64(t.NarSize))
+			}
+			names = append(names, fmt.Sprintf("%s %d%%", shortName(t.Path), pct))
+		}
+	}
+	n := len(names)
+	if n == 0 {
+		return "for the queue to record what is done"
+	}
+	more := ""
+	if n > 3 {
+		names, more = names[:3], fmt.Sprintf(" and %d more", n-3)
+	}
+	return fmt.Sprintf("up to %s for %s in flight to finish (%s%s); what does not finish stays queued",
+		timeout, plural(n, "upload"), strings.Join(names, ", "), more)
+}
+
+// report pushes to one lane and says what happened, once: the summary
+// names what was not pushed and how to finish it; the error only says
+// that the push failed or was interrupted.
 func report(ctx context.Context, w io.Writer, l *pipeline.Lane, closure []*nixstore.PathInfo, o pipeline.PushOptions) (pipeline.PushResult, error) {
 	res, err := l.Push(ctx, closure, o)
 	if err != nil {
 		return res, err
 	}
-	printSummary(w, res.Stats, res.Plan, len(res.Unfinished))
+	printSummary(w, res.Stats, res.Plan, res.Unfinished)
 	if res.Total == 0 {
 		explainFiltered(w, res.Plan)
 		return res, nil
 	}
 	explainUnfinished(w, res.Unfinished, l.StateDir, l.URL.Identity())
 	if ctx.Err() != nil {
-		return res, &exitError{code: 130, err: fmt.Errorf("interrupted; paths not pushed stay queued in %s: nixpush watch-store or nixpush push --drain finishes them", l.StateDir)}
+		return res, &exitError{code: 130, err: errors.New("interrupted")}
 	}
 	if len(res.Unfinished) > 0 {
-		return res, fmt.Errorf("%d paths not pushed (nixpush status shows why; nixpush retry --failed after fixing the cause)", len(res.Unfinished))
+		return res, fmt.Errorf("%s not pushed", plural(len(res.Unfinished), "path"))
 	}
 	return res, nil
 }
@@ -146,7 +182,11 @@ func explainUnfinished(w io.Writer, items []queue.Item, stateDir, cache string) 
 		// The first few say why; an interrupted push of 100,000 paths
 		// would otherwise print a line for each.
 		if i < unfinishedShown {
-			fmt.Fprintf(w, "nixpush: %s %s: %s\n", it.State, it.Path, oneLine(it.LastError))
+			why := oneLine(it.LastError)
+			if why == "" {
+				why = "not pushed yet (interrupted before its upload finished)"
+			}
+			fmt.Fprintf(w, "nixpush: %s %s: %s\n", it.State, it.Path, why)
 		}
 	}
 	if len(items) > unfinishedShown {
@@ -156,7 +196,7 @@ func explainUnfinished(w io.Writer, items []queue.Item, stateDir, cache string) 
 		fmt.Fprintf(w, "nixpush: they stay queued in %s (%d pending, %d failed): nixpush watch-store or nixpush push --drain --to %s pushes pending ones",
 			stateDir, pending, failed, cache)
 		if failed > 0 {
-			fmt.Fprint(w, "; failed ones need nixpush retry --failed first")
+			fmt.Fprint(w, "; failed ones need nixpush retry --failed after fixing the cause (nixpush status shows it)")
 		}
 		fmt.Fprintln(w)
 	}
@@ -199,12 +239,20 @@ func readPaths(r io.Reader) ([]string, error) {
 	return paths, nil
 }
 
-func printSummary(w io.Writer, s *uploader.Stats, plan uploader.Plan, failed int) {
+// printSummary counts unfinished paths by their state in the queue, as
+// status does: an interrupted path is pending, not failed.
+func printSummary(w io.Writer, s *uploader.Stats, plan uploader.Plan, unfinished []queue.Item) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pushed %d paths, %s (%s uncompressed), skipped %d already present, %d upstream, %d filtered",
-		s.Paths.Load(), mib(s.Bytes.Load()), mib(s.NARBytes.Load()), plan.Present, plan.Upstream, plan.Filtered)
-	if failed > 0 {
-		fmt.Fprintf(&b, ", %d failed", failed)
+	fmt.Fprintf(&b, "pushed %s, %s (%s uncompressed), skipped %d already present, %d upstream, %d filtered",
+		plural(int(s.Paths.Load()), "path"), mib(s.Bytes.Load()), mib(s.NARBytes.Load()), plan.Present, plan.Upstream, plan.Filtered)
+	counts := map[queue.State]int{}
+	for _, it := range unfinished {
+		counts[it.State]++
+	}
+	for _, st := range []queue.State{queue.Pending, queue.Uploading, queue.Failed} {
+		if counts[st] > 0 {
+			fmt.Fprintf(&b, ", %d %s", counts[st], st)
+		}
 	}
 	fmt.Fprintln(w, b.String())
 }

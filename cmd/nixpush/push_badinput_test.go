@@ -195,7 +195,7 @@ func TestPushFailureNamesPath(t *testing.T) {
 	}
 	lines := readLines(r.stderr)
 	for _, want := range [][]string{
-		{"pushed 1 paths", "2 failed"},
+		{"pushed 1 path,", "2 failed"},
 		{ref[0], "NAR hash mismatch"},
 		{ref[1]},
 	} {

@@ -28,7 +28,7 @@ type summary struct {
 	present, upstream, filtered int
 }
 
-var summaryRE = regexp.MustCompile(`^pushed (\d+) paths, (\d+\.\d) MiB \((\d+\.\d) MiB uncompressed\), ` +
+var summaryRE = regexp.MustCompile(`^pushed (\d+) paths?, (\d+\.\d) MiB \((\d+\.\d) MiB uncompressed\), ` +
 	`skipped (\d+) already present, (\d+) upstream, (\d+) filtered$`)
 
 // wantSuccess checks that a push exited 0, printed nothing on stdout and

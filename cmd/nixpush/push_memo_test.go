@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"nixpush/internal/nixtest"
@@ -71,22 +72,23 @@ func TestPushMemoNeverHidesAMissingPath(t *testing.T) {
 	e.wantPushed(closure)
 }
 
-// TestPushMemoAsksNothing: a re-run whose closure the memo knows asks the
-// cache nothing, not even its nix-cache-info: it succeeds with the cache
-// down. With --recheck it asks again (and once the cache is back, finds
-// everything there).
-func TestPushMemoAsksNothing(t *testing.T) {
+// TestPushMemoAsksOnce: a re-run whose closure the memo knows sends the
+// cache one request, for its nix-cache-info (which says whether it is
+// still the cache the memo describes), and nothing else. With --recheck
+// it asks about every path again.
+func TestPushMemoAsksOnce(t *testing.T) {
 	e := newEnv(t, "memo-quiet")
 	srv := servertest.StartNginx(t, "")
 	e.cache, e.url, e.to = srv.CacheDir, srv.URL(), srv.URL()
 	out := e.store.Build(t, nixtest.WithReference("quiet"))
 	wantSuccess(t, e.push("", out[1]), 2, 0, 0, 0)
 
-	srv.Stop()
+	accessLog := filepath.Join(srv.Dir, "access.log")
+	before := len(readLines(mustRead(t, accessLog)))
 	wantSuccess(t, e.push("", out[1]), 0, 2, 0, 0)
-
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
+	requests := readLines(mustRead(t, accessLog))[before:]
+	if len(requests) != 1 || !strings.Contains(requests[0], "GET /nix-cache-info ") {
+		t.Errorf("a re-run the memo knows sent %d requests, want one GET of nix-cache-info:\n%s", len(requests), strings.Join(requests, "\n"))
 	}
 	wantSuccess(t, e.push("", "--recheck", out[1]), 0, 2, 0, 0)
 	e.wantPushed(out)

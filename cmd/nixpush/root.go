@@ -20,7 +20,10 @@ func newRootCommand(s stdio) *cobra.Command {
 			_ = cmd.Usage()
 			return &exitError{code: exitUsage}
 		},
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
@@ -30,6 +33,7 @@ func newRootCommand(s stdio) *cobra.Command {
 	})
 	root.AddCommand(
 		newPushCommand(),
+		newCopyLogCommand(),
 		newWatchStoreCommand(),
 		newStatusCommand(),
 		newRetryCommand(),
@@ -43,6 +47,7 @@ func newRootCommand(s stdio) *cobra.Command {
 		newGCCommand(),
 		newPinCommand(),
 		newUnpinCommand(),
+		newVersionCommand(),
 	)
 	// The config file fills every flag the command line left alone; its
 	// keys are checked against every command's flags.
@@ -54,8 +59,24 @@ func newRootCommand(s stdio) *cobra.Command {
 	}
 	for _, c := range root.Commands() {
 		c.Flags().SortFlags = false
+		completeFlagValues(c)
 	}
 	return root
+}
+
+// completeFlagValues lets the shell complete the values of c's flags that
+// take one of a few words.
+func completeFlagValues(c *cobra.Command) {
+	words := map[string][]string{
+		"compression": compressions,
+		"log-format":  logFormats,
+		"log-level":   {"debug", "info", "warn", "error"},
+	}
+	for name, values := range words {
+		if c.Flags().Lookup(name) != nil {
+			_ = c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
+		}
+	}
 }
 
 // noConfig marks commands the config file does not apply to.

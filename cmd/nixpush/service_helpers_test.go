@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -204,23 +203,4 @@ func svcReplaceFlag(t *testing.T, args []string, name, value string) []string {
 	}
 	t.Fatalf("no --%s in %q", name, args)
 	return nil
-}
-
-// svcJSONLogs checks that every line of log is a JSON object, and returns
-// their messages.
-func svcJSONLogs(log string) ([]string, error) {
-	var msgs []string
-	for _, line := range strings.Split(strings.TrimSpace(log), "\n") {
-		var l struct {
-			Msg string `json:"msg"`
-		}
-		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			return msgs, fmt.Errorf("log line %q is not JSON: %w", line, err)
-		}
-		msgs = append(msgs, l.Msg)
-	}
-	if len(msgs) == 0 {
-		return nil, errors.New("empty log")
-	}
-	return msgs, nil
 }

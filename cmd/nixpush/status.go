@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,6 +65,8 @@ func newStatusCommand() *cobra.Command {
 	addStateDirFlag(fs, &stateDir)
 	fs.StringArrayVar(&to, "to", nil, "only the queue of this cache (repeatable)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON on stdout")
+	setGroup(fs, groupCache, "to")
+	setGroup(fs, groupOutput, "json")
 	cmd.RunE = withSignals(func(cmd *cobra.Command, _ []string) error {
 		files, err := selectQueues(stateDir, to)
 		if err != nil {
@@ -116,8 +119,10 @@ func selectQueues(stateDir string, to []string) ([]string, error) {
 			return nil, err
 		}
 		f := pipeline.QueueFile(stateDir, u.Identity())
-		if _, err := os.Stat(f); err != nil {
+		if _, err := os.Stat(f); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no queue for %s in %s", u.Identity(), stateDir)
+		} else if err != nil {
+			return nil, fmt.Errorf("read state dir: %w", err)
 		}
 		files = append(files, f)
 	}
@@ -132,6 +137,11 @@ func readQueueStatus(ctx context.Context, file string, now time.Time) (queueStat
 		return queueStatus{}, err
 	}
 	defer q.Close()
+	// Counts read from a damaged index would be a confident "0 pending":
+	// the file is checked before anything it says is reported.
+	if err := q.Check(ctx); err != nil {
+		return queueStatus{}, err
+	}
 	cache, _, err := q.GetMeta(ctx, pipeline.CacheMetaKey)
 	if err != nil {
 		return queueStatus{}, err

@@ -25,7 +25,12 @@ func newUseCommand() *cobra.Command {
 		Short: "configure this machine's Nix to substitute from a cache",
 		Long: "Adds URL to extra-substituters and KEY to extra-trusted-public-keys in nix.conf\n" +
 			"(the system's, or the user's with --user), idempotently, keeping every other line.\n" +
-			"With --netrc, the URL's user:password (or $NIXPUSH_NETRC_PASSWORD) goes to Nix's netrc file.",
+			"With --netrc, the login goes to Nix's netrc file: the user from the URL (https://LOGIN@host),\n" +
+			"the password from $NIXPUSH_NETRC_PASSWORD (or the URL).",
+		Example: `  nixpush use https://cache.example.org --key mycache-1:BASE64...
+  nixpush use https://cache.example.org --key mycache-1.pub --user      # your own nix.conf
+  NIXPUSH_NETRC_PASSWORD=... nixpush use https://bob@cache.example.org --key mycache-1.pub --netrc
+  nixpush use s3://fleet-cache?region=eu-west-1 --key mycache-1.pub --nixos   # print the NixOS snippet`,
 		Args: exactlyOneURL,
 		RunE: withSignals(c.run),
 	}

@@ -32,6 +32,8 @@ func newWatchExecCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "watch-exec --to CACHE-URL [flags] -- COMMAND [ARGS...]",
 		Short: "run a command, push what it builds, wait, exit with its code",
+		Example: `  nixpush watch-exec --to file:///srv/cache --signing-key key.sec -- nix-build -A hello
+  nixpush watch-exec --to s3://ci-cache --signing-key key.sec --fail-on-push-error -- nix build .#checks`,
 		// Signals are the child's while it runs: no withSignals here.
 		RunE: c.run,
 	}
@@ -41,6 +43,7 @@ func newWatchExecCommand() *cobra.Command {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", time.Hour, "after the command exits, how long to wait for its paths to be pushed")
 	fs.DurationVar(&c.stallTimeout, "no-progress-timeout", 5*time.Minute, "stop waiting when no path was pushed for this long")
 	fs.BoolVar(&c.failOnPushError, "fail-on-push-error", false, fmt.Sprintf("exit %d when the command succeeded but a path was not pushed", exitCodePushFailed))
+	setGroup(fs, groupQueue, "drain-timeout", "no-progress-timeout", "fail-on-push-error")
 	return cmd
 }
 
@@ -146,8 +149,8 @@ func (c *watchExecCommand) watch(ctx, afterChild context.Context, p *pipeline.Pi
 			w = &linePrefixer{w: c.stderr, prefix: label + ": "}
 		}
 		stats := &r.Lane.Uploader.Stats
-		fmt.Fprintf(w, "nixpush: pushed %d paths, %s, of %d new paths; %d not pushed\n",
-			stats.Paths.Load(), mib(stats.Bytes.Load()), r.New, len(r.Unfinished))
+		fmt.Fprintf(w, "nixpush: pushed %s, %s, of %d new; %d not pushed\n",
+			plural(int(stats.Paths.Load()), "path"), mib(stats.Bytes.Load()), r.New, len(r.Unfinished))
 		explainUnfinished(w, r.Unfinished, r.Lane.StateDir, r.Lane.URL.Identity())
 		notPushed = max(notPushed, len(r.Unfinished))
 	}

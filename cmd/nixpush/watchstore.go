@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -28,8 +29,11 @@ func newWatchStoreCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "watch-store --to CACHE-URL [flags]",
 		Short: "push every path that becomes valid, forever (the daemon)",
-		Args:  noArgs,
-		RunE:  withSignals(c.run),
+		Example: `  nixpush watch-store --to file:///srv/cache --signing-key /etc/nixpush/key.sec
+  nixpush watch-store --to s3://fleet-cache?region=eu-west-1 --signing-key key.sec --metrics-addr 9464
+  nixpush watch-store --config /etc/nixpush/config.toml    # as the systemd unit runs it`,
+		Args: noArgs,
+		RunE: withSignals(c.run),
 	}
 	fs := cmd.Flags()
 	c.flags.add(fs, 20, "info")
@@ -39,6 +43,8 @@ func newWatchStoreCommand() *cobra.Command {
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (PORT alone means 127.0.0.1:PORT); off when empty")
 	fs.DurationVar(&c.unhealthyAfter, "unhealthy-after", 10*time.Minute, "/healthz fails once the cache has been failing this long")
 	fs.DurationVar(&c.gcEvery, "gc-every", 0, "collect garbage in each cache this often, as nixpush gc --delete with the gc flags below (0: never)")
+	setGroup(fs, groupDaemon, "backfill", "poll-interval", "keep-done", "metrics-addr", "unhealthy-after")
+	setGroup(fs, groupGC, "gc-every")
 	c.gc.add(fs)
 	return cmd
 }
@@ -72,19 +78,27 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 		opts.Backfill = true
 	}
 	cfg.Daemon = true
+	in := interruptOf(ctx)
+	cfg.Abort = in.abort
 	if c.metricsAddr != "" {
 		cfg.Metrics = metrics.NewRegistry()
+		cfg.Metrics.BuildInfo(buildInfo())
 	}
 	p, err := pipeline.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	in.waitingFor(func() string { return inFlight(p, c.flags.drain.shutdownTimeout) })
 	sd := notifier{log: log}
 	opts.Ready = sd.ready
 	shutdown := c.flags.drain.shutdownTimeout
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.WatchStore(gctx, opts) })
+	// Metrics outlive the pipeline's stop: while uploads in flight finish,
+	// /healthz still says why the daemon is stopping (a damaged queue).
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	g.Go(func() error { defer stopServing(); return p.WatchStore(gctx, opts) })
 	g.Go(func() error { sd.watchdog(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -94,7 +108,7 @@ func (c *watchStoreCommand) run(cmd *cobra.Command, _ []string) error {
 	})
 	if cfg.Metrics != nil {
 		g.Go(func() error {
-			if err := cfg.Metrics.Serve(gctx, c.metricsAddr, c.unhealthyAfter); err != nil {
+			if err := cfg.Metrics.Serve(serving, c.metricsAddr, c.unhealthyAfter); err != nil {
 				return fmt.Errorf("serve metrics on %s: %w", c.metricsAddr, err)
 			}
 			return nil

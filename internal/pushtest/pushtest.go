@@ -80,7 +80,7 @@ func (f *Fixture) Push(t *testing.T, key signature.SecretKey, roots ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cache.EnsureCacheInfo(t.Context(), f.Cache, 40); err != nil {
+	if _, err := cache.EnsureCacheInfo(t.Context(), f.Cache, 40); err != nil {
 		t.Fatal(err)
 	}
 	plan, err := uploader.MakePlan(t.Context(), f.Cache, closure, uploader.Filter{})

@@ -37,6 +37,7 @@ var suites = []suite{
 	{"remote", "push to nginx over HTTP (nixpush vs nix copy) and to versitygw over S3: the 1,000 small paths and the large tree", runRemoteSuite},
 	{"wan", "push through toxiproxy (round trip -rtt, 100 Mbit/s for big inputs) to nginx and versitygw: nixpush vs nix copy", runWanSuite},
 	{"verify", "nixpush verify of a 10,000-path cache on versitygw through toxiproxy (round trip -rtt), and with one NAR deleted", runVerifySuite},
+	{"scale", "synthetic stores of -scale-sizes paths: first push, re-push, daemon catch-up and new paths, verify, gc; nixpush vs nix copy", runScaleSuite},
 	{"requests", "requests per path of push (new, present with and without a state dir), verify and gc, counted by a proxy, beside nix copy's", runRequestsSuite},
 	{"fleet", "20 machines (processes) on one versitygw bucket behind a throttling proxy, gc and verify beside: makespan with and without throttling", runFleetSuite},
 }
@@ -51,6 +52,10 @@ type bench struct {
 	rtts         []time.Duration
 	wanWorkloads []string
 	wanRuns      int
+	// scale suite
+	scaleSizes   []int
+	scaleTimeout time.Duration
+	scaleLabel   string
 }
 
 func main() {
@@ -63,6 +68,9 @@ func main() {
 	rttList := flag.String("rtt", "50", "wan and verify suites: comma-separated round trips in ms, e.g. 20,50,100 (each adds ~8 minutes at 50 ms, more at 100)")
 	wanList := flag.String("wan-workloads", strings.Join(wanDefaultWorkloads, ","), "wan suite: comma-separated workloads among "+strings.Join(wanWorkloads, ", "))
 	wanRuns := flag.Int("wan-runs", 1, "wan suite: timed runs per tool and workload (nix copy of 1,000 paths takes minutes)")
+	scaleList := flag.String("scale-sizes", "1000,20000,100000", "scale suite: comma-separated store sizes (1000000 takes about an hour)")
+	scaleTimeout := flag.Duration("scale-timeout", 10*time.Minute, "scale suite: stop a run after this long and report what it wrote")
+	scaleLabel := flag.String("scale-label", "this tree", "scale suite: what the measured nixpush is (the report's title: before and after are two sections)")
 	flag.Parse()
 	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 || *wanRuns < 1 {
 		flag.Usage()
@@ -73,9 +81,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	b := &bench{runs: *runs, idleSeconds: *idleSeconds, bin: *prebuilt, wanRuns: *wanRuns}
+	b := &bench{runs: *runs, idleSeconds: *idleSeconds, bin: *prebuilt, wanRuns: *wanRuns,
+		scaleTimeout: *scaleTimeout, scaleLabel: *scaleLabel}
 	if b.rtts, err = parseRTTs(*rttList); err == nil {
 		b.wanWorkloads, err = parseWorkloads(*wanList)
+	}
+	if err == nil {
+		b.scaleSizes, err = parseSizes(*scaleList)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -37,9 +37,11 @@ var wanCaveats = []string{
 	"toxiproxy caps bandwidth per connection, not per link: k parallel connections get k × 100 Mbit/s. A single " +
 		"upload (the large tree, one NAR, unless the tool splits it) sees the 100 Mbit/s link; the closure's limit is a " +
 		"true bound only for a tool that keeps one upload in flight at a time, and a parallel tool can beat it.",
-	"\"present, state dir from the first push\" is a re-run whose every path, and the cache's nix-cache-info, nixpush's " +
-		"memo saw within its TTL (--memo-ttl, 24 h by default): over HTTP it sends no request at all, over S3 one " +
-		"(the client's HeadBucket at start). It trusts the memo, not the cache: a narinfo deleted behind the " +
+	"\"present, state dir from the first push\" is a re-run whose every path nixpush's memo saw within its TTL " +
+		"(--memo-ttl, 24 h by default): over HTTP it sends one request, for nix-cache-info, whose ID tells whether the " +
+		"cache is still the one the memo describes (a cache wiped or made again is noticed; issue 22), sent while the " +
+		"closure is read; over S3 two (the client's HeadBucket at start, then nix-cache-info). It trusts the memo for " +
+		"paths, not the cache: a narinfo deleted behind the " +
 		"machine's back within the TTL is pushed again only with --recheck or verify --repair (README, \"Pushing over a " +
 		"slow link\"). Nothing else in these tables uses the memo.",
 }

@@ -36,6 +36,7 @@ type daemonDirs struct {
 	Cache string // the file:// cache dir
 	State string // --state-dir
 	Home  string // HOME and XDG dirs
+	URL   string // the cache URL, if not Cache with zstd
 }
 
 // watchStoreTimeout bounds the wait for the daemon's first "watching".
@@ -44,9 +45,13 @@ const watchStoreTimeout = time.Minute
 // startWatchStore starts the daemon on d and returns once it has logged
 // "watching", with the time the bench read that line.
 func startWatchStore(ctx context.Context, bin, secKey string, d daemonDirs) (*watchStore, time.Time, error) {
+	url := d.URL
+	if url == "" {
+		url = "file://" + d.Cache + "?compression=zstd"
+	}
 	cmd := exec.CommandContext(ctx, bin, "watch-store",
 		"--store", d.Root,
-		"--to", "file://"+d.Cache+"?compression=zstd",
+		"--to", url,
 		"--signing-key", secKey,
 		"--state-dir", d.State,
 		"--log-format", "json")

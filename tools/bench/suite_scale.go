@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scaleCatchUp is how many paths the daemon finds registered while it
+// was stopped; scaleNewPaths how many single new paths it is timed on.
+const (
+	scaleCatchUp  = 10_000
+	scaleNewPaths = 5
+)
+
+const scaleIntro = "Synthetic stores of N small valid paths (100 B–4 KiB, `nix-store --load-db` with real NAR hashes) " +
+	"in a layered DAG 1,000 wide, the top path's closure being the whole store; made afresh for each size. " +
+	"Both tools sign with one key and write `?compression=none` to a fresh `file://` cache: " +
+	"`nixpush push --store ROOT --to file://DIR?compression=none --signing-key SEC --state-dir STATE TOP` against " +
+	"`nix --store ROOT copy --to 'file://DIR?compression=none&secret-key=SEC' TOP`. " +
+	"The re-push repeats the same command on the same cache with the same state (nixpush's state dir, nix copy's narinfo disk cache). " +
+	"From 20,000 paths on: the daemon (`nixpush watch-store`, started once to save its mark, then stopped) " +
+	"finds 10,000 paths registered while it was stopped, timed from its start until their narinfos are all in the cache, " +
+	"against `nix copy` of those paths to its own cache; then, with the daemon running, one new path is registered at a time " +
+	"(5 times) and timed from the start of `nix-store --load-db` until its narinfo is in the cache, against `nix copy` of that path. " +
+	"`nixpush verify --trusted-key PUB` (no --full) of nixpush's cache runs against " +
+	"`nix store verify --store file://DIR --all --no-contents` with the key trusted; `nixpush gc` is a dry run. " +
+	"Every push is checked: the cache holds one narinfo per path, and nixpush's as many NAR objects (none uploaded twice). " +
+	"CPU comes from wait4 of the child, peak RSS from GNU time (the daemon's from /proc). A first push stopped at -scale-timeout is a result: " +
+	"the rows after it then run on nixpush's cache completed with a copy of nix copy's (same signing key)."
+
+// runScaleSuite measures nixpush against nix copy on stores of
+// b.scaleSizes paths.
+func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
+	pub, err := os.ReadFile(filepath.Join(b.work.Dir, "key.pub"))
+	if err != nil {
+		return nil, err
+	}
+	r := &report{
+		Title:  "Scale: " + b.scaleLabel,
+		Method: "one run of each workload and size (the stores take minutes to fill); single new paths: the median of 5",
+		Intro:  scaleIntro,
+	}
+	t := &table{Header: []string{"work", "N", "nixpush", "nix copy", "nix copy ÷ nixpush"}}
+	growth := &table{Header: []string{"N", "first push: nixpush CPU per path", "nix copy CPU per path", "catch-up: nixpush CPU per path"}}
+	var sizes []scaleSize
+	for _, n := range b.scaleSizes {
+		logf("scale: %d paths", n)
+		w, err := newScaleWorld(ctx, filepath.Join(b.work.Dir, "scale", strconv.Itoa(n)), n, b.work.SecKey, strings.TrimSpace(string(pub)), b.scaleTimeout)
+		if err != nil {
+			return nil, err
+		}
+		sz, err := measureScale(ctx, b, w, t)
+		if err != nil {
+			return nil, fmt.Errorf("%d paths: %w", n, err)
+		}
+		sizes = append(sizes, sz)
+		r.Notes = append(r.Notes, sz.notes...)
+		growth.add(thousands(n), perPath(sz.pushCPU, n), perPath(sz.copyCPU, n), perPath(sz.catchUpCPU, scaleCatchUp))
+		removeAll(w.dir)
+	}
+	r.Sections = []section{
+		{Title: "Rows of issue 21, nixpush " + b.scaleLabel, Table: t},
+		{Title: "Growth: CPU per path", Text: "The cost of a path should not grow with the size of the work.", Table: growth},
+	}
+	r.Targets = scaleTargets(sizes)
+	return r, nil
+}
+
+// scaleSize is what the targets need of one size.
+type scaleSize struct {
+	n                          int
+	pushWall, copyWall         time.Duration
+	pushCPU, copyCPU           time.Duration
+	pushRSS                    int64
+	catchUpWall, catchUpCopy   time.Duration
+	catchUpCPU                 time.Duration
+	newPath                    time.Duration
+	verifyWall, nixVerifyWall  time.Duration
+	verifyRSS, gcRSS           int64
+	timedOut, orphans, missing int
+	notes                      []string // what went wrong but is a result
+}
+
+// measureScale runs every workload on one world, adding rows to t.
+func measureScale(ctx context.Context, b *bench, w *scaleWorld, t *table) (scaleSize, error) {
+	sz := scaleSize{n: w.n}
+	n := thousands(w.n)
+	// First push, then the re-push of everything present.
+	push, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
+	if err := w.checkPush(&sz, err, w.n); err != nil {
+		return sz, err
+	}
+	cp, err := w.nixCopy(ctx, w.top)
+	if err != nil {
+		return sz, err
+	}
+	if got, _, _ := cacheCounts(w.copied.cache); got != w.n {
+		return sz, fmt.Errorf("nix copy wrote %d narinfos, want %d", got, w.n)
+	}
+	sz.pushWall, sz.pushCPU, sz.pushRSS, sz.copyWall, sz.copyCPU = push.Wall, push.CPU, push.MaxRSS, cp.Wall, cp.CPU
+	first := describe(push, sz.timedOut > 0)
+	if sz.timedOut > 0 {
+		first += fmt.Sprintf(" with %s of %s written", thousands(sz.timedOut), n)
+		// The rows below need a whole cache: nix copy's, copied, stands
+		// in for the rest of the push (same key, so the same signatures).
+		if _, err := runCmd(ctx, "", nil, "cp", "-a", "--no-clobber", w.copied.cache+"/.", w.pushed.cache+"/"); err != nil {
+			return sz, err
+		}
+	}
+	t.add("first push of the closure", n, first, describe(cp, false), ratio(cp.Wall, push.Wall))
+	again, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
+	if err != nil {
+		return sz, err
+	}
+	copyAgain, err := w.nixCopy(ctx, w.top)
+	if err != nil {
+		return sz, err
+	}
+	t.add("re-push, all present, state kept", n, describe(again, false), describe(copyAgain, false), ratio(copyAgain.Wall, again.Wall))
+	if w.n >= 20_000 {
+		if err := measureDaemon(ctx, b, w, t, &sz); err != nil {
+			return sz, err
+		}
+	}
+	// Verify and gc read nixpush's cache, all it holds by now.
+	narinfos, _, err := cacheCounts(w.pushed.cache)
+	if err != nil {
+		return sz, err
+	}
+	ver, err := w.nixpush(ctx, b.bin, "verify", "--to", w.pushed.url(""), "--trusted-key", w.pubKey)
+	if err != nil {
+		return sz, err
+	}
+	nixVer, err := w.timed(ctx, "nix", []string{"--extra-experimental-features", "nix-command", "store", "verify",
+		"--store", w.pushed.url(""), "--all", "--no-contents", "--option", "trusted-public-keys", w.pubKey}, cleanEnv(w.copied.home))
+	if err != nil {
+		return sz, err
+	}
+	sz.verifyWall, sz.nixVerifyWall, sz.verifyRSS = ver.Wall, nixVer.Wall, ver.MaxRSS
+	t.add("verify (no --full)", thousands(narinfos)+" narinfos", describe(ver, false), describe(nixVer, false), ratio(nixVer.Wall, ver.Wall))
+	gc, err := w.nixpush(ctx, b.bin, "gc", "--to", w.pushed.url(""), "--keep-days", "30", "--state-dir", w.pushed.state)
+	if err != nil {
+		return sz, err
+	}
+	sz.gcRSS = gc.MaxRSS
+	t.add("gc dry run", thousands(narinfos)+" narinfos", describe(gc, false), "–", "–")
+	return sz, nil
+}
+
+// checkPush checks a push of want paths in nixpush's cache: every
+// narinfo there, as many NARs (a timed-out run is a result, with what it
+// wrote).
+func (w *scaleWorld) checkPush(sz *scaleSize, runErr error, want int) error {
+	narinfos, nars, err := cacheCounts(w.pushed.cache)
+	if err != nil {
+		return err
+	}
+	switch {
+	case errors.Is(runErr, errTimedOut):
+		sz.timedOut, sz.missing = narinfos, want-narinfos
+	case runErr != nil:
+		return runErr
+	case narinfos != want:
+		return fmt.Errorf("nixpush's cache has %d narinfos, want %d", narinfos, want)
+	}
+	sz.orphans += nars - narinfos
+	return nil
+}
+
+// describe is a run's figures in one cell.
+func describe(s Sample, timedOut bool) string {
+	cell := fmt.Sprintf("%s, %s CPU, %s", seconds(s.Wall.Seconds()), seconds(s.CPU.Seconds()), mib(float64(s.MaxRSS)))
+	if timedOut {
+		cell = "stopped after " + cell
+	}
+	return cell
+}
+
+func ratio(ref, d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", ref.Seconds()/d.Seconds())
+}
+
+func perPath(d time.Duration, n int) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d.Microseconds())/float64(n))
+}
+
+// scaleTargets checks the goals of issue 21 on what was measured.
+func scaleTargets(sizes []scaleSize) []targetResult {
+	var out []targetResult
+	by := map[int]scaleSize{}
+	for _, s := range sizes {
+		by[s.n] = s
+		out = append(out, targetResult{
+			Name: fmt.Sprintf("%s paths: each NAR uploaded once, every path written", thousands(s.n)),
+			Met:  s.orphans == 0 && s.timedOut == 0,
+			Detail: fmt.Sprintf("%d NAR objects beyond the narinfos; %s", s.orphans,
+				map[bool]string{true: "stopped with " + thousands(s.missing) + " paths not written", false: "complete"}[s.timedOut > 0]),
+		})
+		if s.n >= 20_000 {
+			out = append(out, targetResult{
+				Name: fmt.Sprintf("%s: first push ≥ 2× faster than nix copy", thousands(s.n)), Met: s.timedOut == 0 && s.copyWall >= 2*s.pushWall,
+				Detail: ratio(s.copyWall, s.pushWall)})
+		}
+	}
+	if a, b := by[20_000], by[100_000]; a.pushCPU > 0 && b.pushCPU > 0 {
+		out = append(out, targetResult{Name: "100,000 paths cost at most 6× the CPU of 20,000", Met: b.timedOut == 0 && b.pushCPU <= 6*a.pushCPU,
+			Detail: fmt.Sprintf("%.1f×", b.pushCPU.Seconds()/a.pushCPU.Seconds())})
+	}
+	if s, ok := by[100_000]; ok {
+		out = append(out,
+			targetResult{Name: "100,000: first push peak RSS ≤ 200 MiB", Met: s.pushRSS <= 200<<20, Detail: mib(float64(s.pushRSS))},
+			targetResult{Name: "catch-up of 10,000 on a 100,000 store at least as fast as nix copy", Met: s.catchUpWall > 0 && s.catchUpWall <= s.catchUpCopy,
+				Detail: ratio(s.catchUpCopy, s.catchUpWall)},
+			targetResult{Name: "one new path on a 100,000 store in the cache within 0.5 s", Met: s.newPath > 0 && s.newPath <= 500*time.Millisecond,
+				Detail: millis(s.newPath)},
+			targetResult{Name: "verify no slower than nix store verify --all --no-contents", Met: s.verifyWall <= s.nixVerifyWall,
+				Detail: ratio(s.nixVerifyWall, s.verifyWall)},
+			targetResult{Name: "verify and gc peak RSS ≤ 200 MiB", Met: s.verifyRSS <= 200<<20 && s.gcRSS <= 200<<20,
+				Detail: mib(float64(s.verifyRSS)) + " / " + mib(float64(s.gcRSS))},
+		)
+		if a := by[20_000]; a.catchUpCPU > 0 && s.catchUpCPU > 0 {
+			out = append(out, targetResult{Name: "catch-up CPU per path independent of the store's size (100,000 ≤ 1.5× 20,000)",
+				Met: s.catchUpCPU <= a.catchUpCPU*3/2, Detail: fmt.Sprintf("%.2f×", s.catchUpCPU.Seconds()/a.catchUpCPU.Seconds())})
+		}
+	}
+	return out
+}
+
+// parseSizes reads -scale-sizes.
+func parseSizes(list string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("-scale-sizes: %q is not a size", f)
+		}
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
+}
