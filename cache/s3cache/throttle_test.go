@@ -33,23 +33,23 @@ func viaS3Proxy(t *testing.T, s *servertest.Versitygw, cfg s3cache.Config) (*s3c
 	return c, px
 }
 
-// TestThrottlingIsWaitedOut: a server that answers a third of requests
-// 503 SlowDown, and everything 429 Retry-After: 1 for 300 ms in every
-// 2 s, costs time, never a failure: every call succeeds, the throttled
+// TestThrottlingIsWaitedOut: a server that answers a fifth of requests
+// 503 SlowDown, and everything 429 Retry-After: 1 for 200 ms in every
+// 3 s, costs time, never a failure: every call succeeds, the throttled
 // answers are counted apart, the bucket's limit of requests in flight
 // drops, and a Retry-After is honoured.
 func TestThrottlingIsWaitedOut(t *testing.T) {
 	s := servertest.StartVersitygw(t)
 	c, px := viaS3Proxy(t, s, s3cache.Config{PartSize: s3cache.MinPartSize})
-	px.SetThrottling(servertest.Throttling{SlowDown: 0.3, BurstEvery: 2 * time.Second, BurstFor: 300 * time.Millisecond, RetryAfter: 1, Seed: 7})
+	px.SetThrottling(servertest.Throttling{SlowDown: 0.2, BurstEvery: 3 * time.Second, BurstFor: 200 * time.Millisecond, RetryAfter: 1, Seed: 7})
 	ctx := t.Context()
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
-	for i := range 20 {
+	for i := range 12 {
 		wg.Go(func() {
 			key := fmt.Sprintf("obj-%d", i)
 			body := strings.Repeat("x", 100+i)
-			if i%5 == 0 {
+			if i%6 == 0 {
 				body = strings.Repeat("y", 6<<20) // multipart: parts, create, complete
 			}
 			if err := c.Put(ctx, key, strings.NewReader(body), cache.TypeNAR); err != nil {

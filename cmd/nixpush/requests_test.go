@@ -94,8 +94,9 @@ func TestPushRequestCounts(t *testing.T) {
 	check("push new", pushJSON(t, args(state)...), map[string]int64{
 		"HeadBucket": 1, "GetObject": 1, "PutObject": 1 + 2 + 3*n, "HeadObject": n + same,
 	})
-	// Present, this machine's state: only the bucket check.
-	check("push present (memo)", pushJSON(t, args(state)...), map[string]int64{"HeadBucket": 1})
+	// Present, this machine's state: only the bucket check and
+	// nix-cache-info (whether the cache is still the one the memo knows).
+	check("push present (memo)", pushJSON(t, args(state)...), map[string]int64{"HeadBucket": 1, "GetObject": 1})
 	// Present, an empty state dir: the bucket check, nix-cache-info, and
 	// one HEAD per path.
 	fresh := filepath.Join(t.TempDir(), "fresh")

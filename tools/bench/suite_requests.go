@@ -179,7 +179,7 @@ func runRequestsSuite(ctx context.Context, b *bench) (*report, error) {
 	once := func(label string) float64 {
 		for _, r := range rows {
 			if r.label == label && r.server == "versitygw (S3)" {
-				return float64(r.ops["HeadBucket"]+min(r.ops["GetObject"], 1)) / float64(len(paths))
+				return float64(r.ops["HeadBucket"]+min(r.ops["GetObject"], 1)) / float64(len(paths)) // the bucket check, nix-cache-info
 			}
 		}
 		return 0
