@@ -38,8 +38,10 @@ func (e *ExistsError) Error() string {
 func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 
 // ErrCannotCreate is returned by Create when the backend or its server
-// cannot write an object only if its key is free (a server that ignores
-// If-None-Match); nothing of the body was read.
+// cannot write an object only if its key is free: before the body is
+// read when that is known (a server found to ignore If-None-Match), or
+// after it when the server says so only in its answer (501); the caller
+// writes the object another way.
 var ErrCannotCreate = errors.New("this cache cannot write an object only if it is absent")
 
 // Creator is a backend that can write an object only if its key is
@@ -64,7 +66,7 @@ func CanCreate(ctx context.Context, c Cache) (bool, error) {
 }
 
 // Create writes r under key only if no object is there (ErrExists), on a
-// backend that can (else ErrCannotCreate, r unread).
+// backend that can (else ErrCannotCreate).
 func Create(ctx context.Context, c Cache, key string, r io.Reader, contentType string) error {
 	if cr, ok := find[Creator](c); ok {
 		return cr.Create(ctx, key, r, contentType)
