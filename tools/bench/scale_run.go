@@ -191,3 +191,14 @@ func waitNarinfos(ctx context.Context, dir string, paths []string, timeout time.
 		}
 	}
 }
+
+// countNarinfos counts the paths whose narinfo is in dir.
+func countNarinfos(dir string, paths []string) int {
+	n := 0
+	for _, p := range paths {
+		if narinfoIn(dir, p) {
+			n++
+		}
+	}
+	return n
+}
