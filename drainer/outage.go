@@ -1,6 +1,7 @@
 package drainer
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -42,8 +43,14 @@ func (o *outage) failed(now time.Time, err error) time.Time {
 	}
 	if o.since.IsZero() {
 		o.since = now
+		// A stalled request failed when its server last moved a byte,
+		// a timeout before it was noticed: health counts from then.
+		var stall interface{ FailingSince() time.Time }
+		if errors.As(err, &stall) && !stall.FailingSince().IsZero() && stall.FailingSince().Before(now) {
+			o.since = stall.FailingSince()
+		}
 		o.policy = retry.Paths.BackOff()
-		o.metrics.CacheFailing(now)
+		o.metrics.CacheFailing(o.since)
 	}
 	o.until = now.Add(o.policy.NextBackOff())
 	o.log.Error("cache failing, pausing uploads",

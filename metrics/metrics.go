@@ -79,6 +79,7 @@ type Metrics struct {
 	progress         atomic.Pointer[func() (busy bool, last time.Time)]
 	sent             atomic.Pointer[func() int64] // bytes handed to the cache so far
 	pushedBytes      atomic.Int64                 // without sent: bytes of pushed paths
+	requests         atomic.Pointer[func() (Requests, bool)]
 }
 
 // New is the Metrics of a process with one cache, unlabelled; q is read
@@ -147,7 +148,7 @@ func (m *Metrics) Collected(paths int, bytes int64) {
 func (m *Metrics) collectors(q *queue.Queue) []prometheus.Collector {
 	return []prometheus.Collector{m.pushed, m.bytes, m.failures, m.detection, m.upload, m.lastSuccess, m.queueDamaged,
 		m.gcPaths, m.gcBytes, m.gcLastRun,
-		&queueCollector{q: q}}
+		&queueCollector{q: q}, requestCollector{m}}
 }
 
 // Pushed records a path pushed with its compressed size.

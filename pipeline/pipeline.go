@@ -245,6 +245,8 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 		up.Memo = l.memo
 	}
 	l.Uploader = up
+	up.Journal = l.Queue
+	l.abandonUploads(ctx)
 	if cfg.Metrics != nil {
 		l.Metrics = cfg.Metrics.ForCache(cc.URL.Identity(), l.Queue)
 	}
@@ -263,7 +265,31 @@ func (p *Pipeline) finishLane(ctx context.Context, l *Lane, cc CacheConfig) erro
 		busy, started := l.Drainer.Busy()
 		return busy, later(started, time.Unix(0, up.Stats.Moved.Load()))
 	})
+	l.Metrics.WatchRequests(func() (metrics.Requests, bool) {
+		r, ok := cache.RequestsOf(c)
+		return metrics.Requests{ByKind: r.ByKind, Throttled: r.Throttled, Limit: r.Limit}, ok
+	})
 	return nil
+}
+
+// abandonUploads aborts the multipart uploads this cache's queue saved
+// that no process will continue (their paths are done, failed or gone
+// from the queue): a crash between a part and the outcome leaves them.
+// A failure is logged; the state stays for the next start, and gc
+// aborts what is left once it is older than its grace period.
+func (l *Lane) abandonUploads(ctx context.Context) {
+	saved, err := l.Queue.AbandonedUploads(ctx)
+	if err != nil {
+		l.Log.Warn("list abandoned uploads", zap.Error(err))
+		return
+	}
+	for _, s := range saved {
+		if err := l.Uploader.Abandon(ctx, s.Path, s.State); err != nil {
+			l.Log.Warn("abort an upload no process will continue", zap.String("path", s.Path), zap.Error(err))
+			return
+		}
+		l.Log.Info("aborted an upload no process will continue", zap.String("path", s.Path))
+	}
 }
 
 // Close closes every lane, in reverse order of opening, then the store.

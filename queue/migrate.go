@@ -63,7 +63,10 @@ func (q *Queue) migrate(ctx context.Context) error {
 		}
 		for v := version + 1; v <= len(migrations); v++ {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-				return fmt.Errorf("apply migration %d: %w", v, err)
+				// A plain SQL error ("table uploads already exists") means
+				// the schema disagrees with its version: damage, as
+				// inspectErr says of the schema checks before.
+				return inspectErr(q.path, fmt.Sprintf("apply migration %d to", v), err)
 			}
 		}
 		// PRAGMA takes no bound parameters; the number is this build's own.

@@ -1,6 +1,8 @@
 // Package retry is nixpush's one retry policy: capped exponential backoff
 // with jitter (cenkalti/backoff), and the classification every layer uses
-// to say an error can never succeed by retrying (Permanent). The drainer
+// to say an error can never succeed by retrying (Permanent) or was a
+// server saying "slow down" (Throttled, waited out by WhileThrottled,
+// never counted as a failure). The drainer
 // schedules a path's attempts with it (persisted in the queue), the cache
 // wrapper retries reads with it (cache.WithRetry), and the few loops that
 // must retry a single call (recording outcomes on a full disk, aborting a

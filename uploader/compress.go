@@ -1,15 +1,19 @@
 package uploader
 
 import (
+	"bufio"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 // Compression is how NARs are compressed in the cache, named as in a
@@ -140,28 +144,55 @@ type zstdKey struct {
 	parallel bool
 }
 
+// zstdLevel is the encoder level of c (zstd only).
+func (c Compression) zstdLevel() zstd.EncoderLevel {
+	switch {
+	case c.HasLevel && c.Level == 0:
+		return zstd.EncoderLevelFromZstd(3) // zstd's own meaning of 0
+	case c.HasLevel && c.Level < 0:
+		return zstd.SpeedFastest // zstd's fast levels: the fastest there is here
+	case c.HasLevel:
+		return zstd.EncoderLevelFromZstd(c.Level)
+	}
+	return zstd.EncoderLevelFromZstd(defaultZstdLevel)
+}
+
+// parallelThreads is how many goroutines (threads) compress a NAR of
+// narSize: one for a small NAR or without Parallel, else every core but
+// at least two. Two on a one-core machine, because a single one would
+// take the other encoder (zstd's streaming one, liblzma's single-threaded
+// one), whose bytes differ: see NewWriter.
+func (c Compression) parallelThreads(narSize uint64) int {
+	if !c.Parallel || narSize < smallNAR {
+		return 1
+	}
+	return max(2, runtime.GOMAXPROCS(0))
+}
+
 // NewWriter returns a compressing writer onto w for a NAR of narSize
 // bytes. Closing it flushes the compressed stream but does not close w.
+//
+// Its output is a function of the NAR and c alone, on any machine: NAR
+// objects are named after that (ContentNARKey), and a name shared by
+// machines must hold the same bytes. So nothing the machine decides may
+// change it: a large NAR is compressed in jobs (zstd) or blocks (xz)
+// whose size follows the level, not the core count, whatever the number
+// of threads (see parallelThreads); brotli has one thread; and the
+// output does not depend on how writes cut the stream. EncoderID must
+// change whenever this output may.
 func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, error) {
 	switch c.Method {
 	case "zstd":
-		level := zstd.EncoderLevelFromZstd(defaultZstdLevel)
-		switch {
-		case c.HasLevel && c.Level == 0:
-			level = zstd.EncoderLevelFromZstd(3) // zstd's own meaning of 0
-		case c.HasLevel && c.Level < 0:
-			level = zstd.SpeedFastest // zstd's fast levels: the fastest there is here
-		case c.HasLevel:
-			level = zstd.EncoderLevelFromZstd(c.Level)
-		}
-		key := zstdKey{level: level, parallel: c.Parallel && narSize >= smallNAR && runtime.GOMAXPROCS(0) > 1}
+		level := c.zstdLevel()
+		threads := c.parallelThreads(narSize)
+		key := zstdKey{level: level, parallel: threads > 1}
 		pool, _ := zstdPools.LoadOrStore(key, &sync.Pool{})
 		enc, _ := pool.(*sync.Pool).Get().(*zstd.Encoder)
 		if enc == nil {
 			var err error
 			enc, err = zstd.NewWriter(nil,
 				zstd.WithEncoderLevel(level),
-				zstd.WithEncoderConcurrency(map[bool]int{true: runtime.GOMAXPROCS(0), false: 1}[key.parallel]),
+				zstd.WithEncoderConcurrency(threads),
 				zstd.WithConcurrentBlocks(key.parallel),
 				zstd.WithWindowSize(zstdWindow),
 			)
@@ -172,24 +203,106 @@ func (c Compression) NewWriter(w io.Writer, narSize uint64) (io.WriteCloser, err
 		enc.Reset(w)
 		return &pooledEncoder{Encoder: enc, pool: pool.(*sync.Pool)}, nil
 	case "xz":
-		level, threads := xzDefaultLevel, 1
-		if c.HasLevel {
-			level = c.Level
-		}
-		if c.Parallel && narSize >= smallNAR {
-			threads = runtime.GOMAXPROCS(0)
-		}
-		return newXZWriter(w, level, threads)
+		return newXZWriter(w, c.xzLevel(), c.parallelThreads(narSize))
 	case "br":
-		quality := maxBrotliQual
-		if c.HasLevel {
-			quality = c.Level
-		}
-		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: quality, LGWin: brotliWindow}), nil
+		// The brotli encoder's output follows how writes cut its input:
+		// it is fed fixed pieces.
+		bw := brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: c.brotliQuality(), LGWin: brotliWindow})
+		return &evenWriter{buf: bufio.NewWriterSize(bw, brotliPiece), close: bw.Close}, nil
 	case "none":
 		return nopCloser{w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", c.Method)
+}
+
+func (c Compression) xzLevel() int {
+	if c.HasLevel {
+		return c.Level
+	}
+	return xzDefaultLevel
+}
+
+func (c Compression) brotliQuality() int {
+	if c.HasLevel {
+		return c.Level
+	}
+	return maxBrotliQual
+}
+
+// EncoderID is 8 characters that differ between any two Compressions
+// whose NewWriter may give different bytes for the same NAR: a digest of
+// the method, the encoder's settings (parallel or not: jobs and blocks
+// make other bytes than one stream) and its library's version (a new
+// version may compress differently, so its objects get names of their
+// own).
+func (c Compression) EncoderID() string {
+	var id string
+	switch c.Method {
+	case "zstd":
+		id = fmt.Sprintf("zstd level=%d window=%d parallel=%v from=%d %s",
+			c.zstdLevel(), zstdWindow, c.Parallel, smallNAR, moduleVersion("github.com/klauspost/compress"))
+	case "xz":
+		id = fmt.Sprintf("xz preset=%d check=crc64 parallel=%v from=%d liblzma %s", c.xzLevel(), c.Parallel, smallNAR, xzVersion())
+	case "br":
+		id = fmt.Sprintf("br quality=%d window=%d %s", c.brotliQuality(), brotliWindow, moduleVersion("github.com/andybalholm/brotli"))
+	default:
+		id = c.Method
+	}
+	sum := sha256.Sum256([]byte("nixpush NAR encoder 1: " + id))
+	return nixbase32.EncodeToString(sum[:5])
+}
+
+// moduleVersion is the version of a module built into this binary.
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				if d.Replace != nil {
+					d = d.Replace
+				}
+				return path + "@" + d.Version + d.Sum
+			}
+		}
+	}
+	return path + "@unknown"
+}
+
+// brotliPiece is the size of the pieces a brotli encoder is fed.
+const brotliPiece = 64 << 10
+
+// evenWriter feeds an encoder pieces of exactly its buffer's size (the
+// last excepted), whatever the writes it gets: a bare bufio.Writer would
+// pass a large write on whole when its buffer is empty.
+type evenWriter struct {
+	buf   *bufio.Writer
+	close func() error
+}
+
+func (e *evenWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), e.buf.Available())
+		if k == 0 {
+			if err := e.buf.Flush(); err != nil {
+				return n, err
+			}
+			continue
+		}
+		m, err := e.buf.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (e *evenWriter) Close() error {
+	if err := e.buf.Flush(); err != nil {
+		return err
+	}
+	return e.close()
 }
 
 // pooledEncoder returns its encoder to the pool once the stream is done.

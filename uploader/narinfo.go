@@ -16,21 +16,48 @@ import (
 	"nixpush/nixstore"
 )
 
-// NARKey names a new NAR object: "nar/<NAR hash>-<random>.nar<ext>".
+// NAR objects are named so that a narinfo always describes exactly the
+// object its URL names, whatever machines and settings share the cache,
+// and so that the same path pushed by many machines is stored once.
 //
-// A narinfo must describe the object its URL names, whatever machines and
-// settings share the cache. The compressed bytes of one NAR differ with
-// the compression level, the encoder's concurrency (it follows the
-// machine's cores) and the library's version, so a name derived from the
-// NAR alone would let machine B overwrite machine A's object under A's
-// narinfo with bytes of another size and hash. Nix avoids that by naming
-// objects by their file hash, which is known only once the whole NAR is
-// compressed; nixpush streams instead, so it never overwrites: every
-// upload writes a name of its own (the NAR hash part keeps names readable
-// and tells which NAR an object holds), and its narinfo describes exactly
-// what it wrote. The cost is that a NAR pushed twice (two machines racing,
-// or a retry after a crash between NAR and narinfo) leaves an object no
-// narinfo names: gc removes such orphans, verify reports them as garbage.
+// The compressed bytes of one NAR differ with the method, the level and
+// the encoder's version, so a name derived from the NAR alone would let
+// machine B overwrite machine A's object under A's narinfo with bytes of
+// another size and hash. Nix avoids that by naming objects by their file
+// hash, known only once the whole NAR is compressed; nixpush streams
+// instead. So the name is derived from what determines the bytes:
+//
+//	nar/<NAR hash>-<encoder>.nar<ext>      (ContentNARKey)
+//
+// where <encoder> is a digest of the method, level and encoder version
+// (Compression.EncoderID). The encoders are configured so that their
+// output depends on nothing else (not on the machine's cores, nor on how
+// the stream is cut into writes: see NewWriter), so every writer of one
+// name writes the same bytes, and the narinfo each writes describes the
+// object whoever won.
+//
+// That is trusted only where the server proves it: these names are
+// written with a conditional create (If-None-Match: *, or link(2) for a
+// directory), so an object is never overwritten, and a writer that finds
+// its name taken checks the object before its narinfo names it (see
+// Uploader.putNAR). Where the server cannot create conditionally (a
+// WebDAV server, Garage), a name of its own per upload is used instead:
+//
+//	nar/<NAR hash>-<random>.nar<ext>       (NARKey)
+//
+// A NAR uploaded twice under such names (two machines racing, a crash
+// between NAR and narinfo) leaves an object no narinfo names: gc removes
+// such orphans, verify reports them as garbage.
+
+// ContentNARKey names a NAR by its NAR hash and the encoder that
+// compresses it: every upload of the same path with the same settings
+// writes the same bytes under this name.
+func ContentNARKey(info *nixstore.PathInfo, c Compression) string {
+	return cache.NARKeyPrefix(info) + "-" + c.EncoderID() + ".nar" + c.Ext()
+}
+
+// NARKey names a NAR object of its own, for an upload that cannot rely
+// on a conditional create (see above).
 func NARKey(info *nixstore.PathInfo, c Compression) string {
 	var r [8]byte
 	_, _ = rand.Read(r[:])

@@ -44,6 +44,9 @@ type Uploader struct {
 	// MemoTTL is how long a path this Uploader saw in the cache is trusted
 	// to stay there (0: memo.DefaultTTL).
 	MemoTTL time.Duration
+	// Journal keeps uploads in progress across processes (the queue); nil:
+	// an upload cut short starts over.
+	Journal Journal
 	// CheckCache, when set, is called as a plan starts, to learn whether
 	// the cache is still the one Memo describes. It reports reset when
 	// it is not (the cache was wiped, or made again): Memo was reset,
@@ -283,25 +286,6 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	u.Stats.Bytes.Add(int64(nar.FileSize))
 	u.Log.Debug("pushed", zap.String("path", info.Path), zap.Uint64("bytes", nar.FileSize))
 	return nar.FileSize, nil
-}
-
-// putNAR streams the path's compressed NAR into the cache.
-func (u *Uploader) putNAR(ctx context.Context, info *nixstore.PathInfo) (Uploaded, error) {
-	key := NARKey(info, u.Compression)
-	tr := u.transfers.start(info.Path, info.NarSize)
-	defer u.transfers.end(info.Path)
-	s := openNARStream(u.Store, info, u.Compression, u.Listing, []*atomic.Int64{&tr.read, &u.Stats.Read})
-	s.moved, s.sent = &u.Stats.Moved, &u.Stats.Sent
-	defer s.Close()
-	// A cancelled upload (shutdown timeout) must stop now, whatever the
-	// backend does with ctx: failing the stream stops both the producer
-	// and the backend's copy.
-	stop := context.AfterFunc(ctx, func() { s.pr.CloseWithError(ctx.Err()) })
-	defer stop()
-	if err := u.Cache.Put(ctx, key, s, cache.TypeNAR); err != nil {
-		return Uploaded{}, u.explain(ctx, info, err)
-	}
-	return s.result(key, u.Compression), nil
 }
 
 // putExtras writes what Nix writes with a NAR before its narinfo: the

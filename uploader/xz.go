@@ -63,6 +63,8 @@ static lzma_ret xzCode(xzStream *s, size_t n, int finish, size_t bufSize, size_t
 	return ret;
 }
 
+static const char *xzVersionString(void) { return lzma_version_string(); }
+
 static void xzFree(xzStream *s) {
 	lzma_end(&s->strm);
 	free(s->in);
@@ -86,6 +88,10 @@ import (
 // and checks with CRC64, on one thread unless parallel-compression. So
 // does nixpush, with the same library: for a given level a NAR
 // compresses to the same bytes as with nix copy.
+
+// xzVersion is the version of the liblzma linked in: another may
+// compress differently (EncoderID).
+func xzVersion() string { return C.GoString(C.xzVersionString()) }
 
 // xzBufSize is the size of each C buffer of an xz encoder.
 const xzBufSize = 64 << 10

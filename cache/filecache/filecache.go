@@ -5,7 +5,9 @@
 package filecache
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -101,17 +104,36 @@ func (c *Cache) Get(_ context.Context, key string) (io.ReadCloser, error) {
 // Like Nix's file:// store it does not fsync: ordering (NAR before its
 // narinfo) is what keeps the cache consistent across a crash of nixpush.
 func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error {
+	return c.write(key, r, false)
+}
+
+// CanCreate is true: link(2) never replaces a file.
+func (c *Cache) CanCreate(context.Context) (bool, error) { return true, nil }
+
+// Create is Put that fails with cache.ErrExists, writing nothing, when
+// the object exists: the finished file is linked under its name, which
+// fails rather than replace one that appeared meanwhile.
+func (c *Cache) Create(_ context.Context, key string, r io.Reader, _ string) error {
+	return c.write(key, r, true)
+}
+
+func (c *Cache) write(key string, r io.Reader, create bool) error {
 	dst := c.file(key)
 	f, named, err := createTemp(filepath.Dir(dst))
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
-	_, err = io.Copy(f, r)
+	sum := sha256.New()
+	var w io.Writer = f
+	if create {
+		w = io.MultiWriter(f, sum)
+	}
+	size, err := io.Copy(w, r)
 	if err == nil && (named || umask&0o044 != 0) {
 		err = f.Chmod(0o644) // caches are served to others: world-readable
 	}
 	if err == nil {
-		err = publish(f, named, dst)
+		err = publish(f, named, dst, create)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -119,10 +141,32 @@ func (c *Cache) Put(_ context.Context, key string, r io.Reader, _ string) error 
 	if named {
 		os.Remove(f.Name()) // gone already when renamed into place
 	}
+	if errors.Is(err, cache.ErrExists) {
+		return existing(key, dst, size, sum.Sum(nil))
+	}
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
 	return nil
+}
+
+// existing describes the file under key for Create's caller: whether it
+// holds the bytes just written (size and SHA-256), and its age.
+func existing(key, file string, size int64, sum []byte) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return &cache.ExistsError{Key: key} // gone since: not a file to name
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != size {
+		return &cache.ExistsError{Key: key}
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return classify(fmt.Errorf("read %s: %w", key, err))
+	}
+	return &cache.ExistsError{Key: key, Identical: bytes.Equal(h.Sum(nil), sum), Age: max(0, time.Since(fi.ModTime()))}
 }
 
 // umask is the process's file mode mask: an unnamed file is created 0644
@@ -159,14 +203,25 @@ func createTemp(dir string) (f *os.File, named bool, err error) {
 	return f, true, err
 }
 
-// publish gives the finished file its name.
-func publish(f *os.File, named bool, dst string) error {
+// publish gives the finished file its name; with create, only if no file
+// has it (cache.ErrExists).
+func publish(f *os.File, named bool, dst string, create bool) error {
+	if named && create {
+		err := os.Link(f.Name(), dst)
+		if errors.Is(err, fs.ErrExist) {
+			return cache.ErrExists
+		}
+		return err
+	}
 	if named {
 		return os.Rename(f.Name(), dst)
 	}
 	// Linking through /proc needs no privilege, unlike AT_EMPTY_PATH.
 	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 	err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	if create && errors.Is(err, unix.EEXIST) {
+		return cache.ErrExists
+	}
 	if !errors.Is(err, unix.EEXIST) {
 		if err != nil {
 			return &fs.PathError{Op: "link", Path: dst, Err: err}

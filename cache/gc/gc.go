@@ -37,9 +37,15 @@
 //     the push took longer than the grace period from NAR to narinfo.
 //   - the NAR is written between Ln and its deletion: only possible when
 //     the same content already lay there as an orphan (NARs are named by
-//     content) with an old ModTime. L3 looks for narinfos new since L2
-//     whose NAR gc deleted and reports them in Result.Damaged; the
-//     pusher's check after writing (above) finds them too.
+//     content, uploader.ContentNARKey) with an old ModTime. A pusher that
+//     finds its NAR's name taken names that object only if it was written
+//     within 30 s (uploader's reuseSlack) of the pusher's own upload:
+//     with a grace period longer than a push plus that, such an object
+//     is never old enough for gc, and an older one makes the pusher write
+//     a NAR of its own. Where the server cannot refuse an existing name
+//     (no conditional writes), NARs get names of their own. L3 still looks
+//     for narinfos new since L2 whose NAR gc deleted and reports them in
+//     Result.Damaged.
 package gc
 
 import (
@@ -91,6 +97,7 @@ type Result struct {
 	Unreadable   []string `json:"unreadable"`    // narinfos that do not parse: left alone (verify reports them; their NARs are unknown to gc)
 	Restored     []string `json:"restored"`      // narinfos put back: a push during gc needed them
 	Damaged      []string `json:"damaged"`       // pushed during gc, NAR deleted: push again
+	Uploads      []string `json:"uploads"`       // multipart uploads aborted ("KEY (upload ID)"): idle beyond the grace period
 }
 
 // DefaultGrace is the grace period users get unless they say otherwise:
@@ -126,6 +133,9 @@ func Collect(ctx context.Context, c cache.Cache, opts Options) (Result, error) {
 		return g.result, err
 	}
 	if err := g.collectExtras(ctx); err != nil {
+		return g.result, err
+	}
+	if err := g.abortUploads(ctx); err != nil {
 		return g.result, err
 	}
 	if opts.Delete {

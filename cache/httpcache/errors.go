@@ -84,7 +84,12 @@ func (c *Cache) statusError(req *http.Request, resp *http.Response) error {
 		e.Hint = c.auth.refused(put)
 	case code == http.StatusProxyAuthRequired:
 		e.Hint = "the proxy wants credentials: check HTTPS_PROXY / HTTP_PROXY"
-	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests:
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable && e.Wait > 0:
+		// Only a streamed body's answer gets here (limitedTransport waits
+		// out the others): the uploader produces the NAR again and
+		// retries it as throttling, spending no attempt.
+		return retry.Throttled(e, e.Wait)
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly:
 		return e
 	case code == http.StatusNotImplemented && put, code == http.StatusMethodNotAllowed && put:
 		e.Hint = "the server does not accept uploads here: enable PUT (nginx: dav_methods PUT) or check the cache URL"

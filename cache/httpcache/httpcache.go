@@ -32,6 +32,9 @@ type Cache struct {
 	client  *http.Client
 	auth    credentials
 	timeout time.Duration // a body read that makes no progress this long fails
+
+	limiter  *cache.Limiter // the host's, shared by every Cache of it in the process
+	requests *cache.RequestCounter
 }
 
 // New returns the cache at u (http or https). Credentials come from cfg
@@ -58,12 +61,15 @@ func New(u *url.URL, cfg Config) (*Cache, error) {
 	if err != nil {
 		return nil, permanent(err)
 	}
+	limiter, requests := cache.LimiterFor(base.Scheme+"://"+base.Host), &cache.RequestCounter{}
 	return &Cache{
-		base:    base,
-		name:    base.String(),
-		client:  &http.Client{Transport: tr, CheckRedirect: checkRedirect},
-		auth:    auth,
-		timeout: cfg.stallTimeout(),
+		base:     base,
+		name:     base.String(),
+		client:   &http.Client{Transport: &limitedTransport{next: tr, limiter: limiter, requests: requests}, CheckRedirect: checkRedirect},
+		auth:     auth,
+		timeout:  cfg.stallTimeout(),
+		limiter:  limiter,
+		requests: requests,
 	}, nil
 }
 
@@ -82,6 +88,14 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 		return errors.New("stopped after 10 redirects")
 	}
 	return nil
+}
+
+// Requests is what this cache has sent, by kind, with the throttled
+// answers and the bound its host's Limiter holds now.
+func (c *Cache) Requests() cache.Requests {
+	r := c.requests.Snapshot()
+	r.Limit = c.limiter.Limit()
+	return r
 }
 
 // Close releases idle connections.

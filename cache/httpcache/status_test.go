@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"nixpush/cache"
 	"nixpush/cache/httpcache"
+	"nixpush/retry"
 )
 
 // TestStatusClassification checks how every kind of answer comes back
@@ -51,10 +53,7 @@ func TestStatusClassification(t *testing.T) {
 		{"PUT", 504, "", want{}},
 		{"PUT", 507, "", want{}}, // a full disk can be fixed while the queue waits
 		{"PUT", 408, "", want{}},
-		{"PUT", 429, "7", want{wait: 7}},
-		{"PUT", 503, "7", want{wait: 7}},
-		{"HEAD", 429, "7", want{wait: 7}},
-		{"GET", 503, "7", want{wait: 7}},
+		// 429 and 503 with Retry-After: TestThrottled.
 		{"PUT", 503, "", want{}},
 		{"PUT", 401, "", want{permanent: true, hint: "--token-file"}},
 		{"HEAD", 401, "", want{permanent: true, hint: "--token-file"}},
@@ -147,6 +146,74 @@ func TestStatusClassification(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestThrottled: an answer that asks to slow down (429, 503 with
+// Retry-After) is waited out as the server asks and the request sent
+// again, never returned as a failure; only a streamed body, which cannot
+// be sent twice, comes back as a throttled error (the uploader produces
+// the NAR again), with the server's Retry-After.
+func TestThrottled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		method, status string
+		stream         bool
+	}{
+		{"HEAD", "429", false}, {"GET", "503", false}, {"PUT", "429", false}, {"PUT", "503", false},
+		{"DELETE", "429", false}, {"PUT", "429", true},
+	} {
+		t.Run(fmt.Sprintf("%s %s stream=%v", tc.method, tc.status, tc.stream), func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			answered := 0
+			srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				if answered++; answered == 1 {
+					w.Header().Set("Retry-After", "1")
+					code, _ := strconv.Atoi(tc.status)
+					w.WriteHeader(code)
+				}
+			})
+			c := newCache(t, srv.URL, httpcache.Config{})
+			ctx := t.Context()
+			start := time.Now()
+			var err error
+			switch tc.method {
+			case "HEAD":
+				_, err = c.Exists(ctx, "x.narinfo")
+			case "GET":
+				var r io.ReadCloser
+				if r, err = c.Get(ctx, "x.narinfo"); err == nil {
+					r.Close()
+				}
+			case "DELETE":
+				err = c.Delete(ctx, []string{"x.narinfo"})
+			case "PUT":
+				var body io.Reader = strings.NewReader("StorePath: x\n")
+				if tc.stream {
+					body = &patternReader{n: 1 << 20}
+				}
+				err = c.Put(ctx, "x.narinfo", body, cache.TypeNarInfo)
+			}
+			if req := c.Requests(); req.Throttled != 1 {
+				t.Errorf("%d throttled answers counted, want 1", req.Throttled)
+			}
+			if tc.stream {
+				if !retry.IsThrottled(err) || retry.RetryAfter(err) != time.Second || statusOf(err) != 429 || isPermanent(err) {
+					t.Errorf("streamed PUT answered 429: %v; want a throttled error with Retry-After 1s", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("error %v, want the throttled answer waited out", err)
+			}
+			if took := time.Since(start); took < time.Second {
+				t.Errorf("sent again after %v, before the Retry-After of 1s", took)
+			}
+		})
 	}
 }
 

@@ -94,7 +94,9 @@ func TestPushSubstitute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"nix-cache-info": true}
+	// And the object that learned whether the server honours
+	// If-None-Match (CanCreate), under nixpush/ where Nix never reads.
+	want := map[string]bool{"nix-cache-info": true, "nixpush/conditional-write-probe": true}
 	for _, info := range closure {
 		want[cache.NarInfoKey(info.Path)] = true
 		want[cache.NARKeyPrefix(info)] = true
@@ -102,7 +104,7 @@ func TestPushSubstitute(t *testing.T) {
 	var got []string
 	for _, o := range list.Contents {
 		k := aws.ToString(o.Key)
-		if strings.HasPrefix(k, "nar/") { // nar/<NAR hash>-<unique>.nar.zst
+		if strings.HasPrefix(k, "nar/") { // nar/<NAR hash>-<encoder>.nar.zst
 			got = append(got, k[:strings.LastIndexByte(k, '-')])
 		} else {
 			got = append(got, k)

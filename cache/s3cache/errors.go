@@ -16,19 +16,22 @@ import (
 // transientCodes are S3 error codes that a later attempt can get past,
 // whatever their HTTP status.
 var transientCodes = map[string]bool{
-	"SlowDown":                true,
-	"Throttling":              true,
-	"ThrottlingException":     true,
-	"RequestLimitExceeded":    true,
-	"TooManyRequests":         true,
-	"RequestTimeout":          true, // 400: the server gave up on a slow body
-	"InternalError":           true,
-	"ServiceUnavailable":      true,
-	"OperationAborted":        true, // 409: a conflicting operation on the same key
-	"NoSuchUpload":            true, // the multipart upload vanished: a new Put starts over
-	"InvalidPart":             true, // a part went missing on the server's side
-	"IncompleteBody":          true, // the connection dropped mid-body
-	"RequestTimeoutException": true,
+	"SlowDown":             true,
+	"Throttling":           true,
+	"ThrottlingException":  true,
+	"RequestLimitExceeded": true,
+	"TooManyRequests":      true,
+	"RequestTimeout":       true, // 400: the server gave up on a slow body
+	"InternalError":        true,
+	"ServiceUnavailable":   true,
+	"OperationAborted":     true, // 409: a conflicting operation on the same key
+	// 409 to one of two conditional writes racing on one key (AWS):
+	// the next try meets the winner's object.
+	"ConditionalRequestConflict": true,
+	"NoSuchUpload":               true, // the multipart upload vanished: a new Put starts over
+	"InvalidPart":                true, // a part went missing on the server's side
+	"IncompleteBody":             true, // the connection dropped mid-body
+	"RequestTimeoutException":    true,
 }
 
 // authCodes are refusals of the credentials themselves.

@@ -26,7 +26,11 @@ func (c *Cache) List(ctx context.Context, prefix string, fn func(cache.Object) e
 		Prefix: aws.String(c.key(prefix)),
 	})
 	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+		var page *s3.ListObjectsV2Output
+		err := c.call(ctx, func() (err error) {
+			page, err = pages.NextPage(ctx)
+			return err
+		})
 		if err != nil {
 			return c.classify("list "+c.key(prefix), err)
 		}
@@ -67,9 +71,13 @@ func (c *Cache) deleteBatch(ctx context.Context, keys []string) error {
 	for i, key := range keys {
 		ids[i] = types.ObjectIdentifier{Key: aws.String(c.key(key))}
 	}
-	out, err := c.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-		Bucket: aws.String(c.bucket),
-		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+	var out *s3.DeleteObjectsOutput
+	err := c.call(ctx, func() (err error) {
+		out, err = c.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(c.bucket),
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		return err
 	})
 	if err != nil {
 		return c.classify(fmt.Sprintf("delete %d objects", len(keys)), err)

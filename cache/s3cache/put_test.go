@@ -255,12 +255,13 @@ func TestFailingReaderAbortsMultipart(t *testing.T) {
 	}
 }
 
-// stopAfter yields n zero bytes; once more than half has been read it
-// calls stop.
+// stopAfter yields n bytes, zeros or src's; once more than half has
+// been read it calls stop.
 type stopAfter struct {
 	n, read int64
 	stop    func()
 	once    sync.Once
+	src     io.Reader // nil: zeros
 }
 
 func (r *stopAfter) Read(p []byte) (int, error) {
@@ -271,7 +272,12 @@ func (r *stopAfter) Read(p []byte) (int, error) {
 		r.once.Do(r.stop)
 	}
 	p = p[:min(int64(len(p)), r.n-r.read)]
-	clear(p)
+	if r.src == nil {
+		clear(p)
+	} else if n, err := io.ReadFull(r.src, p); err != nil {
+		r.read += int64(n)
+		return n, err
+	}
 	r.read += int64(len(p))
 	return len(p), nil
 }

@@ -20,9 +20,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"nixpush/cache"
 	"nixpush/retry"
@@ -84,6 +86,10 @@ type Cache struct {
 	heads sync.Pool // *[]byte of headSize
 
 	leftovers leftovers // failed multipart uploads whose abort failed
+
+	limiter  *cache.Limiter // the bucket's, shared by every Cache of it in the process
+	requests *cache.RequestCounter
+	creates  createSupport // whether the server honours If-None-Match
 }
 
 // URLParams are the query parameters of an s3:// URL that New reads.
@@ -148,7 +154,7 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 			// has up to 256 requests in flight (uploader/limits.go) and
 			// a slow link would pay a handshake for most of them.
 			t.MaxIdleConns, t.MaxIdleConnsPerHost = idleConns, idleConns
-			t.ForceAttemptHTTP2 = true
+			watchTransport(t)
 		})),
 	}
 	if r := q.Get("region"); r != "" {
@@ -163,7 +169,8 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 	}
 	// Wrapped only now: the config loader adds AWS_CA_BUNDLE to the
 	// client it knows.
-	awsCfg.HTTPClient = &stallClient{next: awsCfg.HTTPClient, timeout: cfg.Timeout}
+	requests := &cache.RequestCounter{}
+	awsCfg.HTTPClient = &stallClient{next: awsCfg.HTTPClient, timeout: cfg.Timeout, requests: requests}
 	if awsCfg.Region == "" {
 		awsCfg.Region = DefaultRegion
 	}
@@ -180,12 +187,18 @@ func open(ctx context.Context, u *url.URL, cfg Config) (*Cache, error) {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
+	server := endpoint
+	if server == "" {
+		server = "aws:" + awsCfg.Region
+	}
 	c := &Cache{
 		client:   client,
 		bucket:   u.Host,
 		prefix:   strings.Trim(u.Path, "/"),
 		endpoint: endpoint,
 		cfg:      cfg,
+		limiter:  cache.LimiterFor("s3 " + server + "/" + u.Host),
+		requests: requests,
 	}
 	c.parts.New = func() any { b := make([]byte, c.cfg.PartSize); return &b }
 	c.heads.New = func() any { b := make([]byte, headSize); return &b }
@@ -247,7 +260,10 @@ func (c *Cache) key(key string) string {
 
 // checkBucket fails permanently when the bucket is missing or refuses us.
 func (c *Cache) checkBucket(ctx context.Context) error {
-	_, err := c.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(c.bucket)})
+	err := c.call(ctx, func() error {
+		_, err := c.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(c.bucket)})
+		return err
+	})
 	if err == nil {
 		return nil
 	}
@@ -259,7 +275,10 @@ func (c *Cache) checkBucket(ctx context.Context) error {
 		// A HEAD response has no body, hence no error code: a 404 may be
 		// a missing bucket or (on some servers) an unknown access key.
 		// Ask again with a GET to learn which.
-		_, lerr := c.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(c.bucket), MaxKeys: aws.Int32(1)})
+		lerr := c.call(ctx, func() error {
+			_, err := c.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(c.bucket), MaxKeys: aws.Int32(1)})
+			return err
+		})
 		switch {
 		case lerr == nil:
 			return nil
@@ -274,7 +293,10 @@ func (c *Cache) checkBucket(ctx context.Context) error {
 
 // Exists asks for the object's headers.
 func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
-	_, err := c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
+	err := c.call(ctx, func() error {
+		_, err := c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
+		return err
+	})
 	if err == nil {
 		return true, nil
 	}
@@ -286,7 +308,11 @@ func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 
 // Get opens the object for streaming.
 func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	out, err := c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
+	var out *s3.GetObjectOutput
+	err := c.call(ctx, func() (err error) {
+		out, err = c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
+		return err
+	})
 	if err == nil {
 		return out.Body, nil
 	}
@@ -294,4 +320,51 @@ func (c *Cache) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("%s: %w", key, cache.ErrNotFound)
 	}
 	return nil, c.classify("read "+key, err)
+}
+
+// existing describes the object under key for Create's caller: whether
+// it holds the bytes of the given size and ETag (S3's ETag is the MD5 of
+// an object put in one request, and the MD5 of its parts' MD5s, with
+// "-N", of one uploaded in N parts: both computed here from the bytes
+// sent), and its age by the server's clock.
+func (c *Cache) existing(ctx context.Context, key string, size int64, etag string) error {
+	found, osize, oetag, age, err := c.head(ctx, key)
+	switch {
+	case err != nil:
+		return err
+	case !found:
+		// Gone since the refusal (a gc): not an object to name.
+		return &cache.ExistsError{Key: key}
+	}
+	return existsError(key, size, etag, osize, oetag, age)
+}
+
+func existsError(key string, size int64, etag string, osize int64, oetag string, age time.Duration) error {
+	return &cache.ExistsError{Key: key, Identical: osize == size && strings.EqualFold(oetag, etag), Age: age}
+}
+
+// head is the object's size, ETag (without quotes) and age by the
+// server's clock (its Date header less its Last-Modified); found is
+// false when it is missing.
+func (c *Cache) head(ctx context.Context, key string) (found bool, size int64, etag string, age time.Duration, err error) {
+	var out *s3.HeadObjectOutput
+	err = c.call(ctx, func() (err error) {
+		out, err = c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.key(key))})
+		return err
+	})
+	if missingObject(err) {
+		return false, 0, "", 0, nil
+	}
+	if err != nil {
+		return false, 0, "", 0, c.classify("check "+key, err)
+	}
+	now := time.Now()
+	if raw, ok := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response); ok {
+		if t, err := http.ParseTime(raw.Header.Get("Date")); err == nil {
+			now = t
+		}
+	}
+	// Both clocks tick in whole seconds: a fresh object may look 1 s
+	// younger than now.
+	return true, aws.ToInt64(out.ContentLength), strings.Trim(aws.ToString(out.ETag), `"`), max(0, now.Sub(aws.ToTime(out.LastModified))), nil
 }

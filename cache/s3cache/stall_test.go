@@ -48,6 +48,7 @@ func TestFrozenServer(t *testing.T) {
 	s := servertest.StartVersitygw(t)
 	const timeout = time.Second
 	c := newCache(t, s, "", s3cache.Config{PartSize: s3cache.MinPartSize, Concurrency: 2, Timeout: timeout})
+	single := newCache(t, s, "", s3cache.Config{PartSize: 16 << 20, Timeout: timeout})
 	const bigSize = 24 << 20 // more than loopback's socket buffers hold
 	if err := c.Put(t.Context(), "nar/big.nar", bytes.NewReader(make([]byte, bigSize)), cache.TypeNAR); err != nil {
 		t.Fatal(err)
@@ -61,12 +62,17 @@ func TestFrozenServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Frozen in the middle of a multipart upload: parts in flight, then
-	// the abort, each stall at most once for timeout.
-	err = within(t, "Put frozen midway", 4*timeout, func() error {
-		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() { servertest.MustFreeze(t, s) }}, cache.TypeNAR)
+	// Frozen in the middle of a multipart upload, with megabytes in the
+	// send queue: the parts in flight stall once, and the clean-up does
+	// not wait on the frozen server again.
+	var frozen time.Time
+	err = within(t, "Put frozen midway", time.Minute, func() error {
+		return c.Put(t.Context(), "nar/x.nar", &stopAfter{n: 40 << 20, stop: func() {
+			servertest.MustFreeze(t, s)
+			frozen = time.Now()
+		}}, cache.TypeNAR)
 	})
-	wantStalled(t, "Put frozen midway", err)
+	stalledWithin(t, "Put frozen midway", err, frozen, timeout)
 	t.Log(err)
 
 	// The other calls, at once: each stalls on its own.
@@ -89,6 +95,19 @@ func TestFrozenServer(t *testing.T) {
 		"Put": func() error {
 			return c.Put(t.Context(), "x.narinfo", strings.NewReader("x"), cache.TypeNarInfo)
 		},
+		"List": func() error {
+			return c.List(t.Context(), "", func(cache.Object) error { return nil })
+		},
+		"Delete": func() error { return c.Delete(t.Context(), []string{"x.narinfo"}) },
+		"AbortUpload": func() error {
+			return c.AbortUpload(t.Context(), cache.Upload{Key: "nar/x.nar", ID: "none"})
+		},
+		// One PutObject larger than the socket buffers: its write blocks
+		// once they are full (filling them is progress: it may take a
+		// while under the race detector, hence its longer bound).
+		"Put (single, 12 MiB)": func() error {
+			return single.Put(t.Context(), "nar/y.nar", bytes.NewReader(make([]byte, 12<<20)), cache.TypeNAR)
+		},
 		// CreateMultipartUpload stalls: there is nothing to abort.
 		"Put (multipart)": func() error {
 			return c.Put(t.Context(), "nar/y.nar", bytes.NewReader(make([]byte, 6<<20)), cache.TypeNAR)
@@ -96,7 +115,11 @@ func TestFrozenServer(t *testing.T) {
 	} {
 		t.Run(what, func(t *testing.T) {
 			t.Parallel()
-			err := within(t, what, 2*timeout, call)
+			limit := 2 * timeout
+			if strings.HasPrefix(what, "Put (single") {
+				limit = 3 * timeout
+			}
+			err := within(t, what, limit, call)
 			wantStalled(t, what, err)
 			t.Log(err)
 		})

@@ -91,6 +91,9 @@ func Run(ctx context.Context, c cache.Cache, opts Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if err := v.confirmMissing(ctx); err != nil {
+		return Report{}, err
+	}
 	v.reportMissing()
 	v.report.sort()
 	return v.report, nil
@@ -333,8 +336,9 @@ func (v *verifier) checkNAR(ctx context.Context, key string, ni *narinfo.NarInfo
 	switch {
 	case listed && ni.FileSize > 0 && uint64(obj.size) != ni.FileSize:
 		return problem(NARSize, fmt.Sprintf("object is %d bytes, FileSize says %d", obj.size, ni.FileSize)), nil
-	case !listed && (!v.listed || !strings.HasPrefix(narKey, "nar/")):
-		// Not covered by a listing: ask.
+	case !listed:
+		// Not covered by the listing, or written since (pushers go on
+		// while verify reads): ask.
 		var ok bool
 		err := retry.Reads.Do(ctx, func() error {
 			var err error
@@ -347,6 +351,9 @@ func (v *verifier) checkNAR(ctx context.Context, key string, ni *narinfo.NarInfo
 		listed = ok
 	}
 	if !listed {
+		if gone, err := v.gone(ctx, key); err != nil || gone {
+			return nil, err // deleted meanwhile (a gc): nothing to verify
+		}
 		return problem(MissingNAR, "no such object"), nil
 	}
 	if !v.opts.Full {

@@ -140,14 +140,19 @@ func TestVerifyAndRepair(t *testing.T) {
 	}
 	f.Push(t, f.Key, push...)
 	after := runVerify(t, f.Cache, verify.Options{TrustedKeys: []string{f.Pub}, Full: true})
-	// Every upload writes a NAR object of its own (uploader.NARKey), so
-	// the damaged objects of the truncated and flipped paths and dep's
-	// old NAR are orphans now, beside the one planted: garbage for gc.
-	checkCounts(t, after, map[verify.Kind]int{verify.UntrustedSignature: 1, verify.OrphanNAR: 4})
-	if newDep := f.NARFile(t, dep); newDep == depNAR {
-		t.Errorf("dep's narinfo still names the NAR it had before the repair")
-	} else if _, err := os.Stat(newDep); err != nil {
-		t.Errorf("dep's NAR is not back: %v", err)
+	// NARs are named by content (uploader.ContentNARKey), and an object
+	// under that name is named again only when it holds the very bytes
+	// of the upload: dep's intact NAR is taken back; the damaged objects
+	// of the truncated and flipped paths are not, and are orphans now,
+	// beside the one planted: garbage for gc.
+	checkCounts(t, after, map[verify.Kind]int{verify.UntrustedSignature: 1, verify.OrphanNAR: 3})
+	if newDep := f.NARFile(t, dep); newDep != depNAR {
+		t.Errorf("dep's narinfo names %s, not its intact NAR %s", newDep, depNAR)
+	}
+	for _, p := range []string{truncated, flipped} {
+		if _, err := os.Stat(f.NARFile(t, p)); err != nil {
+			t.Errorf("%s's NAR is not back: %v", p, err)
+		}
 	}
 
 	// All of it, the untrusted path included, once it is pushed again too.

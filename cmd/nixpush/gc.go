@@ -159,10 +159,17 @@ func printGC(w io.Writer, r gc.Result) {
 	for _, p := range r.MissingRoots {
 		fmt.Fprintf(w, "kept root not in the cache: %s\n", p)
 	}
+	verbUploads := "would abort"
+	if r.Deleted {
+		verbUploads = "aborted"
+	}
+	for _, u := range r.Uploads {
+		fmt.Fprintf(w, "%s idle multipart upload %s\n", verbUploads, u)
+	}
 	fmt.Fprintf(w, "%s %s, %s, %s, %s: %s; kept %s (%s) from %s\n",
 		verb, plural(len(r.Paths), "path"), plural(len(r.NARs), "NAR"), plural(len(r.Logs), "log"), plural(len(r.Realisations), "realisation"),
 		mib(r.Bytes), plural(r.KeptPaths, "path"), mib(r.KeptBytes), plural(r.Roots, "root"))
-	if !r.Deleted && len(r.Paths)+len(r.NARs) > 0 {
+	if !r.Deleted && len(r.Paths)+len(r.NARs)+len(r.Uploads) > 0 {
 		fmt.Fprintln(w, "dry run: nothing deleted; --delete to act")
 	}
 }

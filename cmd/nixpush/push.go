@@ -27,6 +27,7 @@ import (
 type pushCommand struct {
 	flags    pipelineFlags
 	drainAll bool
+	asJSON   bool
 }
 
 func newPushCommand() *cobra.Command {
@@ -42,6 +43,7 @@ func newPushCommand() *cobra.Command {
 	}
 	c.flags.add(cmd.Flags(), 3, "warn")
 	cmd.Flags().BoolVar(&c.drainAll, "drain", false, "push everything waiting in the cache's queue (left by an interrupted push, watch-exec or enqueue)")
+	cmd.Flags().BoolVar(&c.asJSON, "json", false, "print a summary per cache as JSON on stdout: paths, bytes, and requests sent by kind")
 	setGroup(cmd.Flags(), groupQueue, "drain")
 	return cmd
 }
@@ -82,14 +84,21 @@ func (c *pushCommand) run(cmd *cobra.Command, args []string) error {
 	}
 	defer p.Close()
 	in.waitingFor(func() string { return inFlight(p, cfg.ShutdownTimeout) })
-	return pushLanes(ctx, stderr, p, p.Closure, c.drainAll)
+	results, err := pushLanes(ctx, stderr, p, p.Closure, c.drainAll)
+	if c.asJSON {
+		if jerr := printPushJSON(cmd.OutOrStdout(), p, results); jerr != nil && err == nil {
+			err = jerr
+		}
+	}
+	return err
 }
 
 // pushLanes pushes a closure to every cache at once, so one that is down
 // or slow does not hold back the others, and reports each: the core of
 // push, shared by verify --repair.
-func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, closure []*nixstore.PathInfo, drainAll bool) error {
+func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, closure []*nixstore.PathInfo, drainAll bool) ([]pipeline.PushResult, error) {
 	errs := make([]error, len(p.Lanes))
+	results := make([]pipeline.PushResult, len(p.Lanes))
 	var wg sync.WaitGroup
 	for i, l := range p.Lanes {
 		w := stderr
@@ -103,14 +112,14 @@ func pushLanes(ctx context.Context, stderr io.Writer, p *pipeline.Pipeline, clos
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = report(ctx, w, l, closure, o)
+			results[i], errs[i] = report(ctx, w, l, closure, o)
 			if label := p.Label(l); errs[i] != nil && label != "" {
 				errs[i] = fmt.Errorf("%s: %w", label, errs[i])
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return results, errors.Join(errs...)
 }
 
 // inFlight says what a stopping push waits for: "up to 30s for 2 uploads
@@ -141,24 +150,24 @@ func inFlight(p *pipeline.Pipeline, timeout time.Duration) string {
 // report pushes to one lane and says what happened, once: the summary
 // names what was not pushed and how to finish it; the error only says
 // that the push failed or was interrupted.
-func report(ctx context.Context, w io.Writer, l *pipeline.Lane, closure []*nixstore.PathInfo, o pipeline.PushOptions) error {
+func report(ctx context.Context, w io.Writer, l *pipeline.Lane, closure []*nixstore.PathInfo, o pipeline.PushOptions) (pipeline.PushResult, error) {
 	res, err := l.Push(ctx, closure, o)
 	if err != nil {
-		return err
+		return res, err
 	}
 	printSummary(w, res.Stats, res.Plan, res.Unfinished)
 	if res.Total == 0 {
 		explainFiltered(w, res.Plan)
-		return nil
+		return res, nil
 	}
 	explainUnfinished(w, res.Unfinished, l.StateDir, l.URL.Identity())
 	if ctx.Err() != nil {
-		return &exitError{code: 130, err: errors.New("interrupted")}
+		return res, &exitError{code: 130, err: errors.New("interrupted")}
 	}
 	if len(res.Unfinished) > 0 {
-		return fmt.Errorf("%s not pushed", plural(len(res.Unfinished), "path"))
+		return res, fmt.Errorf("%s not pushed", plural(len(res.Unfinished), "path"))
 	}
-	return nil
+	return res, nil
 }
 
 // explainUnfinished prints what was not pushed and how to finish it.

@@ -187,7 +187,8 @@ func (c *verifyCommand) runRepair(cmd *cobra.Command, u *location.URL, report *v
 		return err
 	}
 	log.Info("repairing", zap.Int("paths", len(push)))
-	return pushLanes(ctx, stderr, p, closure, false)
+	_, err = pushLanes(ctx, stderr, p, closure, false)
+	return err
 }
 
 // printReport prints problems one per line, then the counts.

@@ -38,6 +38,8 @@ var suites = []suite{
 	{"wan", "push through toxiproxy (round trip -rtt, 100 Mbit/s for big inputs) to nginx and versitygw: nixpush vs nix copy", runWanSuite},
 	{"verify", "nixpush verify of a 10,000-path cache on versitygw through toxiproxy (round trip -rtt), and with one NAR deleted", runVerifySuite},
 	{"scale", "synthetic stores of -scale-sizes paths: first push, re-push, daemon catch-up and new paths, verify, gc; nixpush vs nix copy", runScaleSuite},
+	{"requests", "requests per path of push (new, present with and without a state dir), verify and gc, counted by a proxy, beside nix copy's", runRequestsSuite},
+	{"fleet", "20 machines (processes) on one versitygw bucket behind a throttling proxy, gc and verify beside: makespan with and without throttling", runFleetSuite},
 }
 
 // bench is what every suite gets: the options and the shared setup.

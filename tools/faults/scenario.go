@@ -39,13 +39,19 @@ type outcome struct {
 }
 
 // scenarioDeadline bounds any one scenario; each process has its own,
-// shorter deadline.
+// shorter deadline. longScenarios have bounds of their own.
 const scenarioDeadline = 100 * time.Second
+
+var longScenarios = map[string]time.Duration{"fleet-s3": 5 * time.Minute, "s3-resume-1gib": 6 * time.Minute}
 
 func (w *world) runScenario(ctx context.Context, sc scenario) outcome {
 	r := &run{world: w, sc: sc, dir: filepath.Join(w.Dir, "runs", sc.name)}
 	began := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, scenarioDeadline)
+	deadline := scenarioDeadline
+	if d, ok := longScenarios[sc.name]; ok {
+		deadline = d
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	err := os.MkdirAll(r.dir, 0o755)
 	if err == nil {

@@ -80,6 +80,9 @@ func scenarios() []scenario {
 		{"connection-resets", "nginx through toxiproxy: uploads cut after 64 KB and connections reset after 200 ms, on and off every 1.5 s from the first narinfo on", connectionResets},
 		{"resets-at-start", "nginx through toxiproxy: the first second of a push reset as in connection-resets, then a healthy network", resetsAtStart},
 		{"frozen-server", "versitygw SIGSTOPped under a watch-store (--http-timeout 2s, --unhealthy-after 4s), thawed; frozen again and SIGTERM (--shutdown-timeout 4s)", frozenServer},
+		{"frozen-s3-multipart", "versitygw SIGSTOPped 20 MiB into the multipart upload of a 100 MiB NAR under a watch-store (--http-timeout 3s, --unhealthy-after 5s), thawed; frozen again mid-upload and SIGTERM (--shutdown-timeout 4s); push --drain finishes", frozenS3Multipart},
+		{"frozen-s3-single", "versitygw SIGSTOPped once it has read 16 MiB of a 160 MiB NAR going up in one PUT (--part-size 200, --http-timeout 3s), thawed", frozenS3Single},
+		{"dead-link-s3", "a proxy stops passing bytes 10 MiB into a 40 MiB NAR going up to versitygw in 5 MiB parts (--http-timeout 3s), healed", deadLinkS3},
 		{"s3-restart-multipart", "versitygw restarted while a 24 MiB NAR goes up in 5 MiB parts at 1 MB/s per connection", s3RestartMultipart},
 		{"state-dir-full", "4 MiB tmpfs state dir of a watch-store pushing to nginx at 300 KB/s filled to ENOSPC for 4 s with uploads in flight, new paths registered and a push started", stateDirFull},
 		{"queue-locked", "sqlite3 holds the queue's write lock (BEGIN IMMEDIATE) for 15 s under watch-store and a push", queueLocked},
@@ -88,5 +91,7 @@ func scenarios() []scenario {
 		{"gc-mid-upload", "nix-store --delete of an unreferenced 16 MiB path (16 files) as soon as push has one of its files open (xz -1 keeps the dump slow)", gcMidUpload},
 		{"four-pushers-file", "4 machines (own state dirs; zstd 1, zstd 9, xz 1, none) push the same closure to one file:// dir at once", fourPushersFile},
 		{"four-pushers-s3", "the same 4 machines push to one versitygw bucket at once", fourPushersS3},
+		{"fleet-s3", "20 machines (processes, own state dirs) push closures sharing a 40-path chain and a 6 MiB path (8 leaves and 2 MiB of their own each) to one versitygw bucket behind a proxy answering 5 % of requests 503 SlowDown and all 429 Retry-After: 1 for 300 ms in every 5 s; gc --delete every 10 s collects an old generation; verify every 5 s", fleetS3},
+		{"s3-resume-1gib", "push of a 1 GiB incompressible NAR to versitygw SIGKILLed 5 times at random points, then run to the end", s3Resume},
 	}
 }

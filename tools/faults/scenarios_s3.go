@@ -159,7 +159,7 @@ func s3RestartMultipart(ctx context.Context, r *run) error {
 	if err := px.Bandwidth(1 << 20); err != nil {
 		return err
 	}
-	p, err := r.nixpush("push", env, r.pushArgs(url, sd, []string{"--part-size", "5", "--http-timeout", "15s", "--max-attempts", "6"}, big)...)
+	p, err := r.nixpush("push", env, r.pushArgs(url, sd, []string{"--part-size", "5", "--http-timeout", "3s", "--max-attempts", "6"}, big)...)
 	if err != nil {
 		return err
 	}
