@@ -39,6 +39,7 @@ type S3Proxy struct {
 	trail   []string         // "OPERATION /bucket/key" of the first maxTrail of them
 	errors  []string         // requests the server could not be asked (502)
 	refused map[string]int64 // throttled answers, by status ("503", "429")
+	ok      map[string]int64 // requests the server answered 2xx, by operation
 	sent    atomic.Int64     // request body bytes that reached the server
 }
 
@@ -59,7 +60,7 @@ func StartS3Proxy(upstream string) (*S3Proxy, error) {
 		return nil, fmt.Errorf("s3 proxy: %w", err)
 	}
 	p := &S3Proxy{Addr: ln.Addr().String(), upstream: &url.URL{Scheme: "http", Host: upstream},
-		ops: map[string]int64{}, refused: map[string]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
+		ops: map[string]int64{}, refused: map[string]int64{}, ok: map[string]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
 	rp := httputil.NewSingleHostReverseProxy(p.upstream) // keeps the Host header
 	rp.FlushInterval = -1                                // stream bodies as they come
 	rp.ErrorLog = log.New(io.Discard, "", 0)             // a client that gives up is no news
@@ -70,14 +71,12 @@ func StartS3Proxy(upstream string) (*S3Proxy, error) {
 		// A transparent hop: the server's reset (versitygw refusing a
 		// conditional PUT mid-body) reaches the client as a reset, not
 		// as a 502 no server sent.
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				if tc, ok := conn.(*net.TCPConn); ok {
-					_ = tc.SetLinger(0)
-				}
-				conn.Close()
-				return
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
 			}
+			conn.Close()
+			return
 		}
 		w.WriteHeader(http.StatusBadGateway)
 	}
@@ -86,11 +85,18 @@ func StartS3Proxy(upstream string) (*S3Proxy, error) {
 			p.refuse(w, r, status, retryAfter)
 			return
 		}
-		p.count(S3Operation(r.Method, r.URL, r.Header), r.URL.Path)
+		op := S3Operation(r.Method, r.URL, r.Header)
+		p.count(op, r.URL.Path)
 		if r.Body != nil {
 			r.Body = &countingBody{ReadCloser: r.Body, n: &p.sent}
 		}
-		rp.ServeHTTP(w, r)
+		sw := &statusWriter{ResponseWriter: w}
+		rp.ServeHTTP(sw, r)
+		if sw.status >= 200 && sw.status < 300 {
+			p.mu.Lock()
+			p.ok[op]++
+			p.mu.Unlock()
+		}
 	}), ReadHeaderTimeout: time.Minute}
 	go func() { _ = p.srv.Serve(ln) }()
 	return p, nil
@@ -175,6 +181,15 @@ func (p *S3Proxy) Counts() map[string]int64 {
 	return out
 }
 
+// Answered is how many requests of the S3 operation op the server
+// answered with success: an UploadPart answered is a part the server
+// keeps, whatever the client does next.
+func (p *S3Proxy) Answered(op string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok[op]
+}
+
 // Refused is how many requests the proxy answered itself, by status.
 func (p *S3Proxy) Refused() map[string]int64 {
 	p.mu.Lock()
@@ -197,8 +212,23 @@ func (p *S3Proxy) BytesSent() int64 { return p.sent.Load() }
 func (p *S3Proxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ops, p.refused, p.trail = map[string]int64{}, map[string]int64{}, nil
+	p.ops, p.refused, p.ok, p.trail = map[string]int64{}, map[string]int64{}, map[string]int64{}, nil
 	p.sent.Store(0)
+}
+
+// statusWriter notes the status the server answered (0: none, the
+// connection was reset).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush, hijack).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
 }
 
 type countingBody struct {
