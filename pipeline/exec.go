@@ -108,7 +108,10 @@ type ExecResult struct {
 // stall (no path pushed for that long). What is not pushed by then stays
 // queued.
 func (e *Exec) Finish(ctx context.Context, timeout, stall time.Duration) ([]ExecResult, error) {
-	if err := e.w.Scan(ctx); err != nil {
+	// Interrupted (SIGINT as the command ends), the scan is skipped, not
+	// failed: the report then says what stays queued, as an interrupted
+	// wait does, and the daemon's next scan finds the rest.
+	if err := e.w.Scan(ctx); err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("find paths built by the command: %w", err)
 	}
 	results := make([]ExecResult, len(e.p.Lanes))

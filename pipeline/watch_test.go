@@ -152,3 +152,36 @@ func TestExecPushesWhatTheCommandBuilt(t *testing.T) {
 	}
 	w.substitutes(t, dir, during[0], after[0])
 }
+
+// TestExecFinishInterrupted: a Finish whose context has ended (SIGINT
+// right after the command exited) is no error, even before its last scan
+// of the DB: it reports what the command made so far and what stays
+// queued, as an interrupted wait does.
+func TestExecFinishInterrupted(t *testing.T) {
+	w := newWorld(t)
+	p := open(t, w.config(t, filepath.Join(t.TempDir(), "cache")))
+	mark, err := p.Store.MaxID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := p.StartExec(t.Context(), mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run.Watch(ctx) }()
+	during := w.nix.Build(t, nixtest.FibChain("exec-int", 1))
+	waitFor(t, "the build queued", func() bool { return itemState(t, p.Lanes[0], during[0]) != "" })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	results, err := run.Finish(ctx, time.Minute, time.Minute)
+	if err != nil {
+		t.Fatalf("Finish after an interrupt: %v; want what it had, no error", err)
+	}
+	if len(results) != 1 || results[0].New == 0 {
+		t.Fatalf("results %+v; want one cache and the paths seen while watching", results)
+	}
+}
