@@ -20,7 +20,7 @@ const (
 )
 
 const scaleIntro = "Synthetic stores of N small valid paths (100 B–4 KiB, `nix-store --load-db` with real NAR hashes) " +
-	"in a layered DAG 1,000 wide, the top path's closure being the whole store; made afresh for each size. " +
+	"in a layered DAG 1,000 wide, the top path's closure being the whole store; made afresh for each size, all deleted when the suite ends (ext4 is slower for a while after a mass delete), and dirty pages are synced before every timed run. " +
 	"Both tools sign with one key and write `?compression=none` to a fresh `file://` cache: " +
 	"`nixpush push --store ROOT --to file://DIR?compression=none --signing-key SEC --state-dir STATE TOP` against " +
 	"`nix --store ROOT copy --to 'file://DIR?compression=none&secret-key=SEC' TOP`. " +
@@ -50,6 +50,15 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 	t := &table{Header: []string{"work", "N", "nixpush", "nix copy", "nix copy ÷ nixpush"}}
 	growth := &table{Header: []string{"N", "first push: nixpush CPU per path (user / sys)", "nix copy CPU per path (user / sys)", "catch-up: nixpush CPU per path"}}
 	var sizes []scaleSize
+	// Worlds go when the suite ends: ext4 allocates inodes slower for a
+	// while after thousands of files are deleted, which would charge the
+	// next size's first run (nixpush's) for the last size's cleanup.
+	var worlds []string
+	defer func() {
+		for _, dir := range worlds {
+			removeAll(dir)
+		}
+	}()
 	for _, n := range b.scaleSizes {
 		logf("scale: %d paths", n)
 		w, err := newScaleWorld(ctx, filepath.Join(b.work.Dir, "scale", strconv.Itoa(n)), n, b.work.SecKey, strings.TrimSpace(string(pub)), b.scaleTimeout)
@@ -67,7 +76,7 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 			pushCPU = "– (stopped)"
 		}
 		growth.add(thousands(n), pushCPU, split(sz.copyCPU, sz.copySys, n), perPath(sz.catchUpCPU, scaleCatchUp))
-		removeAll(w.dir)
+		worlds = append(worlds, w.dir)
 	}
 	r.Sections = []section{
 		{Title: "Rows of issue 21, nixpush " + b.scaleLabel, Table: t},
