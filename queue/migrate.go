@@ -61,6 +61,9 @@ func (q *Queue) migrate(ctx context.Context) error {
 			// Changed since checkOwnership looked: damaged meanwhile.
 			return fmt.Errorf("%w (negative schema version %d)", ErrCorrupt, version)
 		}
+		if version == len(migrations) {
+			return nil // nothing written: a run that queues nothing writes no page
+		}
 		for v := version + 1; v <= len(migrations); v++ {
 			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 				// A plain SQL error ("table uploads already exists") means

@@ -293,3 +293,28 @@ func TestOpenOddFileName(t *testing.T) {
 		t.Errorf("files beside the queue after Close: %v", entries)
 	}
 }
+
+// TestOpenUpToDateWritesNothing: opening a queue of this build's schema
+// and closing it writes no page (a re-run that queues nothing paid a WAL
+// commit and three fsyncs for "PRAGMA user_version = N", 14 ms of a
+// 61 ms run).
+func TestOpenUpToDateWritesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "queue.db")
+	closeNew(t, path)
+	before := readFile(t, path)
+	q, err := OpenFast(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames int
+	if err := q.w.QueryRow(`PRAGMA wal_checkpoint`).Scan(new(int), &frames, new(int)); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	if frames != 0 {
+		t.Errorf("open wrote %d WAL frames, want 0", frames)
+	}
+	if !bytes.Equal(readFile(t, path), before) {
+		t.Error("open and close changed the file")
+	}
+}
