@@ -110,7 +110,8 @@ type ExecResult struct {
 func (e *Exec) Finish(ctx context.Context, timeout, stall time.Duration) ([]ExecResult, error) {
 	// Interrupted (SIGINT as the command ends), the scan is skipped, not
 	// failed: the report then says what stays queued, as an interrupted
-	// wait does, and the daemon's next scan finds the rest.
+	// wait does. What the command registered after the last look is not
+	// queued by this run; a daemon's scan finds it.
 	if err := e.w.Scan(ctx); err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("find paths built by the command: %w", err)
 	}
