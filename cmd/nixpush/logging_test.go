@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +31,17 @@ func TestLogVoices(t *testing.T) {
 	asked := runCmd(t, binCmd(t, append(args, "--log-format", "json")...), "")
 	if !regexp.MustCompile(`(?m)^\{"level":"warn"`).MatchString(asked.stderr) {
 		t.Errorf("--log-format json: want JSON log lines:\n%s", asked)
+	}
+	// Asked for JSON, the last words (the error) are JSON too: a reader
+	// of the stream parses every line.
+	for _, line := range strings.Split(strings.TrimSpace(asked.stderr), "\n") {
+		var entry struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("--log-format json: a line that is not JSON: %q", line)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\{"level":"error".*"msg":"`).MatchString(asked.stderr) {
+		t.Errorf("--log-format json: want the error as a JSON line:\n%s", asked)
 	}
 
 	f, err := os.Create(filepath.Join(t.TempDir(), "journal"))

@@ -47,7 +47,19 @@ func run(ctx context.Context, args []string, s stdio) int {
 	s.err = newConsole(s.err)
 	root := newRootCommand(s)
 	root.SetArgs(args)
-	return exitCode(root.ExecuteContext(ctx), s.err)
+	cmd, err := root.ExecuteContextC(ctx)
+	return exitCode(err, s.err, logFormatOf(cmd))
+}
+
+// logFormatOf is the --log-format a command ran with ("" when it has none).
+func logFormatOf(cmd *cobra.Command) string {
+	if cmd == nil {
+		return ""
+	}
+	if f := cmd.Flags().Lookup("log-format"); f != nil {
+		return f.Value.String()
+	}
+	return ""
 }
 
 // exitError carries a specific exit code up to run.
@@ -81,23 +93,18 @@ const (
 )
 
 // exitCode prints err as one line and picks the exit status.
-func exitCode(err error, w io.Writer) int {
+func exitCode(err error, w io.Writer, logFormat string) int {
 	if err == nil {
 		return 0
-	}
-	// Under systemd the last words are an error for `journalctl -p err`.
-	prefix := "nixpush: error:"
-	if toJournal(w) {
-		prefix = journalPriority(zapcore.ErrorLevel) + prefix
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(w, prefix, oneLine(ee.err.Error()))
+			sayError(w, logFormat, ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(w, prefix, oneLine(err.Error()))
+	sayError(w, logFormat, err)
 	// cobra's own errors: unknown commands and bad arguments.
 	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "arg(s)") {
 		return exitUsage
@@ -106,6 +113,24 @@ func exitCode(err error, w io.Writer) int {
 		return exitPermanent
 	}
 	return exitFailure
+}
+
+// sayError prints a command's error as its last line: JSON when the logs
+// are (a reader of the stream parses every line), else one human line,
+// under systemd with the priority `journalctl -p err` finds.
+func sayError(w io.Writer, logFormat string, err error) {
+	if logFormat == "json" {
+		if log, lerr := (&logFlags{format: "json", level: "error"}).logger(w); lerr == nil {
+			log.Error(oneLine(err.Error()))
+			_ = log.Sync()
+			return
+		}
+	}
+	prefix := "nixpush: error:"
+	if toJournal(w) {
+		prefix = journalPriority(zapcore.ErrorLevel) + prefix
+	}
+	fmt.Fprintln(w, prefix, oneLine(err.Error()))
 }
 
 // isPermanent reports errors no retry or restart can fix: classified so
