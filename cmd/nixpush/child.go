@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,9 +16,10 @@ import (
 // on to it while it runs; and if nixpush dies, even by SIGKILL, the kernel
 // sends it SIGTERM, so it is never left running on its own.
 type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // from Wait, once done is closed
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error     // from Wait, once done is closed
+	stderr io.Writer // nixpush's own (the console)
 }
 
 // exitCodeChildNotFound is the shell's code for a command that cannot run.
@@ -29,7 +31,7 @@ const exitCodeChildNotFound = 127
 // handler for both phases leaves no moment where a signal is lost or
 // takes its default action.
 func startChild(argv []string, s stdio, afterExit func()) (*child, error) {
-	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{})}
+	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), stderr: s.err}
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = s.in, s.out, s.err
 	if con := consoleOf(s.err); con != nil && con.file != nil {
 		c.cmd.Stderr = con.file // the command's own stderr, untouched
@@ -75,10 +77,15 @@ func (c *child) relaySignals(sigs <-chan os.Signal, afterExit func()) {
 			}
 		}
 		if own++; own == 1 {
+			// A person at a terminal is answered at once; elsewhere the
+			// summary says what stays queued.
+			if isTerminal(c.stderr) {
+				fmt.Fprintln(c.stderr, "nixpush: stopping the wait for uploads (what is not pushed stays queued); press Ctrl-C again to exit now")
+			}
 			afterExit()
 			continue
 		}
-		fmt.Fprintln(os.Stderr, "nixpush: second signal, exiting now")
+		fmt.Fprintln(c.stderr, "nixpush: second signal, exiting now")
 		os.Exit(130)
 	}
 }

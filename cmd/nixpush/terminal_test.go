@@ -290,3 +290,52 @@ func TestBytesMetricMovesDuringUpload(t *testing.T) {
 		return sent > 0
 	})
 }
+
+// TestWatchExecCtrlCOnTerminal: once the command has exited and
+// watch-exec waits for its uploads, Ctrl-C on the terminal is answered
+// within 200 ms, saying what stops and that a second Ctrl-C exits; the
+// second exits at once with 130.
+func TestWatchExecCtrlCOnTerminal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "terminal-wx")
+	e.to = e.url + "?compression=xz" // slow enough to be interrupted
+	dir := filepath.Join(t.TempDir(), "wx-terminal-big")
+	rnd := rand.NewChaCha8([32]byte{29})
+	for i := range 24 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
+	}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	script := fmt.Sprintf(`nix-store --store %s --add %s >/dev/null || exit 1; echo $$ > %s.tmp && mv %s.tmp %s`,
+		shQuote(e.store.Root), shQuote(dir), pidFile, pidFile, pidFile)
+	tm := startTerm(t, e.watchExecArgs([]string{"--shutdown-timeout", "60s", "--drain-timeout", "5m"}, "sh", "-c", script)...)
+	// The command is done once it has been reaped: the next Ctrl-C is
+	// nixpush's own (no event tells a non-parent that a process was
+	// reaped: /proc does).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pid, _ := os.ReadFile(pidFile) // written by rename, so complete
+		if len(pid) > 0 {
+			if _, err := os.Stat("/proc/" + strings.TrimSpace(string(pid))); os.IsNotExist(err) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command did not end within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pressed := tm.ctrlC()
+	_, _, at := tm.waitFor(5*time.Second, "the answer to Ctrl-C", 0,
+		regexp.MustCompile(`nixpush: stopping the wait for uploads[^\n]*press Ctrl-C again to exit now`))
+	if at-pressed > 200*time.Millisecond {
+		t.Errorf("Ctrl-C answered after %s, want within 200 ms", at-pressed)
+	}
+	pressed = tm.ctrlC()
+	code, ended := tm.exited(5 * time.Second)
+	if ended-pressed > time.Second {
+		t.Errorf("the second Ctrl-C took %s to end nixpush, want within 1 s", ended-pressed)
+	}
+	if code != 130 {
+		t.Errorf("exit %d after the second Ctrl-C, want 130", code)
+	}
+}
