@@ -48,6 +48,31 @@ func runDaemon(t *testing.T, p *pipeline.Pipeline, o pipeline.WatchOptions) (sto
 	return stop
 }
 
+// startExec starts watch-exec's run on p above the store's newest
+// registration (mark), watching until stop; stop returns the context it
+// ended (an interrupt's, for Finish).
+func startExec(t *testing.T, p *pipeline.Pipeline) (run *pipeline.Exec, mark int64, stop func() context.Context) {
+	t.Helper()
+	mark, err := p.Store.MaxID(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run, err = p.StartExec(t.Context(), mark); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- run.Watch(ctx) }()
+	return run, mark, func() context.Context {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return ctx
+	}
+}
+
 // TestDaemonOneWatcherTwoCaches: the daemon's one watcher feeds both
 // caches' queues; each pushes what is built; a restart resumes from the
 // marks saved in the queues, so paths built while it was stopped are
@@ -104,23 +129,10 @@ func TestExecPushesWhatTheCommandBuilt(t *testing.T) {
 	before := w.nix.Build(t, nixtest.FibChain("exec-before", 1))
 	dir := filepath.Join(t.TempDir(), "cache")
 	p := open(t, w.config(t, dir))
-	mark, err := p.Store.MaxID(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := p.StartExec(t.Context(), mark)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- run.Watch(ctx) }()
+	run, mark, stop := startExec(t, p)
 	during := w.nix.Build(t, nixtest.FibChain("exec-during", 2))
 	waitFor(t, "the build made during the command", func() bool { return narinfoIn(dir, during[0]) })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	after := w.nix.Build(t, nixtest.FibChain("exec-after", 1)) // the command's last moments
 	results, err := run.Finish(t.Context(), time.Minute, time.Minute)
 	if err != nil {
@@ -160,24 +172,11 @@ func TestExecPushesWhatTheCommandBuilt(t *testing.T) {
 func TestExecFinishInterrupted(t *testing.T) {
 	w := newWorld(t)
 	p := open(t, w.config(t, filepath.Join(t.TempDir(), "cache")))
-	mark, err := p.Store.MaxID(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := p.StartExec(t.Context(), mark)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- run.Watch(ctx) }()
+	run, _, stop := startExec(t, p)
 	during := w.nix.Build(t, nixtest.FibChain("exec-int", 1))
 	waitFor(t, "the build queued", func() bool { return itemState(t, p.Lanes[0], during[0]) != "" })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	results, err := run.Finish(ctx, time.Minute, time.Minute)
+	ended := stop()
+	results, err := run.Finish(ended, time.Minute, time.Minute)
 	if err != nil {
 		t.Fatalf("Finish after an interrupt: %v; want what it had, no error", err)
 	}

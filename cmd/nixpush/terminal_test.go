@@ -153,6 +153,18 @@ func (tm *ptyProc) exited(timeout time.Duration) (int, time.Duration) {
 	return -1, at
 }
 
+// randomTree writes a directory name of mib files of 1 MiB of random
+// bytes from seed: a NAR that xz takes seconds over.
+func randomTree(t *testing.T, name string, seed byte, mib int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	rnd := rand.NewChaCha8([32]byte{seed})
+	for i := range mib {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
+	}
+	return dir
+}
+
 // statusLine matches the push's status line with the NAR bytes read.
 var statusLine = regexp.MustCompile(`pushing \d+ of 1 path · ([0-9.]+) MiB of ([0-9.]+) MiB read, ([0-9.]+) MiB sent`)
 
@@ -167,12 +179,7 @@ func TestPushOnTerminal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "terminal-1")
 	e.to = e.url + "?compression=xz" // slow enough to be interrupted
-	dir := filepath.Join(t.TempDir(), "terminal-big")
-	rnd := rand.NewChaCha8([32]byte{23})
-	for i := range 24 {
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
-	}
-	big := addDirs(t, e.store, dir)[0]
+	big := addDirs(t, e.store, randomTree(t, "terminal-big", 23, 24))[0]
 
 	tm := startTerm(t, "push", "--store", e.store.Root, "--state-dir", e.stateDir, "--to", e.to,
 		"--signing-key", e.sec, "--shutdown-timeout", "60s", big)
@@ -269,12 +276,7 @@ func TestBytesMetricMovesDuringUpload(t *testing.T) {
 	store := newEnv(t, "bytes-metric-1").store
 	cache := filepath.Join(t.TempDir(), "cache")
 	p, addr := startMetricsDaemon(t, store, cache, "--compression", "xz")
-	dir := filepath.Join(t.TempDir(), "bytes-metric-big")
-	rnd := rand.NewChaCha8([32]byte{31})
-	for i := range 16 {
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
-	}
-	big := addDirs(t, store, dir)[0]
+	big := addDirs(t, store, randomTree(t, "bytes-metric-big", 31, 16))[0]
 	narinfo := filepath.Join(cache, hashPart(big)+".narinfo")
 	var sent float64
 	p.waitFor(60*time.Second, "nixpush_bytes_pushed_total to move before the path is pushed", func() bool {
@@ -299,11 +301,7 @@ func TestWatchExecCtrlCOnTerminal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "terminal-wx")
 	e.to = e.url + "?compression=xz" // slow enough to be interrupted
-	dir := filepath.Join(t.TempDir(), "wx-terminal-big")
-	rnd := rand.NewChaCha8([32]byte{29})
-	for i := range 24 {
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("f%02d", i)), randomBytes(rnd, 1<<20), 0o644)
-	}
+	dir := randomTree(t, "wx-terminal-big", 29, 24)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	script := fmt.Sprintf(`nix-store --store %s --add %s >/dev/null || exit 1; echo $$ > %s.tmp && mv %s.tmp %s`,
 		shQuote(e.store.Root), shQuote(dir), pidFile, pidFile, pidFile)
