@@ -70,15 +70,7 @@ func (l *Limiter) Throttled() int64 { return l.throttled.Load() }
 // is throttled (op marks it with retry.Throttled), on retry.Throttle's
 // schedule: see retry.Policy.WhileThrottled for when it gives up.
 func (l *Limiter) Do(ctx context.Context, op func() error) error {
-	return retry.Throttle.WhileThrottled(ctx, func() error {
-		epoch, err := l.acquire(ctx)
-		if err != nil {
-			return err
-		}
-		err = op()
-		l.release(epoch, err)
-		return err
-	})
+	return retry.Throttle.WhileThrottled(ctx, func() error { return l.Once(ctx, op) })
 }
 
 // Once runs one request within the bound and records its answer, but

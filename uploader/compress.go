@@ -236,6 +236,19 @@ func (c Compression) brotliQuality() int {
 // version may compress differently, so its objects get names of their
 // own).
 func (c Compression) EncoderID() string {
+	if id, ok := encoderIDs.Load(c); ok {
+		return id.(string)
+	}
+	id := c.encoderID()
+	encoderIDs.Store(c, id)
+	return id
+}
+
+// encoderIDs keeps each Compression's EncoderID: it names every NAR, and
+// its parts (the build info, liblzma's version) never change in a process.
+var encoderIDs sync.Map
+
+func (c Compression) encoderID() string {
 	var id string
 	switch c.Method {
 	case "zstd":

@@ -94,23 +94,19 @@ func (u *Uploader) seenPaths() *memo.Memory {
 // dependencies it must upload first, so a daemon's batch of new paths
 // reads the new paths, not the store beneath them.
 func (u *Uploader) dealtWith(ctx context.Context, paths []string) map[string]bool {
-	out := map[string]bool{}
 	var rest []string
+	inflight := map[string]bool{}
 	u.mu.Lock()
 	for _, p := range paths {
 		if _, ok := u.inflight[p]; ok {
-			out[p] = true
-		}
-	}
-	u.mu.Unlock()
-	for _, p := range paths {
-		if !out[p] && u.seenPaths().Has(p) {
-			out[p] = true
-		} else if !out[p] {
+			inflight[p] = true
+		} else {
 			rest = append(rest, p)
 		}
 	}
-	for p := range u.memoPresent(ctx, rest) {
+	u.mu.Unlock()
+	out, _ := u.seenOrMemo(ctx, rest)
+	for p := range inflight {
 		out[p] = true
 	}
 	return out
@@ -120,7 +116,15 @@ func (u *Uploader) dealtWith(ctx context.Context, paths []string) map[string]boo
 // memo knows (those join what it saw: their closures are in the same
 // plan, checked one by one).
 func (u *Uploader) knownPresent(ctx context.Context, paths []string) map[string]bool {
-	known := map[string]bool{}
+	known, fromMemo := u.seenOrMemo(ctx, paths)
+	u.seenPaths().Remember(fromMemo)
+	return known
+}
+
+// seenOrMemo is which of paths this Uploader saw in the cache or the memo
+// knows, and of those, the ones only the memo knew.
+func (u *Uploader) seenOrMemo(ctx context.Context, paths []string) (known map[string]bool, fromMemo []string) {
+	known = map[string]bool{}
 	var rest []string
 	for _, p := range paths {
 		if u.seenPaths().Has(p) {
@@ -129,14 +133,11 @@ func (u *Uploader) knownPresent(ctx context.Context, paths []string) map[string]
 			rest = append(rest, p)
 		}
 	}
-	fromMemo := u.memoPresent(ctx, rest)
-	var learned []string
-	for p := range fromMemo {
+	for p := range u.memoPresent(ctx, rest) {
 		known[p] = true
-		learned = append(learned, p)
+		fromMemo = append(fromMemo, p)
 	}
-	u.seenPaths().Remember(learned)
-	return known
+	return known, fromMemo
 }
 
 // checkCache asks CheckCache whether the cache is still the one the memo

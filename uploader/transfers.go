@@ -1,7 +1,9 @@
 package uploader
 
 import (
+	"cmp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -52,20 +54,7 @@ func (u *Uploader) InFlight() []Transfer {
 	}
 	u.transfers.mu.Unlock()
 	slices.SortFunc(out, func(a, b Transfer) int {
-		if a.NarSize != b.NarSize {
-			return int(int64(b.NarSize) - int64(a.NarSize))
-		}
-		return compareStrings(a.Path, b.Path)
+		return cmp.Or(cmp.Compare(b.NarSize, a.NarSize), strings.Compare(a.Path, b.Path))
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -169,7 +169,9 @@ func (u *Uploader) start(ctx context.Context, plan []*nixstore.PathInfo) []*flig
 		case ok:
 		case u.seenPaths().Has(info.Path):
 			// Written by another batch since this one was planned: the
-			// cache has it, so it is not uploaded a second time.
+			// cache has it, so it is not uploaded a second time (nor kept
+			// as planned).
+			delete(u.planned, info.Path)
 			f = &flight{done: make(chan struct{})}
 			close(f.done)
 		default:

@@ -123,17 +123,16 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
-	sum := sha256.New()
-	var w io.Writer = f
-	if create {
-		w = io.MultiWriter(f, sum)
-	}
-	size, err := io.Copy(w, r)
+	size, err := io.Copy(f, r)
 	if err == nil && (named || umask&0o044 != 0) {
 		err = f.Chmod(0o644) // caches are served to others: world-readable
 	}
 	if err == nil {
 		err = publish(f, named, dst, create)
+	}
+	taken := errors.Is(err, cache.ErrExists)
+	if taken {
+		err = existing(key, dst, f, size) // while f still holds what was written
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -141,8 +140,8 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 	if named {
 		os.Remove(f.Name()) // gone already when renamed into place
 	}
-	if errors.Is(err, cache.ErrExists) {
-		return existing(key, dst, size, sum.Sum(nil))
+	if taken {
+		return err
 	}
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
@@ -151,22 +150,33 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 }
 
 // existing describes the file under key for Create's caller: whether it
-// holds the bytes just written (size and SHA-256), and its age.
-func existing(key, file string, size int64, sum []byte) error {
-	f, err := os.Open(file)
+// holds the bytes just written to f (both are hashed here, so only a taken
+// name pays for hashing, not every write), and its age.
+func existing(key, file string, f *os.File, size int64) error {
+	g, err := os.Open(file)
 	if err != nil {
 		return &cache.ExistsError{Key: key} // gone since: not a file to name
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer g.Close()
+	fi, err := g.Stat()
 	if err != nil || fi.Size() != size {
 		return &cache.ExistsError{Key: key}
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	theirs, err := sha256Of(g)
+	var ours []byte
+	if err == nil {
+		ours, err = sha256Of(io.NewSectionReader(f, 0, size))
+	}
+	if err != nil {
 		return classify(fmt.Errorf("read %s: %w", key, err))
 	}
-	return &cache.ExistsError{Key: key, Identical: bytes.Equal(h.Sum(nil), sum), Age: max(0, time.Since(fi.ModTime()))}
+	return &cache.ExistsError{Key: key, Identical: bytes.Equal(theirs, ours), Age: max(0, time.Since(fi.ModTime()))}
+}
+
+func sha256Of(r io.Reader) ([]byte, error) {
+	h := sha256.New()
+	_, err := io.Copy(h, r)
+	return h.Sum(nil), err
 }
 
 // umask is the process's file mode mask: an unnamed file is created 0644
@@ -184,7 +194,7 @@ var umask = func() int {
 // of a small path.
 func createTemp(dir string) (f *os.File, named bool, err error) {
 	for range 2 {
-		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
 		if err == nil {
 			return os.NewFile(uintptr(fd), dir), false, nil
 		}

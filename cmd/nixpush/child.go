@@ -33,10 +33,8 @@ const exitCodeChildNotFound = 127
 func startChild(argv []string, s stdio, afterExit func()) (*child, error) {
 	c := &child{cmd: exec.Command(argv[0], argv[1:]...), done: make(chan struct{}), stderr: s.err}
 	c.cmd.Stdin, c.cmd.Stdout, c.cmd.Stderr = s.in, s.out, s.err
-	if con := consoleOf(s.err); con != nil && con.file != nil {
-		c.cmd.Stderr = con.file // the command's own stderr, untouched
-	} else if con != nil {
-		c.cmd.Stderr = con.w
+	if con := consoleOf(s.err); con != nil {
+		c.cmd.Stderr = con.w // the command's own stderr, untouched
 	}
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	sigs := make(chan os.Signal, 4)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nix-community/go-nix/pkg/storepath"
 	"github.com/spf13/cobra"
 
 	"nixpush/cache/location"
@@ -80,7 +79,7 @@ func (c *enqueueCommand) enqueue(ctx context.Context, args []string) error {
 	}
 	// Checked by form only: opening the Nix DB here would slow every build.
 	for _, p := range paths {
-		if _, err := storepath.FromAbsolutePath(p); err != nil || !strings.HasPrefix(p, nixstore.StoreDir+"/") {
+		if !isStorePath(p) {
 			return fmt.Errorf("%s is not a store path", quoteInput(p))
 		}
 	}

@@ -72,13 +72,18 @@ func (p *pushProgress) line() string {
 		if i == 0 {
 			sep = " · "
 		}
-		pct := 0
-		if t.NarSize > 0 {
-			pct = int(100 * t.Read / int64(t.NarSize))
-		}
-		fmt.Fprintf(&b, "%s%s %d%%", sep, shortName(t.Path), pct)
+		b.WriteString(sep + flightLabel(t))
 	}
 	return b.String()
+}
+
+// flightLabel names an upload in flight and how far it has read: "foo 34%".
+func flightLabel(t uploader.Transfer) string {
+	pct := 0
+	if t.NarSize > 0 {
+		pct = int(100 * t.Read / int64(t.NarSize))
+	}
+	return fmt.Sprintf("%s %d%%", shortName(t.Path), pct)
 }
 
 // rate is bytes read per second over the last rateWindow.

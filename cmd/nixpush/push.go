@@ -128,11 +128,7 @@ func inFlight(p *pipeline.Pipeline, timeout time.Duration) string {
 	var names []string
 	for _, l := range p.Lanes {
 		for _, t := range l.Uploader.InFlight() {
-			pct := 0
-			if t.NarSize > 0 {
-				pct = int(100 * t.Read / int64(t.NarSize))
-			}
-			names = append(names, fmt.Sprintf("%s %d%%", shortName(t.Path), pct))
+			names = append(names, flightLabel(t))
 		}
 	}
 	n := len(names)

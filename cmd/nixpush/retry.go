@@ -86,6 +86,8 @@ func storePathArgs(args []string) ([]string, error) {
 	return out, nil
 }
 
+// isStorePath reports whether p has the form of a store path (it need
+// not exist).
 func isStorePath(p string) bool {
 	_, err := storepath.FromAbsolutePath(p)
 	return err == nil && strings.HasPrefix(p, nixstore.StoreDir+"/")

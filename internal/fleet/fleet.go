@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/internal/nixtest"
 	"nixpush/internal/servertest"
 )
@@ -57,6 +58,11 @@ type Result struct {
 	Wire     map[string]int64 // requests that reached the server, by operation
 }
 
+// BusyS3 is a busy bucket, as the fault suite and the bench simulate it:
+// 5 % of requests answered 503 SlowDown, and every request answered 429
+// with Retry-After: 1 for 300 ms in every 5 s.
+var BusyS3 = servertest.Throttling{SlowDown: 0.05, BurstEvery: 5 * time.Second, BurstFor: 300 * time.Millisecond, RetryAfter: 1, Seed: 24}
+
 // URL is the bucket's cache URL through addr.
 func URL(s *servertest.Versitygw, addr string) string {
 	return fmt.Sprintf("s3://%s?endpoint=%s&scheme=http&region=us-east-1", s.Bucket, addr)
@@ -89,12 +95,9 @@ func (c Config) process(ctx context.Context, name string, args ...string) (strin
 
 // pushSummary is the part of push --json the simulation reads.
 type pushSummary struct {
-	Pushed   int64 `json:"pushed"`
-	Present  int64 `json:"present"`
-	Requests *struct {
-		ByKind    map[string]int64 `json:"by_kind"`
-		Throttled int64            `json:"throttled"`
-	} `json:"requests"`
+	Pushed   int64           `json:"pushed"`
+	Present  int64           `json:"present"`
+	Requests *cache.Requests `json:"requests"`
 }
 
 // Run runs the machines at once through a throttling proxy, gc and verify

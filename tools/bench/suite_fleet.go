@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/internal/fleet"
-	"nixpush/internal/servertest"
 )
 
 // The fleet suite times the fleet simulation (internal/fleet) with and
@@ -61,7 +61,6 @@ func runFleetSuite(ctx context.Context, b *bench) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	throttled := servertest.Throttling{SlowDown: 0.05, BurstEvery: 5 * time.Second, BurstFor: 300 * time.Millisecond, RetryAfter: 1, Seed: 24}
 	type run struct {
 		throttle bool
 		res      fleet.Result
@@ -79,7 +78,7 @@ func runFleetSuite(ctx context.Context, b *bench) (*report, error) {
 			Env: append(v.AWSEnv(rd), "AWS_REGION=us-east-1"), Dir: filepath.Join(rd, "fleet"), Server: v, Closures: closures,
 			GCEvery: 10 * time.Second, VerifyEvery: 5 * time.Second, Deadline: 5 * time.Minute}
 		if th {
-			cfg.Throttling = throttled
+			cfg.Throttling = fleet.BusyS3
 		}
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			v.Stop()
@@ -115,10 +114,7 @@ func runFleetSuite(ctx context.Context, b *bench) (*report, error) {
 			plain = append(plain, r.res.Makespan.Seconds())
 		}
 		objects := float64(r.res.NARs) / float64(r.res.NarInfos)
-		var reqs int64
-		for _, n := range r.res.Requests {
-			reqs += n
-		}
+		reqs := cache.Requests{ByKind: r.res.Requests}.Total()
 		perPath := float64(reqs) / float64(r.res.Pushed+r.res.Present)
 		ratioOK = ratioOK && objects <= 1.1
 		attemptsOK = attemptsOK && r.res.Attempts == 0

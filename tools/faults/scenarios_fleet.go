@@ -9,14 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"nixpush/cache"
 	"nixpush/internal/fleet"
 	"nixpush/internal/servertest"
 )
-
-// fleetThrottling is a busy S3: 5 % of requests answered 503 SlowDown,
-// and every request answered 429 with Retry-After: 1 for 300 ms in every
-// 5 s.
-var fleetThrottling = servertest.Throttling{SlowDown: 0.05, BurstEvery: 5 * time.Second, BurstFor: 300 * time.Millisecond, RetryAfter: 1, Seed: 24}
 
 // fleetS3 is 20 machines (separate processes and state dirs) pushing
 // closures that share most of their dependencies to one bucket behind a
@@ -37,7 +33,7 @@ func fleetS3(ctx context.Context, r *run) error {
 		return err
 	}
 	cfg := fleet.Config{Bin: r.Bin, Store: r.Store, SecKey: r.SecKey, PubKey: r.PubKey, Env: s3Env(s3, r.dir),
-		Dir: filepath.Join(r.dir, "fleet"), Server: s3, Closures: closures, Throttling: fleetThrottling,
+		Dir: filepath.Join(r.dir, "fleet"), Server: s3, Closures: closures, Throttling: fleet.BusyS3,
 		GCEvery: 10 * time.Second, VerifyEvery: 5 * time.Second, Deadline: 3 * time.Minute}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return err
@@ -52,7 +48,7 @@ func fleetS3(ctx context.Context, r *run) error {
 	}
 	paths := closures.Paths()
 	r.note("makespan %.1f s; throttled answers %v; %d requests reached the server; gc ran %d times and deleted %d objects; verify ran %d times",
-		res.Makespan.Seconds(), res.Refused, sum(res.Wire), res.GCRuns, res.Deleted, res.Verifies)
+		res.Makespan.Seconds(), res.Refused, cache.Requests{ByKind: res.Wire}.Total(), res.GCRuns, res.Deleted, res.Verifies)
 	if len(res.Failed) > 0 {
 		r.fail("%d of %d pushes failed: %s", len(res.Failed), machines, strings.Join(res.Failed[:min(3, len(res.Failed))], "; "))
 	} else {
@@ -109,8 +105,7 @@ func fleetS3(ctx context.Context, r *run) error {
 func narObjectsOf(dir string, paths []string) (int, error) {
 	prefixes := map[string]bool{}
 	for _, p := range paths {
-		hash, _, _ := strings.Cut(strings.TrimPrefix(p, "/nix/store/"), "-")
-		fields, err := readNarinfo(filepath.Join(dir, hash+".narinfo"))
+		fields, err := readNarinfo(filepath.Join(dir, cache.NarInfoKey(p)))
 		if err != nil {
 			return 0, fmt.Errorf("narinfo of %s: %w", p, err)
 		}
@@ -134,14 +129,6 @@ func (r *run) substitute(ctx context.Context, url string, paths ...string) (stri
 	args := append([]string{"--store", fresh, "-r"}, paths...)
 	args = append(args, "--option", "substituters", url, "--option", "trusted-public-keys", r.PubKey)
 	return r.nix(ctx, "nix-store", args...)
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 // seqNext is a number no other call of this suite returns: unique
@@ -199,8 +186,7 @@ func s3Resume(ctx context.Context, r *run) error {
 		return err
 	}
 	r.expectCode("push-last", code, 0)
-	hash, _, _ := strings.Cut(strings.TrimPrefix(big, "/nix/store/"), "-")
-	fields, err := readNarinfo(filepath.Join(s3.BucketDir(), hash+".narinfo"))
+	fields, err := readNarinfo(filepath.Join(s3.BucketDir(), cache.NarInfoKey(big)))
 	if err != nil {
 		return fmt.Errorf("the NAR's narinfo: %w", err)
 	}
