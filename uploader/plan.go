@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"nixpush/cache"
 	"nixpush/nixstore"
 )
@@ -102,15 +100,6 @@ func (p Plan) add(kept []*nixstore.PathInfo, present []bool) Plan {
 	return p
 }
 
-// existsParallelism bounds concurrent existence checks of one plan. A
-// check is a header-sized request, so what bounds a plan over a slow link
-// is the number of rounds: at 128, a thousand paths take 8 round trips
-// (under a second at 100 ms), a CI runner's typical few hundred take 3.
-// At 64 a 300-path check from an empty state dir was just 2× nix copy at
-// 50 ms, with the noise of a shared machine on either side of it. The
-// backends keep 256 connections alive, two plans' worth.
-const existsParallelism = 128
-
 // MakePlan filters a closure (in dependency order) and checks, once per
 // path and many at a time, which narinfos the cache already has.
 func MakePlan(ctx context.Context, c cache.Cache, closure []*nixstore.PathInfo, f Filter) (Plan, error) {
@@ -137,21 +126,6 @@ func filterClosure(closure []*nixstore.PathInfo, f Filter) (Plan, []*nixstore.Pa
 		}
 	}
 	return p, kept
-}
-
-// checkPresent asks the cache for the narinfo of each path.
-func checkPresent(ctx context.Context, c cache.Cache, infos []*nixstore.PathInfo) ([]bool, error) {
-	present := make([]bool, len(infos))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(existsParallelism)
-	for i, info := range infos {
-		g.Go(func() error {
-			ok, err := c.Exists(gctx, cache.NarInfoKey(info.Path))
-			present[i] = ok
-			return err
-		})
-	}
-	return present, g.Wait()
 }
 
 // missingTTL is how long a path this Uploader found missing is taken as

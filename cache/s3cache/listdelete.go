@@ -48,6 +48,45 @@ func (c *Cache) List(ctx context.Context, prefix string, fn func(cache.Object) e
 	return nil
 }
 
+// ListAfter lists one page of the top-level keys after the given one:
+// ListObjectsV2 with StartAfter and the delimiter "/", so the NARs, logs
+// and listings beneath roll up into a prefix each.
+func (c *Cache) ListAfter(ctx context.Context, after string, limit int) (keys []string, reached string, err error) {
+	strip := c.key("")
+	var page *s3.ListObjectsV2Output
+	err = c.call(ctx, func() (err error) {
+		page, err = c.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
+			Bucket:     aws.String(c.bucket),
+			Prefix:     aws.String(strip),
+			Delimiter:  aws.String("/"),
+			StartAfter: aws.String(c.key(after)),
+			MaxKeys:    aws.Int32(int32(limit)),
+		})
+		return err
+	})
+	if err != nil {
+		return nil, "", c.classify("list "+strip, err)
+	}
+	for _, o := range page.Contents {
+		key, ok := strings.CutPrefix(aws.ToString(o.Key), strip)
+		if !ok {
+			return nil, "", fmt.Errorf("list %s: the server returned key %q outside the prefix", c, aws.ToString(o.Key))
+		}
+		keys = append(keys, key)
+		reached = max(reached, key)
+	}
+	if !aws.ToBool(page.IsTruncated) {
+		return keys, "", nil
+	}
+	for _, p := range page.CommonPrefixes {
+		reached = max(reached, strings.TrimPrefix(aws.ToString(p.Prefix), strip))
+	}
+	if reached == "" {
+		return nil, "", fmt.Errorf("list %s: the server said more keys follow an empty page", c)
+	}
+	return keys, reached, nil
+}
+
 // deleteBatch is the most keys one DeleteObjects request takes.
 const deleteBatch = 1000
 

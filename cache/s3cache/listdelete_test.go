@@ -2,6 +2,7 @@ package s3cache
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -152,5 +153,60 @@ func TestDeleteErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestListAfterPages walks a cache's top-level keys a page at a time from
+// a point: in order, after the key given, NARs beneath rolled up (never
+// returned), nothing from a neighbouring prefix ("team2" beside "team"),
+// and reached saying how far a page went until the last says "".
+func TestListAfterPages(t *testing.T) {
+	s := servertest.StartVersitygw(t)
+	ctx := t.Context()
+	c, err := New(ctx, s.URL("team"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(ctx, s.URL("team2"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i := range 25 {
+		key := fmt.Sprintf("%02d.narinfo", i)
+		want = append(want, key)
+		nar := fmt.Sprintf("nar/%02d.nar", i)
+		g.Go(func() error { return c.Put(ctx, key, strings.NewReader(key), cache.TypeNarInfo) })
+		g.Go(func() error { return c.Put(ctx, nar, strings.NewReader(nar), cache.TypeNAR) })
+	}
+	g.Go(func() error { return other.Put(ctx, "30.narinfo", strings.NewReader("x"), cache.TypeNarInfo) })
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	after, pages := "05.narinfo", 0
+	for {
+		keys, reached, err := c.ListAfter(ctx, after, 7)
+		if err != nil {
+			t.Fatalf("ListAfter(%q): %v", after, err)
+		}
+		pages++
+		got = append(got, keys...)
+		if reached == "" {
+			break
+		}
+		if reached <= after || (len(keys) > 0 && reached < keys[len(keys)-1]) {
+			t.Fatalf("ListAfter(%q) reached %q with keys %q", after, reached, keys)
+		}
+		after = reached
+	}
+	if !slices.Equal(got, want[6:]) {
+		t.Fatalf("listed %q, want %q", got, want[6:])
+	}
+	if pages < 3 {
+		t.Fatalf("%d pages of at most 7 for 19 narinfos and a prefix", pages)
 	}
 }

@@ -26,10 +26,10 @@ func pushJSON(t *testing.T, args ...string) pushSummary {
 }
 
 // TestPushRequestCounts counts, on the wire (a proxy in front of
-// versitygw) and in push --json, what a push costs: a new path its
-// existence check, NAR, narinfo and build log; a present path known to
-// the memo nothing; a present path from an empty state dir one HEAD. The
-// fixed cost of a run (the bucket check, nix-cache-info, the probe of
+// versitygw) and in push --json, what a push costs: a new path its NAR,
+// narinfo and build log; a present path known to the memo nothing; a
+// present path from an empty state dir less than one request (one
+// listing page answers for all of them). The fixed cost of a run (the bucket check, nix-cache-info, the probe of
 // conditional writes) is counted apart.
 func TestPushRequestCounts(t *testing.T) {
 	s := nixtest.NewStore(t)
@@ -89,18 +89,19 @@ func TestPushRequestCounts(t *testing.T) {
 	}
 
 	// New: the bucket check, nix-cache-info read and written, the probe
-	// of conditional writes (two PUTs the first time in a bucket); per
-	// path a HEAD, the NAR, the log, the narinfo.
+	// of conditional writes (two PUTs the first time in a bucket); one
+	// listing page saying which narinfos are there (none); per path the
+	// NAR, the log, the narinfo.
 	check("push new", pushJSON(t, args(state)...), map[string]int64{
-		"HeadBucket": 1, "GetObject": 1, "PutObject": 1 + 2 + 3*n, "HeadObject": n + same,
+		"HeadBucket": 1, "GetObject": 1, "PutObject": 1 + 2 + 3*n, "ListObjectsV2": 1, "HeadObject": same,
 	})
 	// Present, this machine's state: only the bucket check and
 	// nix-cache-info (whether the cache is still the one the memo knows).
 	check("push present (memo)", pushJSON(t, args(state)...), map[string]int64{"HeadBucket": 1, "GetObject": 1})
 	// Present, an empty state dir: the bucket check, nix-cache-info, and
-	// one HEAD per path.
+	// one listing page for all the paths.
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	check("push present (empty state)", pushJSON(t, args(fresh)...), map[string]int64{
-		"HeadBucket": 1, "GetObject": 1, "HeadObject": n,
+		"HeadBucket": 1, "GetObject": 1, "ListObjectsV2": 1,
 	})
 }
