@@ -202,7 +202,7 @@ func runRequestsSuite(ctx context.Context, b *bench) (*report, error) {
 	}
 	rep.Targets = append(rep.Targets,
 		targetResult{Name: "a new path costs its NAR and its narinfo and nothing else (S3)", Met: newPerPath <= 2.01,
-			Detail: fmt.Sprintf("%.3f requests a path beyond the run's fixed costs: its two writes, and %d listing pages and %d HEAD for all %d paths; nix copy over HTTP: %.2f requests a path in all",
+			Detail: fmt.Sprintf("%.3f requests a path beyond the run's fixed costs: its two writes, and %d listing page(s) and %d HEAD(s) for all %d paths; nix copy over HTTP: %.2f requests a path in all",
 				newPerPath, newLists, newHeads, len(paths), perPath["nix copy, new nginx (HTTP)"])},
 		targetResult{Name: "a present path known to the memo costs nothing (S3)", Met: perPath["nixpush push, present, memo versitygw (S3)"]-once("nixpush push, present, memo") < 0.005,
 			Detail: fmt.Sprintf("%.2f requests a path, the run's bucket check included", perPath["nixpush push, present, memo versitygw (S3)"])},
