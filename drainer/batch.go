@@ -53,10 +53,10 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootRes
 			reason = pe.Err.Error()
 		}
 	}
-	log := d.Log.With(zap.String("path", it.Path))
-	failedAt := log.Error
+	path := zap.String("path", it.Path) // a field, not Log.With: that encodes it even for a path that logs nothing
+	failedAt := d.Log.Error
 	if mustEnd {
-		failedAt = log.Info
+		failedAt = d.Log.Info
 	}
 	switch {
 	case r.Err == nil && r.Skip == "":
@@ -64,17 +64,17 @@ func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootRes
 		d.Metrics.Pushed(r.Bytes)
 		o.State, o.Bytes = queue.Done, r.Bytes
 	case r.Err == nil:
-		log.Info("skipped", zap.String("reason", r.Skip))
+		d.Log.Info("skipped", path, zap.String("reason", r.Skip))
 		o.State, o.Reason = queue.Skipped, r.Skip
 	case ctx.Err() != nil:
 		// Shut down mid-upload: not the path's fault, so no attempt counts.
 		o.State = queue.Pending
 	case retry.IsPermanent(r.Err):
-		failedAt("push failed permanently", zap.Error(r.Err))
+		failedAt("push failed permanently", path, zap.Error(r.Err))
 		d.Metrics.Failed("permanent")
 		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	case it.Attempts+1 >= d.MaxAttempts:
-		failedAt("push failed, giving up", zap.Int("attempts", it.Attempts+1), zap.Error(r.Err))
+		failedAt("push failed, giving up", path, zap.Int("attempts", it.Attempts+1), zap.Error(r.Err))
 		d.Metrics.Failed("gave_up")
 		o.State, o.Reason, o.Attempt = queue.Failed, reason, true
 	default:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -91,16 +92,38 @@ func bufFor(narSize uint64) int {
 	return int(min(max(narSize+512, 4096), bufSize))
 }
 
+// smallStage is the size of the stage buffers kept between paths.
+const smallStage = 32 << 10
+
+// smallStages are the stage buffers of small NARs, kept between paths:
+// two fresh ones a path were a seventh of what a push of many small
+// paths allocated. A pooled buffer is larger than a small NAR needs,
+// which costs nothing once it is reused.
+var smallStages = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, smallStage) }}
+
+// stageWriter is a stage buffer for a NAR in front of w, and what gives
+// it back once the stage is done with it.
+func stageWriter(w io.Writer, narSize uint64) (*bufio.Writer, func()) {
+	if size := bufFor(narSize); size > smallStage {
+		return bufio.NewWriterSize(w, size), func() {}
+	}
+	b := smallStages.Get().(*bufio.Writer)
+	b.Reset(w)
+	return b, func() { b.Reset(nil); smallStages.Put(b) }
+}
+
 // produceNAR runs dump → hash → compress → w.
 func produceNAR(w io.Writer, store *nixstore.Store, info *nixstore.PathInfo, c Compression, listing *bytes.Buffer, read []*atomic.Int64) error {
-	out := bufio.NewWriterSize(w, bufFor(info.NarSize))
+	out, done := stageWriter(w, info.NarSize)
+	defer done()
 	zw, err := c.NewWriter(out, info.NarSize)
 	if err != nil {
 		return retry.Permanent(err)
 	}
 	narHash := sha256.New()
 	counter := &countingWriter{also: read}
-	in := bufio.NewWriterSize(io.MultiWriter(narHash, counter, zw), bufFor(info.NarSize))
+	in, inDone := stageWriter(io.MultiWriter(narHash, counter, zw), info.NarSize)
+	defer inDone()
 	if listing != nil {
 		err = store.DumpNARWithListing(in, listing, info.Path)
 	} else {

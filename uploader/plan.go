@@ -223,9 +223,14 @@ func (u *Uploader) Plan(ctx context.Context, closure []*nixstore.PathInfo) (Plan
 func (u *Uploader) noteMissing(paths []string, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for p, t := range u.missing {
-		if now.Sub(t) >= missingTTL {
-			delete(u.missing, p)
+	// Old records are dropped once a TTL, not at every plan: a push of
+	// 100,000 paths plans hundreds of times with as many records.
+	if now.Sub(u.missingSwept) >= missingTTL {
+		u.missingSwept = now
+		for p, t := range u.missing {
+			if now.Sub(t) >= missingTTL {
+				delete(u.missing, p)
+			}
 		}
 	}
 	for _, p := range paths {

@@ -59,6 +59,8 @@ type Uploader struct {
 	mu       sync.Mutex
 	inflight map[string]*flight
 	missing  map[string]time.Time // paths found missing lately; see Plan
+	// missingSwept is when records older than missingTTL last left missing.
+	missingSwept time.Time
 	// planned are the paths Plan found to upload, until uploaded: a
 	// queued path's batch takes its record from here instead of reading
 	// the Nix DB again (a path deleted meanwhile fails its NAR: ErrGone).

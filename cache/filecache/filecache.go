@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -123,7 +124,7 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
-	size, err := io.Copy(f, r)
+	size, err := copyPooled(f, r)
 	if err == nil && (named || umask&0o044 != 0) {
 		err = f.Chmod(0o644) // caches are served to others: world-readable
 	}
@@ -171,6 +172,18 @@ func existing(key, file string, f *os.File, size int64) error {
 		return classify(fmt.Errorf("read %s: %w", key, err))
 	}
 	return &cache.ExistsError{Key: key, Identical: bytes.Equal(theirs, ours), Age: max(0, time.Since(fi.ModTime()))}
+}
+
+// copyBuffers are io.Copy's buffers, kept between writes: a small path's
+// write allocated a fresh 32 KiB one (os.File.ReadFrom falls back to
+// io.Copy for a stream), two thirds of all a large push allocated.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyPooled is io.Copy(f, r) with a pooled buffer.
+func copyPooled(f *os.File, r io.Reader) (int64, error) {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{f}, r, *buf) // hides f's ReadFrom, which would not use buf
 }
 
 func sha256Of(r io.Reader) ([]byte, error) {
