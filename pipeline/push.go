@@ -183,17 +183,22 @@ func UnfinishedItems(q *queue.Queue, paths []string, wholeQueue bool) ([]queue.I
 	if len(paths) == 0 {
 		return nil, nil
 	}
-	items, err := q.Get(ctx, paths)
+	items, err := q.Unfinished(ctx, paths)
 	if err != nil {
 		return nil, err
 	}
-	var out []queue.Item
-	for _, p := range paths {
-		if it, ok := items[p]; ok && it.State != queue.Done && it.State != queue.Skipped {
-			out = append(out, it)
+	// In the order of paths: a summary names them as the run met them.
+	order := make(map[string]int, len(items))
+	for _, it := range items {
+		order[it.Path] = 0
+	}
+	for i, p := range paths {
+		if _, ok := order[p]; ok {
+			order[p] = i
 		}
 	}
-	return out, nil
+	slices.SortFunc(items, func(a, b queue.Item) int { return order[a.Path] - order[b.Path] })
+	return items, nil
 }
 
 // ResolveClosure maps arguments (store paths, ./result links) to store

@@ -268,6 +268,58 @@ func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error
 	return out, nil
 }
 
+// Unfinished returns the items of paths that are not done or skipped
+// (pending, uploading or failed), in no particular order. A run asks this
+// of every path it pushed once it ends, and after a push that went well
+// the queue holds few such rows however many it pushed: those are read
+// through the state index and matched here, instead of looking up every
+// path. When the unfinished rows are the more numerous, it looks up the
+// paths.
+//
+// Errors: only database errors.
+func (q *Queue) Unfinished(ctx context.Context, paths []string) ([]Item, error) {
+	const unfinished = `state IN ('pending', 'uploading', 'failed')`
+	var n int
+	if err := q.r.QueryRowContext(ctx, `SELECT count(*) FROM items WHERE `+unfinished).Scan(&n); err != nil {
+		return nil, fmt.Errorf("count unfinished items: %w", q.classify(err))
+	}
+	var out []Item
+	if n >= len(paths) {
+		items, err := q.Get(ctx, paths)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if it.State != Done && it.State != Skipped {
+				out = append(out, it)
+			}
+		}
+		return out, nil
+	}
+	mine := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		mine[p] = true
+	}
+	rows, err := q.r.QueryContext(ctx, `SELECT `+itemCols+` FROM items WHERE `+unfinished)
+	if err != nil {
+		return nil, fmt.Errorf("get unfinished items: %w", q.classify(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		_, it, err := scanItem(rows)
+		if err != nil {
+			return nil, fmt.Errorf("get unfinished items: %w", q.classify(err))
+		}
+		if mine[it.Path] {
+			out = append(out, it)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get unfinished items: %w", q.classify(err))
+	}
+	return out, nil
+}
+
 // NextDue returns the earliest NextAttempt among pending rows — the zero
 // Time when one is due now — so a drainer can sleep until then instead of
 // polling; ok is false when nothing is pending.

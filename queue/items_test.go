@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 )
@@ -270,6 +271,52 @@ func TestMeta(t *testing.T) {
 		}
 		if got, ok, err := q.GetMeta(ctx, "k"); err != nil || !ok || got != v {
 			t.Errorf("GetMeta = %q, %v, %v; want %q", got, ok, err, v)
+		}
+	}
+}
+
+// TestUnfinished: the items of the paths asked about that are not done
+// or skipped, whether the queue holds fewer unfinished rows than paths
+// asked about (read by state) or more (looked up by path); other
+// processes' unfinished rows are not among them.
+func TestUnfinished(t *testing.T) {
+	ctx := context.Background()
+	q, _ := openTest(t)
+	mine := storePaths("mine", 6)
+	others := storePaths("other", 20) // unfinished, not asked about
+	mustEnqueue(t, q, append(slices.Clone(mine), others...)...)
+	claimed := mustClaim(t, q, t0)
+	var outcomes []Outcome
+	for _, it := range claimed {
+		switch it.Path {
+		case mine[0], mine[1]:
+			outcomes = append(outcomes, Outcome{Path: it.Path, State: Done})
+		case mine[2]:
+			outcomes = append(outcomes, Outcome{Path: it.Path, State: Skipped, Reason: "gone"})
+		case mine[3]:
+			outcomes = append(outcomes, Outcome{Path: it.Path, State: Failed, Reason: "403", Attempt: true})
+		case mine[4]:
+			outcomes = append(outcomes, Outcome{Path: it.Path, State: Pending, Reason: "503", Next: t0.Add(time.Minute), Attempt: true})
+		default: // mine[5] and the others stay uploading
+		}
+	}
+	if _, err := q.Settle(ctx, outcomes, t0); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{mine[3], mine[4], mine[5]}
+	for _, asked := range [][]string{mine, append(slices.Clone(mine), storePaths("absent", 40)...)} {
+		// 22 unfinished rows: more than the 6 paths of mine, fewer than the 46 of the second ask.
+		items, err := q.Unfinished(ctx, asked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, it := range items {
+			got = append(got, it.Path)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("Unfinished of %d paths: %q, want %q", len(asked), got, want)
 		}
 	}
 }
