@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +66,7 @@ func Open(root string) (*Store, error) {
 	// briefly (checkpoints); wait instead of failing.
 	dsn := "file:" + (&url.URL{Path: s.DBPath()}).EscapedPath() +
 		"?mode=ro&_busy_timeout=10000"
-	db, err := sql.Open(nixDBDriver, dsn)
+	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open nix db: %w", err)
 	}
@@ -85,21 +85,6 @@ func Open(root string) (*Store, error) {
 	}
 	s.db = db
 	return s, nil
-}
-
-// nixDBDriver is SQLite with the Nix DB's pages read through a memory
-// map: a closure of 100,000 paths reads hundreds of thousands of pages,
-// and each read through SQLite's small page cache was a pread(2).
-const nixDBDriver = "sqlite3-nixdb"
-
-// nixDBMap bounds the map; a larger DB is read through it up to there.
-const nixDBMap = 1 << 30
-
-func init() {
-	sql.Register(nixDBDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		_, err := c.Exec(fmt.Sprintf("PRAGMA mmap_size = %d", nixDBMap), nil)
-		return err
-	}})
 }
 
 // walHint explains the one way a read-only open of a healthy DB fails: a
