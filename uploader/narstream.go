@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,24 +93,27 @@ func bufFor(narSize uint64) int {
 	return int(min(max(narSize+512, 4096), bufSize))
 }
 
-// smallStage is the size of the stage buffers kept between paths.
-const smallStage = 32 << 10
-
-// smallStages are the stage buffers of small NARs, kept between paths:
-// two fresh ones a path were a seventh of what a push of many small
-// paths allocated. A pooled buffer is larger than a small NAR needs,
-// which costs nothing once it is reused.
-var smallStages = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, smallStage) }}
+// stagePools keep the stage buffers of small NARs between paths, one
+// pool per size (4, 8, 16, 32 KiB): two fresh ones a path were a seventh
+// of what a push of many small paths allocated. A buffer is no larger
+// than twice what its NAR needs, so the many in flight stay small.
+var stagePools [4]sync.Pool
 
 // stageWriter is a stage buffer for a NAR in front of w, and what gives
 // it back once the stage is done with it.
 func stageWriter(w io.Writer, narSize uint64) (*bufio.Writer, func()) {
-	if size := bufFor(narSize); size > smallStage {
+	size := bufFor(narSize)
+	class := bits.Len(uint(size-1) >> 12) // 4 KiB → 0, 8 KiB → 1, ...
+	if class >= len(stagePools) {
 		return bufio.NewWriterSize(w, size), func() {}
 	}
-	b := smallStages.Get().(*bufio.Writer)
+	pool := &stagePools[class]
+	b, _ := pool.Get().(*bufio.Writer)
+	if b == nil {
+		b = bufio.NewWriterSize(nil, 4096<<class)
+	}
 	b.Reset(w)
-	return b, func() { b.Reset(nil); smallStages.Put(b) }
+	return b, func() { b.Reset(nil); pool.Put(b) }
 }
 
 // produceNAR runs dump → hash → compress → w.
