@@ -32,6 +32,7 @@ func (u *Uploader) Forget(paths ...string) {
 		return
 	}
 	_ = u.seenPaths().Forget(context.Background(), paths) // in memory: cannot fail
+	_ = u.wrote.Forget(context.Background(), paths)
 	// Forgetting must land even when the push is being cancelled.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -151,6 +152,7 @@ func (u *Uploader) checkCache(ctx context.Context) error {
 		return err
 	}
 	u.seenPaths().Reset()
+	u.wrote.Reset()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -17,14 +18,20 @@ import (
 // reference missing and uploads it first.
 var ErrReferenceGone = errors.New("a reference vanished from the cache after it was checked (a gc running?)")
 
+// refTrust is how long a narinfo this Uploader wrote is trusted to be in
+// the cache when a referrer is written after it: far inside gc's grace
+// period (an hour unless told otherwise).
+const refTrust = 30 * time.Second
+
 // checkReferences runs after a path's narinfo is written and makes a push
 // that raced a gc either see the deletion or leave a narinfo with
-// everything it names. References uploaded by this push (deps) were
-// written moments ago, inside every gc's grace period, so they are safe;
-// the others were only seen present earlier, and gc may have deleted them
-// since: each is asked for again. This is the pusher's half of the
-// argument in package cachegc; the other half is gc's grace period and
-// its put-back of deleted narinfos that a newer narinfo names.
+// everything it names. References uploaded by this push (deps), or by
+// this Uploader less than refTrust ago (the earlier batches of a large
+// push), were written moments ago, inside every gc's grace period, so
+// they are safe; the others were only seen present earlier, and gc may
+// have deleted them since: each is asked for again. This is the pusher's
+// half of the argument in package cache/gc; the other half is gc's grace
+// period and its put-back of deleted narinfos that a newer narinfo names.
 func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo, deps []dependency) error {
 	uploaded := map[string]bool{info.Path: true}
 	for _, d := range deps {
@@ -32,7 +39,7 @@ func (u *Uploader) checkReferences(ctx context.Context, info *nixstore.PathInfo,
 	}
 	var check []string
 	for _, ref := range info.References {
-		if !uploaded[ref] {
+		if !uploaded[ref] && !u.wrote.Has(ref) {
 			check = append(check, ref)
 		}
 	}

@@ -70,6 +70,10 @@ type Uploader struct {
 	// many batches share them.
 	seen     *memo.Memory
 	seenOnce sync.Once
+	// wrote are the paths this Uploader wrote within refTrust: a referrer
+	// written after them does not ask the cache for them again (see
+	// checkReferences).
+	wrote *memo.Memory
 	// memoBroken: Memo failed to forget a path and is not trusted since.
 	memoBroken bool
 	transfers  transfers
@@ -111,6 +115,7 @@ func New(store *nixstore.Store, c cache.Cache, comp Compression, keys []signatur
 		inflight: map[string]*flight{},
 		missing:  map[string]time.Time{},
 		planned:  map[string]*nixstore.PathInfo{},
+		wrote:    memo.NewMemory(refTrust),
 	}
 }
 
@@ -285,6 +290,7 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 		return 0, err
 	}
 	u.remember(info.Path)
+	u.wrote.Remember([]string{info.Path})
 	u.Stats.Paths.Add(1)
 	u.Stats.NARBytes.Add(int64(info.NarSize))
 	u.Stats.Bytes.Add(int64(nar.FileSize))
