@@ -14,20 +14,26 @@ import (
 	"nixpush/internal/servertest"
 )
 
+// neighbours are two caches in one bucket under the prefixes "team" and
+// "team2": one's prefix is the start of the other's.
+func neighbours(t *testing.T) (team, team2 *Cache) {
+	s := servertest.StartVersitygw(t)
+	var err error
+	if team, err = New(t.Context(), s.URL("team"), Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if team2, err = New(t.Context(), s.URL("team2"), Config{}); err != nil {
+		t.Fatal(err)
+	}
+	return team, team2
+}
+
 // TestListDeleteManyPages: more keys than one ListObjectsV2 page and one
 // DeleteObjects batch hold, in a cache under a prefix that is also the
 // start of another's ("team" and "team2"), which must stay untouched.
 func TestListDeleteManyPages(t *testing.T) {
-	s := servertest.StartVersitygw(t)
 	ctx := t.Context()
-	c, err := New(ctx, s.URL("team"), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := New(ctx, s.URL("team2"), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, other := neighbours(t)
 	if err := other.Put(ctx, "nar/kept.nar", strings.NewReader("nar/kept.nar"), cache.TypeNAR); err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +167,8 @@ func TestDeleteErrors(t *testing.T) {
 // returned), nothing from a neighbouring prefix ("team2" beside "team"),
 // and reached saying how far a page went until the last says "".
 func TestListAfterPages(t *testing.T) {
-	s := servertest.StartVersitygw(t)
 	ctx := t.Context()
-	c, err := New(ctx, s.URL("team"), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := New(ctx, s.URL("team2"), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, other := neighbours(t)
 	var want []string
 	var g errgroup.Group
 	g.SetLimit(16)
