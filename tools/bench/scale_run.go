@@ -44,9 +44,7 @@ func (t scaleTarget) url(extra string) string {
 func newScaleWorld(ctx context.Context, dir string, n int, secKey, pubKey string, timeout time.Duration) (*scaleWorld, error) {
 	removeAll(dir)
 	w := &scaleWorld{n: n, dir: dir, root: filepath.Join(dir, "root"), secKey: secKey, pubKey: pubKey, timeout: timeout}
-	for name, t := range map[string]*scaleTarget{"nixpush": &w.pushed, "nix-copy": &w.copied} {
-		*t = scaleTarget{cache: filepath.Join(dir, name, "cache"), state: filepath.Join(dir, name, "state"), home: filepath.Join(dir, name, "home")}
-	}
+	w.pushed, w.copied = w.targets("")
 	env := cleanEnv(filepath.Join(dir, "setup-home"))
 	if _, err := runCmd(ctx, "", env, "nix-store", "--store", w.root, "--init"); err != nil {
 		return nil, err
@@ -57,6 +55,16 @@ func newScaleWorld(ctx context.Context, dir string, n int, secKey, pubKey string
 	}
 	w.top = entries[n-1].Path
 	return w, nil
+}
+
+// targets are a cache, state dir and home for each tool, named with
+// suffix (fresh ones for each repeated first push).
+func (w *scaleWorld) targets(suffix string) (pushed, copied scaleTarget) {
+	at := func(name string) scaleTarget {
+		d := filepath.Join(w.dir, name+suffix)
+		return scaleTarget{cache: filepath.Join(d, "cache"), state: filepath.Join(d, "state"), home: filepath.Join(d, "home")}
+	}
+	return at("nixpush"), at("nix-copy")
 }
 
 // addPaths registers n more paths of family whose closure includes the
