@@ -1,9 +1,6 @@
 package cache
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // RangeLister is a Cache that lists its top-level keys in order from a
 // point, a page at a time (S3's ListObjectsV2 with StartAfter). A page
@@ -18,15 +15,29 @@ type RangeLister interface {
 	ListAfter(ctx context.Context, after string, max int) (keys []string, reached string, err error)
 }
 
-// ListAfter is RangeLister's, retried like List; a backend that cannot
-// list in order answers with an error wrapping ErrCannotList.
-func (r *retrying) ListAfter(ctx context.Context, after string, max int) (keys []string, reached string, err error) {
-	rl, ok := r.Cache.(RangeLister)
+// RangeListerOf is the ordered listing of c's backend, if it has one;
+// through the retrying wrapper (WithRetry) its pages are retried as c's
+// other reads are.
+func RangeListerOf(c Cache) (RangeLister, bool) {
+	lister, ok := find[RangeLister](c)
 	if !ok {
-		return nil, "", fmt.Errorf("%s: %w in order", r.Cache, ErrCannotList)
+		return nil, false
 	}
-	err = r.do(ctx, func() (err error) {
-		keys, reached, err = rl.ListAfter(ctx, after, max)
+	if r, ok := c.(*retrying); ok {
+		return retriedLister{r, lister}, true
+	}
+	return lister, true
+}
+
+// retriedLister is a backend's RangeLister behind the retrying wrapper.
+type retriedLister struct {
+	r      *retrying
+	lister RangeLister
+}
+
+func (l retriedLister) ListAfter(ctx context.Context, after string, max int) (keys []string, reached string, err error) {
+	err = l.r.do(ctx, func() (err error) {
+		keys, reached, err = l.lister.ListAfter(ctx, after, max)
 		return err
 	})
 	return keys, reached, err

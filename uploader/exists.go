@@ -37,17 +37,18 @@ const listPage = 1000
 // keys are asked about in order: a first page starts at the lowest.
 // When it answered for all of them (a new cache, a cache the push is
 // most of) that was the only request, and a new path costs its uploads
-// and nothing else. When it answered for two or more, the rest are
+// and nothing else. When the share of the hash space the first page
+// covered says a page answers for two or more of the keys, the rest are
 // walked the same way, in parallel segments, each page starting at the
 // first key not yet answered, so no request answers for fewer than one
-// path. When it answered for one only, the bucket is large against the
-// push and the rest go by HEAD: a page's kilobytes would buy nothing.
+// path. Otherwise the bucket is large against the push and the rest go
+// by HEAD: a page's kilobytes would buy nothing.
 func checkPresent(ctx context.Context, c cache.Cache, infos []*nixstore.PathInfo) ([]bool, error) {
 	keys := make([]string, len(infos))
 	for i, info := range infos {
 		keys[i] = cache.NarInfoKey(info.Path)
 	}
-	lister, ok := c.(cache.RangeLister)
+	lister, ok := cache.RangeListerOf(c)
 	if !ok || len(keys) < 2 {
 		return existEach(ctx, c, keys)
 	}
