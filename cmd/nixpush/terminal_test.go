@@ -133,6 +133,33 @@ func (tm *ptyProc) ctrlC() time.Duration {
 	return at
 }
 
+// answersCtrlC types Ctrl-C and waits for the answer re matches, from
+// from on: it must come within 200 ms (a person is waiting). It returns
+// the match and where it ends, as waitFor.
+func (tm *ptyProc) answersCtrlC(from int, re *regexp.Regexp) ([]string, int) {
+	tm.t.Helper()
+	pressed := tm.ctrlC()
+	m, pos, at := tm.waitFor(5*time.Second, "the answer to Ctrl-C", from, re)
+	if at-pressed > 200*time.Millisecond {
+		tm.t.Errorf("Ctrl-C answered after %s, want within 200 ms", at-pressed)
+	}
+	return m, pos
+}
+
+// exitsOnSecondCtrlC types Ctrl-C again: nixpush must end within 1 s
+// with exit code 130.
+func (tm *ptyProc) exitsOnSecondCtrlC() {
+	tm.t.Helper()
+	pressed := tm.ctrlC()
+	code, ended := tm.exited(5 * time.Second)
+	if ended-pressed > time.Second {
+		tm.t.Errorf("the second Ctrl-C took %s to end nixpush, want within 1 s", ended-pressed)
+	}
+	if code != 130 {
+		tm.t.Errorf("exit %d after the second Ctrl-C, want 130", code)
+	}
+}
+
 // exited waits at most timeout for the process to end and returns its
 // exit code and when it ended.
 func (tm *ptyProc) exited(timeout time.Duration) (int, time.Duration) {
@@ -206,22 +233,11 @@ func TestPushOnTerminal(t *testing.T) {
 		}
 	}
 
-	pressed := tm.ctrlC()
-	ack, pos, at := tm.waitFor(5*time.Second, "the answer to Ctrl-C", pos, regexp.MustCompile(`(\r\x1b\[K)?nixpush: stopping: waiting up to 1m0s for 1 upload in flight to finish \(terminal-big \d+%\)[^\n]*press Ctrl-C again to abort now`))
-	if at-pressed > 200*time.Millisecond {
-		t.Errorf("Ctrl-C answered after %s, want within 200 ms", at-pressed)
-	}
+	ack, pos := tm.answersCtrlC(pos, regexp.MustCompile(`(\r\x1b\[K)?nixpush: stopping: waiting up to 1m0s for 1 upload in flight to finish \(terminal-big \d+%\)[^\n]*press Ctrl-C again to abort now`))
 	if ack[1] == "" && strings.Contains(tm.screen(), "MiB sent") {
 		t.Errorf("the answer to Ctrl-C was printed into the status line, not on a cleared line")
 	}
-	pressed = tm.ctrlC()
-	code, ended := tm.exited(5 * time.Second)
-	if ended-pressed > time.Second {
-		t.Errorf("the second Ctrl-C took %s to end nixpush, want within 1 s", ended-pressed)
-	}
-	if code != 130 {
-		t.Errorf("exit %d after Ctrl-C, want 130", code)
-	}
+	tm.exitsOnSecondCtrlC()
 	out := tm.screen()[pos:]
 	for _, want := range []string{"nixpush: aborting", "0 paths", "1 pending", "pending " + big + ": not pushed yet"} {
 		if !strings.Contains(out, want) {
@@ -322,18 +338,6 @@ func TestWatchExecCtrlCOnTerminal(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	pressed := tm.ctrlC()
-	_, _, at := tm.waitFor(5*time.Second, "the answer to Ctrl-C", 0,
-		regexp.MustCompile(`nixpush: stopping the wait for uploads[^\n]*press Ctrl-C again to exit now`))
-	if at-pressed > 200*time.Millisecond {
-		t.Errorf("Ctrl-C answered after %s, want within 200 ms", at-pressed)
-	}
-	pressed = tm.ctrlC()
-	code, ended := tm.exited(5 * time.Second)
-	if ended-pressed > time.Second {
-		t.Errorf("the second Ctrl-C took %s to end nixpush, want within 1 s", ended-pressed)
-	}
-	if code != 130 {
-		t.Errorf("exit %d after the second Ctrl-C, want 130", code)
-	}
+	tm.answersCtrlC(0, regexp.MustCompile(`nixpush: stopping the wait for uploads[^\n]*press Ctrl-C again to exit now`))
+	tm.exitsOnSecondCtrlC()
 }
