@@ -248,10 +248,15 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	// The build log needs nothing but must be in before the narinfo: it
 	// goes up beside the NAR, off the narinfo's critical path.
 	logDone := make(chan error, 1)
-	go func() { logDone <- u.putLog(ctx, info) }()
+	logCtx, stopLog := context.WithCancel(ctx)
+	defer stopLog()
+	go func() { logDone <- u.putLog(logCtx, info) }()
 	nar, err := u.putNAR(ctx, info)
 	release()
 	if err != nil {
+		// Nothing of a failed path is written after it has failed.
+		stopLog()
+		<-logDone
 		return 0, err
 	}
 	if err := <-logDone; err != nil {
