@@ -117,10 +117,11 @@ func TestResumeMultipart(t *testing.T) {
 		t.Fatal("the continued upload's object differs from the body")
 	}
 	t.Logf("sent %d MiB, then %d MiB of %d MiB; %d parts kept", first>>20, px.BytesSent()>>20, size>>20, len(st.Parts))
-	// The second Put sends what the kept parts do not hold, and no byte
-	// more (64 KiB for the XML of Complete): a part sent again shows as 5 MiB
-	// over.
-	if want := int64(size) - int64(len(st.Parts))*s3cache.MinPartSize + 64<<10; px.BytesSent() > want {
+	// The second Put sends what the kept parts do not hold: a kept part
+	// sent again shows as a whole part (5 MiB) over. Less than a part over
+	// is bytes of the first Put's cancelled parts that the proxy was
+	// still passing on when it was reset (0.9 MiB seen once in CI).
+	if want := int64(size) - int64(len(st.Parts))*s3cache.MinPartSize; px.BytesSent()-want >= s3cache.MinPartSize {
 		t.Errorf("the continued Put sent %d bytes, %d beyond the %d the %d kept parts leave: parts on the server were sent again",
 			px.BytesSent(), px.BytesSent()-want, want, len(st.Parts))
 	}
