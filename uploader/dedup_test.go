@@ -254,10 +254,11 @@ func TestUploadContinues(t *testing.T) {
 	}
 	ni := readNarInfo(t, v.BucketDir(), p)
 	t.Logf("%d MiB sent, %d parts kept, then %d MiB, for %d MiB", sentBefore>>20, kept, px.BytesSent()>>20, ni.FileSize>>20)
-	// The second process sends what the kept parts do not hold, and no
-	// byte more (64 KiB for the XML of Complete): a part sent again shows as 5 MiB
-	// over.
-	if want := int64(ni.FileSize) - int64(kept)*s3cache.MinPartSize + 64<<10; px.BytesSent() > want {
+	// The second process sends what the kept parts do not hold: a kept
+	// part sent again shows as a whole part (5 MiB) over. Less than a part
+	// over is bytes of the cancelled upload's parts that the proxy was
+	// still passing on when it was reset (as in s3cache's TestResumeMultipart).
+	if want := int64(ni.FileSize) - int64(kept)*s3cache.MinPartSize; px.BytesSent()-want >= s3cache.MinPartSize {
 		t.Errorf("the continued upload sent %d bytes, %d beyond the %d the %d kept parts leave: parts on the server were sent again",
 			px.BytesSent(), px.BytesSent()-want, want, kept)
 	}
