@@ -56,7 +56,16 @@ func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]st
 	for _, r := range roots {
 		read[r.Path] = r
 	}
+	var maxID int64
 	for layer := roots; len(layer) > 0; {
+		if known == nil { // a walk that stops at known paths reads only what it must
+			if scan, err := worthScanning(ctx, tx, len(read), &maxID); err != nil || scan {
+				if err != nil {
+					return nil, err
+				}
+				return closureByScan(ctx, tx, roots)
+			}
+		}
 		var want []string
 		for _, info := range layer {
 			for _, ref := range info.References {
