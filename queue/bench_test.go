@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -127,4 +128,58 @@ func openFilled(b *testing.B) *Queue {
 	}
 	b.Cleanup(func() { q.Close() })
 	return q
+}
+
+// BenchmarkPush100k is what a first push of a 100,000-path closure asks
+// of the queue: the closure enqueued into a scope in parts of 2,048, then
+// claimed 256 at a time and settled done.
+func BenchmarkPush100k(b *testing.B) {
+	ctx := context.Background()
+	paths := storePaths("bench", benchRows)
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		q, err := Open(filepath.Join(b.TempDir(), "queue.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		scope, err := q.NewScope(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for part := range slices.Chunk(paths, 2048) {
+			if _, err := q.RequeueIn(ctx, scope, part); err != nil {
+				b.Fatal(err)
+			}
+		}
+		settled := 0
+		for {
+			items, err := q.Claim(ctx, 256, t0, scope)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(items) == 0 {
+				break
+			}
+			outcomes := make([]Outcome, len(items))
+			for j, it := range items {
+				outcomes[j] = Outcome{Path: it.Path, State: Done, Bytes: 2000}
+			}
+			n, err := q.Settle(ctx, outcomes, t0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			settled += n
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if settled != benchRows {
+			b.Fatalf("settled %d of %d", settled, benchRows)
+		}
+		q.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(benchRows*b.N), "µs/path")
 }
