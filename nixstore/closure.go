@@ -17,20 +17,30 @@ import (
 func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error) {
 	var order []*PathInfo
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		infos, err := readPathInfos(ctx, tx, roots)
+		rootInfos, err := readRoots(ctx, tx, roots)
 		if err != nil {
 			return err
-		}
-		rootInfos := make([]*PathInfo, len(roots))
-		for i, r := range roots {
-			if rootInfos[i] = infos[r]; rootInfos[i] == nil {
-				return fmt.Errorf("%s: %w", r, ErrNotValid)
-			}
 		}
 		order, err = closure(ctx, tx, rootInfos, nil)
 		return err
 	})
 	return order, err
+}
+
+// readRoots reads the records of roots, in their order; one that is not
+// valid is ErrNotValid.
+func readRoots(ctx context.Context, tx *sql.Tx, roots []string) ([]*PathInfo, error) {
+	infos, err := readPathInfos(ctx, tx, roots)
+	if err != nil {
+		return nil, err
+	}
+	rootInfos := make([]*PathInfo, len(roots))
+	for i, r := range roots {
+		if rootInfos[i] = infos[r]; rootInfos[i] == nil {
+			return nil, fmt.Errorf("%s: %w", r, ErrNotValid)
+		}
+	}
+	return rootInfos, nil
 }
 
 // ClosureOf is Closure for roots already read (QueryValid), leaving out
@@ -49,20 +59,25 @@ func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(pat
 
 // closure reads the references of roots breadth first, a whole layer in
 // a few queries (one per chunk of paths, not two per path), then orders
-// what it read depth-first, post-order.
+// what it read depth-first, post-order. Without known, a walk that grows
+// past an eighth of the store reads it by scanning instead (closurescan.go).
 func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]string) map[string]bool) ([]*PathInfo, error) {
 	read := make(map[string]*PathInfo, len(roots))
 	referrer := map[string]string{} // a path's first referrer, for errors
 	for _, r := range roots {
 		read[r.Path] = r
 	}
-	var maxID int64
+	var high int64 // the store's highest path id, read once the walk is large
 	for layer := roots; len(layer) > 0; {
-		if known == nil { // a walk that stops at known paths reads only what it must
-			if scan, err := worthScanning(ctx, tx, len(read), &maxID); err != nil || scan {
-				if err != nil {
+		// A walk that stops at known paths reads only what it must.
+		if known == nil && len(read) >= scanMin {
+			if high == 0 {
+				var err error
+				if high, err = highWater(ctx, tx); err != nil {
 					return nil, err
 				}
+			}
+			if int64(len(read))*scanShare >= high { // high: at least the number of valid paths
 				return closureByScan(ctx, tx, roots)
 			}
 		}
@@ -166,26 +181,48 @@ func readChunkInfos(ctx context.Context, tx *sql.Tx, paths []string) (map[int64]
 	for i, p := range paths {
 		args[i] = p
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, path, hash, narSize, deriver, sigs, ca FROM ValidPaths WHERE path IN (`+inList(len(paths))+`)`, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT `+pathCols+` FROM ValidPaths WHERE path IN (`+inList(len(paths))+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query path infos: %w", err)
 	}
 	defer rows.Close()
 	byID := make(map[int64]*PathInfo, len(paths))
+	var r pathRow
 	for rows.Next() {
-		info := &PathInfo{}
-		var hash string
-		var narSize sql.NullInt64
-		var deriver, sigs, ca sql.NullString
-		if err := rows.Scan(&info.ID, &info.Path, &hash, &narSize, &deriver, &sigs, &ca); err != nil {
-			return nil, fmt.Errorf("query path infos: %w", err)
+		if err := r.scan(rows); err != nil {
+			return nil, err
 		}
-		if err := info.fill(hash, narSize, deriver, sigs, ca); err != nil {
+		info, err := r.pathInfo()
+		if err != nil {
 			return nil, err
 		}
 		byID[info.ID] = info
 	}
 	return byID, rows.Err()
+}
+
+// pathCols are the columns of ValidPaths a pathRow holds.
+const pathCols = `id, path, hash, narSize, deriver, sigs, ca`
+
+// pathRow is a row of pathCols as scanned, before its fields are parsed
+// (a scan of the whole table parses only the rows it keeps).
+type pathRow struct {
+	id                int64
+	path, hash        string
+	narSize           sql.NullInt64
+	deriver, sigs, ca sql.NullString
+}
+
+func (r *pathRow) scan(rows *sql.Rows) error {
+	if err := rows.Scan(&r.id, &r.path, &r.hash, &r.narSize, &r.deriver, &r.sigs, &r.ca); err != nil {
+		return fmt.Errorf("query path infos: %w", err)
+	}
+	return nil
+}
+
+func (r *pathRow) pathInfo() (*PathInfo, error) {
+	info := &PathInfo{ID: r.id, Path: r.path}
+	return info, info.fill(r.hash, r.narSize, r.deriver, r.sigs, r.ca)
 }
 
 func readChunkRefs(ctx context.Context, tx *sql.Tx, byID map[int64]*PathInfo) error {

@@ -16,16 +16,9 @@ func WalkOnly() (restore func()) {
 // ClosureByScan is Closure read by scanning, whatever its size.
 func (s *Store) ClosureByScan(ctx context.Context, roots []string) (order []*PathInfo, err error) {
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		infos, err := readPathInfos(ctx, tx, roots)
+		rootInfos, err := readRoots(ctx, tx, roots)
 		if err != nil {
 			return err
-		}
-		var rootInfos []*PathInfo
-		for _, r := range roots {
-			if infos[r] == nil {
-				return ErrNotValid
-			}
-			rootInfos = append(rootInfos, infos[r])
 		}
 		order, err = closureByScan(ctx, tx, rootInfos)
 		return err

@@ -19,15 +19,21 @@ type Registration struct {
 // mark from which newly valid paths are found. It reads sqlite_sequence
 // rather than max(id) so that deleting the newest path cannot move the mark
 // backwards.
-func (s *Store) MaxID(ctx context.Context) (int64, error) {
-	var id sql.NullInt64
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM sqlite_sequence WHERE name = 'ValidPaths'`).Scan(&id)
-		if err == nil && !id.Valid {
-			err = tx.QueryRowContext(ctx, `SELECT max(id) FROM ValidPaths`).Scan(&id)
-		}
+func (s *Store) MaxID(ctx context.Context) (id int64, err error) {
+	err = s.readTx(ctx, func(tx *sql.Tx) (err error) {
+		id, err = highWater(ctx, tx)
 		return err
 	})
+	return id, err
+}
+
+// highWater is MaxID read in tx.
+func highWater(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var id sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM sqlite_sequence WHERE name = 'ValidPaths'`).Scan(&id)
+	if err == nil && !id.Valid {
+		err = tx.QueryRowContext(ctx, `SELECT max(id) FROM ValidPaths`).Scan(&id)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read nix db high-water mark: %w", err)
 	}
