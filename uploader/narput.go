@@ -110,7 +110,7 @@ func (u *Uploader) streamNAR(ctx context.Context, info *nixstore.PathInfo, tr *t
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
 	// backend does with ctx: failing the stream stops both the producer
 	// and the backend's copy.
-	stop := context.AfterFunc(ctx, func() { s.pr.CloseWithError(ctx.Err()) })
+	stop := context.AfterFunc(ctx, func() { s.stop(ctx.Err()) })
 	defer stop()
 	var body io.Reader = s
 	if j != nil {

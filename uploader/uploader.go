@@ -250,7 +250,11 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	logDone := make(chan error, 1)
 	logCtx, stopLog := context.WithCancel(ctx)
 	defer stopLog()
-	go func() { logDone <- u.putLog(logCtx, info) }()
+	if u.Logs && info.Deriver != "" {
+		go func() { logDone <- u.putLog(logCtx, info) }()
+	} else {
+		logDone <- nil // no log to upload, no goroutine
+	}
 	nar, err := u.putNAR(ctx, info)
 	release()
 	if err != nil {
@@ -321,9 +325,6 @@ func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar U
 // is no error; a damaged one is logged and skipped, never failing the
 // path.
 func (u *Uploader) putLog(ctx context.Context, info *nixstore.PathInfo) error {
-	if !u.Logs || info.Deriver == "" {
-		return nil
-	}
 	if _, err := putBuildLog(ctx, u.Cache, u.Store, info.Deriver, u.limits.logs); err != nil {
 		if errors.Is(err, nixstore.ErrCorruptBuildLog) {
 			u.Log.Warn("build log not uploaded", zap.String("drv", info.Deriver), zap.Error(err))
