@@ -51,7 +51,18 @@ type File struct {
 
 	mu      sync.Mutex
 	pending map[string]int64 // hash → seen, not yet written
+	flushed time.Time        // when Flush last wrote
 }
+
+// Flush writes at most once per flushEvery unless flushBatch paths wait;
+// Close writes the rest. Each write is a commit, and its cost is the pages
+// it dirties: with random hashes, once the table outgrows SQLite's page
+// cache, a path a page. Flushed after every batch of a 100,000-path push
+// (256 paths), the memo cost 15 µs a path, twice what it cost at 20,000;
+// in writes of 4,096, 7 µs. A buffer lost in a crash costs only checks.
+var flushEvery = time.Second
+
+const flushBatch = 4096
 
 // Open opens (creating) the memo file at file, whose entries expire after
 // ttl, and drops the expired ones. A file that is not a memo (damaged,
@@ -223,11 +234,19 @@ func (m *File) Remember(paths []string) {
 	}
 }
 
-// Flush writes what Remember buffered, in one transaction.
-func (m *File) Flush(ctx context.Context) error {
+// Flush writes what Remember buffered, in one transaction, or keeps it
+// for a later Flush or Close (see flushEvery).
+func (m *File) Flush(ctx context.Context) error { return m.flush(ctx, false) }
+
+func (m *File) flush(ctx context.Context, all bool) error {
 	m.mu.Lock()
+	if !all && len(m.pending) < flushBatch && time.Since(m.flushed) < flushEvery {
+		m.mu.Unlock()
+		return nil
+	}
 	batch := m.pending
 	m.pending = map[string]int64{}
+	m.flushed = time.Now()
 	m.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
@@ -302,5 +321,5 @@ func (m *File) write(ctx context.Context, fn func(*sql.Tx) error) error {
 func (m *File) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(m.Flush(ctx), m.db.Close())
+	return errors.Join(m.flush(ctx, true), m.db.Close())
 }

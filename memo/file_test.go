@@ -1,6 +1,7 @@
 package memo_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -115,5 +116,47 @@ func TestCacheIDAndReset(t *testing.T) {
 	}
 	if got := present(t, m, time.Time{}); !got[a] {
 		t.Errorf("reopened: Present = %v, want %s", got, a)
+	}
+}
+
+// TestFlushWritesInBatches: a Flush soon after another keeps a small
+// buffer (another process reading the file does not see it yet), a full
+// batch is written at once, and Close writes the rest.
+func TestFlushWritesInBatches(t *testing.T) {
+	memo.SetFlushEvery(t, time.Hour) // no Flush in this test is a second late
+	file := filepath.Join(t.TempDir(), "x"+memo.FileSuffix)
+	m := open(t, file, time.Hour)
+	m.Remember([]string{a})
+	if err := m.Flush(t.Context()); err != nil { // the first writes
+		t.Fatal(err)
+	}
+	m.Remember([]string{b})
+	if err := m.Flush(t.Context()); err != nil { // kept: one path, within the hour
+		t.Fatal(err)
+	}
+	other := open(t, file, time.Hour)
+	if got := present(t, other, time.Time{}); !got[a] || got[b] {
+		t.Fatalf("after two Flushes, another reader sees %v, want only a", got)
+	}
+
+	batch := make([]string, memo.FlushBatch)
+	for i := range batch {
+		batch[i] = fmt.Sprintf("/nix/store/%032d-x", i)
+	}
+	m.Remember(batch)
+	if err := m.Flush(t.Context()); err != nil { // a full batch is written
+		t.Fatal(err)
+	}
+	got, err := other.Present(t.Context(), append(batch[:1:1], b), time.Time{})
+	if err != nil || !got[batch[0]] || !got[b] {
+		t.Fatalf("after a full batch, another reader sees %v (%v), want both", got, err)
+	}
+
+	m.Remember([]string{c})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := present(t, other, time.Time{}); !got[c] {
+		t.Errorf("after Close, another reader sees %v, want c", got)
 	}
 }

@@ -37,7 +37,8 @@ type Memo interface {
 	Remember(paths []string)
 	// Forget drops paths, at once and durably.
 	Forget(ctx context.Context, paths []string) error
-	// Flush writes what Remember buffered.
+	// Flush writes what Remember buffered, or may keep it a while longer
+	// to write more at once (File: see flushEvery).
 	Flush(ctx context.Context) error
 }
 
