@@ -108,8 +108,9 @@ func (u *Uploader) streamNAR(ctx context.Context, info *nixstore.PathInfo, tr *t
 	s.moved, s.sent = &u.Stats.Moved, &u.Stats.Sent
 	defer s.Close()
 	// A cancelled upload (shutdown timeout) must stop now, whatever the
-	// backend does with ctx: failing the stream stops both the producer
-	// and the backend's copy.
+	// backend does with ctx: failing a streamed NAR stops both the
+	// producer and the backend's copy. (A NAR produced whole is read from
+	// memory, which holds no backend up.)
 	stop := context.AfterFunc(ctx, func() { s.stop(ctx.Err()) })
 	defer stop()
 	var body io.Reader = s
