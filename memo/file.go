@@ -51,7 +51,7 @@ type File struct {
 
 	mu      sync.Mutex
 	pending map[string]int64 // hash → seen, not yet written
-	flushed time.Time        // when Flush last wrote
+	flushed time.Time        // when a flush last took the buffer
 }
 
 // Flush writes at most once per flushEvery unless flushBatch paths wait;
