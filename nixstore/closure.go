@@ -181,16 +181,25 @@ func readChunkInfos(ctx context.Context, tx *sql.Tx, paths []string) (map[int64]
 	for i, p := range paths {
 		args[i] = p
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+pathCols+` FROM ValidPaths WHERE path IN (`+inList(len(paths))+`)`, args...)
+	return queryInfos(ctx, tx, `WHERE path IN (`+inList(len(paths))+`)`, args, nil, len(paths))
+}
+
+// queryInfos reads the ValidPaths rows that where selects, keyed by id;
+// with keep, only the rows whose id it keeps are parsed and returned.
+func queryInfos(ctx context.Context, tx *sql.Tx, where string, args []any, keep func(id int64) bool, size int) (map[int64]*PathInfo, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT `+pathCols+` FROM ValidPaths `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query path infos: %w", err)
 	}
 	defer rows.Close()
-	byID := make(map[int64]*PathInfo, len(paths))
+	byID := make(map[int64]*PathInfo, size)
 	var r pathRow
 	for rows.Next() {
 		if err := r.scan(rows); err != nil {
 			return nil, err
+		}
+		if keep != nil && !keep(r.id) {
+			continue
 		}
 		info, err := r.pathInfo()
 		if err != nil {

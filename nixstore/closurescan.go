@@ -112,25 +112,5 @@ func readRefGraph(ctx context.Context, tx *sql.Tx) (*refGraph, error) {
 // readInfosIn reads the records of the paths whose ids are in ids, in one
 // pass over ValidPaths.
 func readInfosIn(ctx context.Context, tx *sql.Tx, ids map[int64]bool) (map[int64]*PathInfo, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT `+pathCols+` FROM ValidPaths`)
-	if err != nil {
-		return nil, fmt.Errorf("query path infos: %w", err)
-	}
-	defer rows.Close()
-	byID := make(map[int64]*PathInfo, len(ids))
-	var r pathRow
-	for rows.Next() {
-		if err := r.scan(rows); err != nil {
-			return nil, err
-		}
-		if !ids[r.id] {
-			continue
-		}
-		info, err := r.pathInfo()
-		if err != nil {
-			return nil, err
-		}
-		byID[info.ID] = info
-	}
-	return byID, rows.Err()
+	return queryInfos(ctx, tx, "", nil, func(id int64) bool { return ids[id] }, len(ids))
 }

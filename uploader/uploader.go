@@ -248,12 +248,14 @@ func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps
 	// The build log needs nothing but must be in before the narinfo: it
 	// goes up beside the NAR, off the narinfo's critical path.
 	logDone := make(chan error, 1)
-	logCtx, stopLog := context.WithCancel(ctx)
-	defer stopLog()
+	stopLog := func() {}
 	if u.Logs && info.Deriver != "" {
+		logCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stopLog = cancel
 		go func() { logDone <- u.putLog(logCtx, info) }()
 	} else {
-		logDone <- nil // no log to upload, no goroutine
+		logDone <- nil // no log to upload: no goroutine, no context
 	}
 	nar, err := u.putNAR(ctx, info)
 	release()
