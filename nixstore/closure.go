@@ -17,30 +17,67 @@ import (
 func (s *Store) Closure(ctx context.Context, roots []string) ([]*PathInfo, error) {
 	var order []*PathInfo
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rootInfos, err := readRoots(ctx, tx, roots)
+		ids, err := readIDs(ctx, tx, roots)
 		if err != nil {
 			return err
 		}
-		order, err = closure(ctx, tx, rootInfos, nil)
+		order, err = closureByID(ctx, tx, ids)
 		return err
 	})
 	return order, err
 }
 
-// readRoots reads the records of roots, in their order; one that is not
-// valid is ErrNotValid.
-func readRoots(ctx context.Context, tx *sql.Tx, roots []string) ([]*PathInfo, error) {
-	infos, err := readPathInfos(ctx, tx, roots)
-	if err != nil {
-		return nil, err
+// readIDs reads the ids of paths, in their order; one that is not valid
+// is ErrNotValid.
+func readIDs(ctx context.Context, tx *sql.Tx, paths []string) ([]int64, error) {
+	args := make([]any, len(paths))
+	for i, p := range paths {
+		args[i] = p
 	}
-	rootInfos := make([]*PathInfo, len(roots))
-	for i, r := range roots {
-		if rootInfos[i] = infos[r]; rootInfos[i] == nil {
-			return nil, fmt.Errorf("%s: %w", r, ErrNotValid)
+	byPath := make(map[string]int64, len(paths))
+	err := eachRowIn(ctx, tx, `SELECT id, path FROM ValidPaths WHERE path IN `, args, func(rows *sql.Rows) error {
+		var id int64
+		var p string
+		if err := rows.Scan(&id, &p); err != nil {
+			return err
+		}
+		byPath[p] = id
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query path ids: %w", err)
+	}
+	ids := make([]int64, len(paths))
+	for i, p := range paths {
+		id, ok := byPath[p]
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", p, ErrNotValid)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// eachRowIn runs query, which ends in "IN ", with a chunk of args at a
+// time (the list's parentheses are added), and calls scan for each row.
+func eachRowIn(ctx context.Context, tx *sql.Tx, query string, args []any, scan func(*sql.Rows) error) error {
+	for chunk := range slices.Chunk(args, readChunk) {
+		rows, err := tx.QueryContext(ctx, query+`(`+inList(len(chunk))+`)`, chunk...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() && err == nil {
+			err = scan(rows)
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+		rows.Close()
+		if err != nil {
+			return err
 		}
 	}
-	return rootInfos, nil
+	return nil
 }
 
 // ClosureOf is Closure for roots already read (QueryValid), leaving out
@@ -58,29 +95,16 @@ func (s *Store) ClosureOf(ctx context.Context, roots []*PathInfo, known func(pat
 }
 
 // closure reads the references of roots breadth first, a whole layer in
-// a few queries (one per chunk of paths, not two per path), then orders
-// what it read depth-first, post-order. Without known, a walk that grows
-// past an eighth of the store reads it by scanning instead (closurescan.go).
+// a few queries (one per chunk of paths, not two per path), asking known
+// which to leave out, then orders what it read depth-first, post-order.
+// (Without paths to leave out, Closure's walk by id is cheaper.)
 func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]string) map[string]bool) ([]*PathInfo, error) {
 	read := make(map[string]*PathInfo, len(roots))
 	referrer := map[string]string{} // a path's first referrer, for errors
 	for _, r := range roots {
 		read[r.Path] = r
 	}
-	var high int64 // the store's highest path id, read once the walk is large
 	for layer := roots; len(layer) > 0; {
-		// A walk that stops at known paths reads only what it must.
-		if known == nil && len(read) >= scanMin {
-			if high == 0 {
-				var err error
-				if high, err = highWater(ctx, tx); err != nil {
-					return nil, err
-				}
-			}
-			if int64(len(read))*scanShare >= high { // high: at least the number of valid paths
-				return closureByScan(ctx, tx, roots)
-			}
-		}
 		var want []string
 		for _, info := range layer {
 			for _, ref := range info.References {
@@ -93,7 +117,7 @@ func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]st
 				}
 			}
 		}
-		if known != nil && len(want) > 0 {
+		if len(want) > 0 {
 			skip := known(want)
 			want = slices.DeleteFunc(want, func(p string) bool { return skip[p] })
 		}

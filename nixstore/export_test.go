@@ -1,27 +1,17 @@
 package nixstore
 
-import (
-	"context"
-	"database/sql"
-)
-
-// WalkOnly makes every closure walk look paths up one by one, as a small
-// one does, until the returned func is called.
-func WalkOnly() (restore func()) {
+// LookupOnly makes every closure read look paths up, as a small one does,
+// until the returned func is called.
+func LookupOnly() (restore func()) {
 	old := scanMin
 	scanMin = int(^uint(0) >> 1)
 	return func() { scanMin = old }
 }
 
-// ClosureByScan is Closure read by scanning, whatever its size.
-func (s *Store) ClosureByScan(ctx context.Context, roots []string) (order []*PathInfo, err error) {
-	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		rootInfos, err := readRoots(ctx, tx, roots)
-		if err != nil {
-			return err
-		}
-		order, err = closureByScan(ctx, tx, rootInfos)
-		return err
-	})
-	return order, err
+// ScanOnly makes every closure read scan the store's tables, as a large
+// one does, until the returned func is called.
+func ScanOnly() (restore func()) {
+	oldMin, oldShare := scanMin, scanShare
+	scanMin, scanShare = 0, 1<<40
+	return func() { scanMin, scanShare = oldMin, oldShare }
 }
