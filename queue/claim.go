@@ -24,23 +24,17 @@ func (q *Queue) Claim(ctx context.Context, n int, now time.Time, scope Scope) ([
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		claimed = nil
 		rows, err := candidates(ctx, tx, n, nanos(now), scope)
-		if err != nil {
+		if err != nil || len(rows) == 0 {
 			return err
 		}
-		upd, err := tx.PrepareContext(ctx,
-			`UPDATE items SET state = 'uploading', owner = ?, owner_token = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer upd.Close()
-		for _, r := range rows {
-			if _, err := upd.ExecContext(ctx, q.pid, q.token, r.id); err != nil {
-				return err
-			}
+		ids := make([]int64, len(rows))
+		for i, r := range rows {
+			ids[i] = r.id
 			r.item.State, r.item.Owner = Uploading, q.pid
 			claimed = append(claimed, r.item)
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, claimIDs, q.pid, q.token, jsonList(ids))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim items: %w", err)
@@ -104,19 +98,20 @@ type Outcome struct {
 	Attempt bool
 }
 
-// outcomeSQL is the UPDATE ... SET clause of each kind of outcome; the
-// arguments are bytes, reason, next, now, attempt (0/1), in that order.
+// outcomeSQL is the UPDATE ... SET clause of each kind of outcome: o is
+// the outcome (o.bytes, o.reason, o.next, o.attempt: 0/1), ?2 the time.
 var outcomeSQL = map[State]string{
-	Done:    `state = 'done', bytes = ?1, finished_at = ?4, last_error = ''`,
-	Skipped: `state = 'skipped', last_error = ?2, finished_at = ?4`,
-	Failed:  `state = 'failed', attempts = attempts + ?5, last_error = ?2, finished_at = ?4`,
-	Pending: `state = 'pending', attempts = attempts + ?5, last_error = CASE WHEN ?5 THEN ?2 ELSE last_error END, next_attempt = ?3`,
+	Done:    `state = 'done', bytes = o.bytes, finished_at = ?2, last_error = ''`,
+	Skipped: `state = 'skipped', last_error = o.reason, finished_at = ?2`,
+	Failed:  `state = 'failed', attempts = attempts + o.attempt, last_error = o.reason, finished_at = ?2`,
+	Pending: `state = 'pending', attempts = attempts + o.attempt, last_error = CASE WHEN o.attempt THEN o.reason ELSE last_error END, next_attempt = o.next`,
 }
 
 // Settle records the outcomes of claimed items in one transaction, so a
-// batch of small paths costs one commit rather than one each. An outcome
-// for an item this process does not have uploading (requeued, pruned or
-// recovered meanwhile) is dropped. Returns how many outcomes were applied.
+// batch of small paths costs one commit rather than one each (and one
+// statement for each kind of outcome: batch.go). An outcome for an item this process does not
+// have uploading (requeued, pruned or recovered meanwhile) is dropped.
+// Returns how many outcomes were applied.
 //
 // Errors: only database errors (ErrBusy, a full disk, ErrCorrupt), after
 // which nothing was applied and the rows stay uploading by this process.
@@ -125,54 +120,34 @@ var outcomeSQL = map[State]string{
 // already applied has taken its row out of uploading and is dropped, and
 // no other live process takes a row this process has claimed.
 func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (int, error) {
+	byState := map[State][][]any{}
+	paths := make([]string, len(outcomes))
+	for i, o := range outcomes {
+		if _, ok := outcomeSQL[o.State]; !ok {
+			return 0, fmt.Errorf("record outcomes: no outcome %q for %s", o.State, o.Path)
+		}
+		attempt := 0
+		if o.Attempt {
+			attempt = 1
+		}
+		byState[o.State] = append(byState[o.State], []any{o.Path, o.Bytes, o.Reason, nanos(o.Next), attempt})
+		paths[i] = o.Path
+	}
 	var applied int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		applied = 0
-		// A finished item leaves every scope: runs wait only for the rest.
-		unlink, err := tx.PrepareContext(ctx, `DELETE FROM scope_items WHERE item = (SELECT id FROM items WHERE path = ?)`)
-		if err != nil {
-			return err
-		}
-		defer unlink.Close()
-		stmts := map[State]*sql.Stmt{}
-		defer func() {
-			for _, st := range stmts {
-				st.Close()
-			}
-		}()
-		for _, o := range outcomes {
-			set, ok := outcomeSQL[o.State]
-			if !ok {
-				return fmt.Errorf("no outcome %q for %s", o.State, o.Path)
-			}
-			st := stmts[o.State]
-			if st == nil {
-				var err error
-				st, err = tx.PrepareContext(ctx, `UPDATE items SET `+set+`, owner = 0, owner_token = ''
-					WHERE path = ?6 AND state = 'uploading' AND owner = ?7 AND owner_token = ?8`)
-				if err != nil {
-					return err
-				}
-				stmts[o.State] = st
-			}
-			attempt := 0
-			if o.Attempt {
-				attempt = 1
-			}
-			res, err := st.ExecContext(ctx, o.Bytes, o.Reason, nanos(o.Next), nanos(now), attempt,
-				o.Path, q.pid, q.token)
+		for state, list := range byState {
+			res, err := tx.ExecContext(ctx, settleSQL(outcomeSQL[state]),
+				jsonList(list), nanos(now), q.pid, q.token)
 			if err != nil {
 				return err
 			}
 			n, _ := res.RowsAffected()
 			applied += n
-			if n > 0 && o.State != Pending {
-				if _, err := unlink.ExecContext(ctx, o.Path); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
+		// A finished item leaves every scope: runs wait only for the rest.
+		_, err := tx.ExecContext(ctx, unlinkFinished, jsonList(paths))
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record outcomes: %w", err)

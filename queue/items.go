@@ -102,24 +102,15 @@ func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
 }
 
 // insertPending adds a pending row for each path that has none, in tx,
-// and returns how many it added.
+// in the order of paths (the queue's order), and returns how many it
+// added.
 func insertPending(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int, error) {
-	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO items (path, enqueued_at) VALUES (?, ?) ON CONFLICT (path) DO NOTHING`)
+	res, err := tx.ExecContext(ctx, insertPendingSQL, jsonList(paths), now)
 	if err != nil {
 		return 0, err
 	}
-	defer stmt.Close()
-	var added int64
-	for _, p := range paths {
-		res, err := stmt.ExecContext(ctx, p, now)
-		if err != nil {
-			return 0, err
-		}
-		n, _ := res.RowsAffected()
-		added += n
-	}
-	return int(added), nil
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // Requeue makes paths pending and due now with attempts and last error
@@ -141,20 +132,9 @@ func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
 	now := nanos(time.Now())
 	var changed int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
-		changed = 0
-		r, err := prepareRequeue(ctx, tx)
-		if err != nil {
-			return err
-		}
-		defer r.close()
-		for _, p := range paths {
-			n, err := r.one(ctx, p, now)
-			if err != nil {
-				return err
-			}
-			changed += n
-		}
-		return nil
+		var err error
+		changed, err = requeue(ctx, tx, paths, now)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("requeue paths: %w", err)
@@ -162,57 +142,41 @@ func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
 	return int(changed), nil
 }
 
-// requeuer holds Requeue's statements, prepared once per call.
-type requeuer struct{ get, insert, reset *sql.Stmt }
-
-func prepareRequeue(ctx context.Context, tx *sql.Tx) (*requeuer, error) {
-	var r requeuer
-	var errs [3]error
-	r.get, errs[0] = tx.PrepareContext(ctx, `SELECT state, owner, owner_token FROM items WHERE path = ?`)
-	r.insert, errs[1] = tx.PrepareContext(ctx, `INSERT INTO items (path, enqueued_at) VALUES (?, ?)`)
-	r.reset, errs[2] = tx.PrepareContext(ctx, `UPDATE items SET state = 'pending',
-		attempts = 0, next_attempt = 0, last_error = '', finished_at = 0,
-		bytes = 0, owner = 0, owner_token = '',
-		enqueued_at = CASE WHEN state IN ('done', 'failed', 'skipped') THEN ?1 ELSE enqueued_at END
-		WHERE path = ?2 AND NOT (state = 'pending' AND attempts = 0
-			AND next_attempt = 0 AND last_error = '')`)
-	if err := errors.Join(errs[:]...); err != nil {
-		r.close()
-		return nil, err
-	}
-	return &r, nil
-}
-
-func (r *requeuer) close() {
-	for _, s := range []*sql.Stmt{r.get, r.insert, r.reset} {
-		if s != nil {
-			s.Close()
-		}
-	}
-}
-
-// one requeues path and returns 1 if it added or changed its row.
-func (r *requeuer) one(ctx context.Context, path string, now int64) (int64, error) {
-	var (
-		st    State
-		owner int
-		token string
-	)
-	err := r.get.QueryRowContext(ctx, path).Scan(&st, &owner, &token)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		_, err := r.insert.ExecContext(ctx, path, now)
-		return 1, err
-	case err != nil:
-		return 0, err
-	case st == Uploading && ownerAlive(owner, token):
-		return 0, nil
-	}
-	res, err := r.reset.ExecContext(ctx, now, path)
+// requeue is Requeue in tx.
+func requeue(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int64, error) {
+	rows, err := tx.QueryContext(ctx, notFresh, jsonList(paths))
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	var reset []string
+	for rows.Next() {
+		var (
+			path, token string
+			st          State
+			owner       int
+		)
+		if err := rows.Scan(&path, &st, &owner, &token); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if st != Uploading || !ownerAlive(owner, token) {
+			reset = append(reset, path)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var changed int64
+	if len(reset) > 0 {
+		res, err := tx.ExecContext(ctx, resetSQL, now, jsonList(reset))
+		if err != nil {
+			return 0, err
+		}
+		changed, _ = res.RowsAffected()
+	}
+	added, err := insertPending(ctx, tx, paths, now)
+	return changed + int64(added), err
 }
 
 // RetryFailed makes every failed row pending and due now, with attempts and

@@ -58,7 +58,7 @@ func (q *Queue) EnqueueIn(ctx context.Context, scope Scope, paths []string) (int
 	return q.addToScope(ctx, "enqueue paths", scope, paths, false)
 }
 
-func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths []string, requeue bool) (int, error) {
+func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths []string, again bool) (int, error) {
 	if err := checkPaths(paths); err != nil {
 		return 0, fmt.Errorf("%s: %w", verb, err)
 	}
@@ -69,38 +69,19 @@ func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths 
 	var changed int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		changed = 0
-		if requeue {
-			r, err := prepareRequeue(ctx, tx)
-			if err != nil {
-				return err
-			}
-			defer r.close()
-			for _, p := range paths {
-				n, err := r.one(ctx, p, now)
-				if err != nil {
-					return err
-				}
-				changed += n
-			}
+		var err error
+		if again {
+			changed, err = requeue(ctx, tx, paths, now)
 		} else {
-			n, err := insertPending(ctx, tx, paths, now)
-			if err != nil {
-				return err
-			}
+			var n int
+			n, err = insertPending(ctx, tx, paths, now)
 			changed = int64(n)
 		}
-		link, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO scope_items (scope, item)
-			SELECT ?, id FROM items WHERE path = ? AND state IN ('pending', 'uploading')`)
 		if err != nil {
 			return err
 		}
-		defer link.Close()
-		for _, p := range paths {
-			if _, err := link.ExecContext(ctx, scope, p); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = tx.ExecContext(ctx, linkScope, scope, jsonList(paths))
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", verb, err)

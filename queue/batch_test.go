@@ -1,0 +1,45 @@
+package queue
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBatchPlans: every batch statement reads the JSON list and finds its
+// rows by path or id. Walking a state index instead (what SQLite chose
+// for Settle before "+state") reads every done row for every batch.
+func TestBatchPlans(t *testing.T) {
+	q, _ := openTest(t)
+	stmts := map[string]string{
+		"claimIDs": claimIDs, "unlinkFinished": unlinkFinished, "insertPendingSQL": insertPendingSQL,
+		"notFresh": notFresh, "resetSQL": resetSQL, "linkScope": linkScope,
+	}
+	for state, set := range outcomeSQL {
+		stmts["settleSQL("+string(state)+")"] = settleSQL(set)
+	}
+	for name, stmt := range stmts {
+		rows, err := q.w.Query(`EXPLAIN QUERY PLAN `+stmt, "[]", "[]", 1, "t")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		all := strings.Join(plan, "; ")
+		if !strings.Contains(all, "json_each") {
+			t.Errorf("%s does not read its list: %s", name, all)
+		}
+		for _, step := range plan {
+			if strings.Contains(step, "items_state") || strings.HasPrefix(step, "SCAN items") {
+				t.Errorf("%s walks items instead of finding rows by path or id: %s", name, all)
+			}
+		}
+	}
+}
