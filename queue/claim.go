@@ -108,10 +108,10 @@ var outcomeSQL = map[State]string{
 }
 
 // Settle records the outcomes of claimed items in one transaction, so a
-// batch of small paths costs one commit rather than one each (and one
-// statement for each kind of outcome: batch.go). An outcome for an item this process does not
-// have uploading (requeued, pruned or recovered meanwhile) is dropped.
-// Returns how many outcomes were applied.
+// batch of small paths costs one commit rather than one each, and one
+// statement for each kind of outcome (batch.go). An outcome for an item
+// this process does not have uploading (requeued, pruned or recovered
+// meanwhile) is dropped. Returns how many outcomes were applied.
 //
 // Errors: only database errors (ErrBusy, a full disk, ErrCorrupt), after
 // which nothing was applied and the rows stay uploading by this process.

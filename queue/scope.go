@@ -58,6 +58,7 @@ func (q *Queue) EnqueueIn(ctx context.Context, scope Scope, paths []string) (int
 	return q.addToScope(ctx, "enqueue paths", scope, paths, false)
 }
 
+// addToScope is RequeueIn (again) or EnqueueIn.
 func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths []string, again bool) (int, error) {
 	if err := checkPaths(paths); err != nil {
 		return 0, fmt.Errorf("%s: %w", verb, err)
