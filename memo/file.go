@@ -85,7 +85,10 @@ func open(file string, ttl time.Duration) (*File, error) {
 	if err := os.MkdirAll(path.Dir(file), 0o700); err != nil {
 		return nil, fmt.Errorf("open cache memo: %w", err)
 	}
-	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate")
+	// An 8 MiB page cache holds the memo of 150,000 paths: lookups and
+	// writes of random hashes in a larger table than SQLite's default 2
+	// MiB read a page from the kernel each.
+	db, err := sql.Open("sqlite3", "file:"+file+"?_busy_timeout=5000&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate&_cache_size=-8192")
 	if err != nil {
 		return nil, fmt.Errorf("open cache memo: %w", err)
 	}
