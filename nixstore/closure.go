@@ -117,7 +117,7 @@ func closure(ctx context.Context, tx *sql.Tx, roots []*PathInfo, known func([]st
 				}
 			}
 		}
-		if len(want) > 0 {
+		if known != nil && len(want) > 0 {
 			skip := known(want)
 			want = slices.DeleteFunc(want, func(p string) bool { return skip[p] })
 		}

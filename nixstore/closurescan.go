@@ -23,7 +23,7 @@ var (
 // few bytes a reference, no path strings), then the records of the paths
 // it reached, each read once. Reading records while walking, as a walk
 // by path must, read most of a large closure twice: by path, then again
-// by the scan it turned to (20,000 paths: 0.30 → 0.15 s).
+// by the scan it turned to (a 20,000-path closure: 0.22–0.32 → 0.16–0.20 s).
 func closureByID(ctx context.Context, tx *sql.Tx, roots []int64) ([]*PathInfo, error) {
 	refs, err := walkIDs(ctx, tx, roots)
 	if err != nil {
