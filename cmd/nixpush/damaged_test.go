@@ -169,7 +169,7 @@ func TestReadersOfUnreadableStateDir(t *testing.T) {
 	}
 	home := t.TempDir()
 	bin := filepath.Join(home, "nixpush")
-	copyFile(t, nixpushBin, bin, 0o755)
+	linkBinary(t, bin)
 	for d := home; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)

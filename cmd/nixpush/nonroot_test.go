@@ -30,7 +30,7 @@ func TestNonRootUser(t *testing.T) {
 	outs := fibOutputs(t, s, "nonroot", 3)
 	home := t.TempDir()
 	bin := filepath.Join(home, "nixpush")
-	copyFile(t, nixpushBin, bin, 0o755)
+	linkBinary(t, bin)
 	// The store, the binary and the home must be reachable by nobody: open
 	// up the test's temp directories (not the store's contents, which Nix
 	// made world-readable already).
@@ -76,13 +76,14 @@ func TestNonRootUser(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+// linkBinary puts the nixpush under test at to, where a user who cannot
+// reach the build dir can run it. A hard link, not a copy: a copy is open
+// for writing for a moment, a child another test forks then inherits that
+// descriptor until it execs, and running the copy meanwhile fails with
+// "text file busy".
+func linkBinary(t *testing.T, to string) {
 	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, mode); err != nil {
+	if err := os.Link(nixpushBin, to); err != nil {
 		t.Fatal(err)
 	}
 }
