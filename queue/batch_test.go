@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"database/sql"
 	"strings"
 	"testing"
 )
@@ -18,20 +19,7 @@ func TestBatchPlans(t *testing.T) {
 		stmts["settleSQL("+string(state)+")"] = settleSQL(set)
 	}
 	for name, stmt := range stmts {
-		rows, err := q.w.Query(`EXPLAIN QUERY PLAN `+stmt, "[]", "[]", 1, "t")
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, q.w, stmt, "[]", "[]", 1, "t")
 		all := strings.Join(plan, "; ")
 		if !strings.Contains(all, "json_each") {
 			t.Errorf("%s does not read its list: %s", name, all)
@@ -42,4 +30,25 @@ func TestBatchPlans(t *testing.T) {
 			}
 		}
 	}
+}
+
+// queryPlan is what EXPLAIN QUERY PLAN says of stmt with args, a step an
+// element.
+func queryPlan(t *testing.T, db *sql.DB, stmt string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Query(`EXPLAIN QUERY PLAN `+stmt, args...)
+	if err != nil {
+		t.Fatalf("explain %s: %v", stmt, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return plan
 }

@@ -175,20 +175,7 @@ func TestClaimInScope(t *testing.T) {
 // them (8 ms a claim at 100,000 items: quadratic over a push).
 func TestScopedClaimWalksTheScope(t *testing.T) {
 	q, _ := openTest(t)
-	rows, err := q.r.Query(`EXPLAIN QUERY PLAN `+scopedClaim, 1, 0, 256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
+	plan := queryPlan(t, q.r, scopedClaim, 1, 0, 256)
 	if len(plan) != 2 || !strings.HasPrefix(plan[0], "SEARCH s USING PRIMARY KEY") || !strings.Contains(plan[1], "INTEGER PRIMARY KEY") {
 		t.Errorf("scoped claim plan %q; want the scope walked by its key, each item by its id, no sort", plan)
 	}
