@@ -259,26 +259,22 @@ func (r *pathRow) pathInfo() (*PathInfo, error) {
 }
 
 func readChunkRefs(ctx context.Context, tx *sql.Tx, byID map[int64]*PathInfo) error {
-	if len(byID) == 0 {
-		return nil
-	}
 	args := make([]any, 0, len(byID))
 	for id := range byID {
 		args = append(args, id)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT r.referrer, v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference
-		WHERE r.referrer IN (`+inList(len(args))+`)`, args...)
-	if err != nil {
-		return fmt.Errorf("query references: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err := eachRowIn(ctx, tx, `SELECT r.referrer, v.path FROM Refs r JOIN ValidPaths v ON v.id = r.reference
+		WHERE r.referrer IN `, args, func(rows *sql.Rows) error {
 		var id int64
 		var ref string
 		if err := rows.Scan(&id, &ref); err != nil {
-			return fmt.Errorf("query references: %w", err)
+			return err
 		}
 		byID[id].References = append(byID[id].References, ref)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("query references: %w", err)
 	}
-	return rows.Err()
+	return nil
 }

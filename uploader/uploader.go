@@ -247,25 +247,15 @@ func (u *Uploader) run(ctx context.Context, info *nixstore.PathInfo, f *flight, 
 func (u *Uploader) uploadPath(ctx context.Context, info *nixstore.PathInfo, deps []dependency, release func()) (uint64, error) {
 	// The build log needs nothing but must be in before the narinfo: it
 	// goes up beside the NAR, off the narinfo's critical path.
-	logDone := make(chan error, 1)
-	stopLog := func() {}
-	if u.Logs && info.Deriver != "" {
-		logCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stopLog = cancel
-		go func() { logDone <- u.putLog(logCtx, info) }()
-	} else {
-		logDone <- nil // no log to upload: no goroutine, no context
-	}
+	waitLog := u.startLog(ctx, info)
 	nar, err := u.putNAR(ctx, info)
 	release()
 	if err != nil {
 		// Nothing of a failed path is written after it has failed.
-		stopLog()
-		<-logDone
+		waitLog(true)
 		return 0, err
 	}
-	if err := <-logDone; err != nil {
+	if err := waitLog(false); err != nil {
 		return 0, err
 	}
 	// Wait for references being uploaded by this or another push.
@@ -321,6 +311,27 @@ func (u *Uploader) putExtras(ctx context.Context, info *nixstore.PathInfo, nar U
 		return u.putDebugInfo(ctx, info, nar.Key)
 	}
 	return nil
+}
+
+// startLog starts uploading the build log of the path's derivation, if
+// there is one to upload (no goroutine, no context otherwise: most paths
+// of a large push have none); wait returns its error, cancelling it first
+// when abandon is set.
+func (u *Uploader) startLog(ctx context.Context, info *nixstore.PathInfo) (wait func(abandon bool) error) {
+	if !u.Logs || info.Deriver == "" {
+		return func(bool) error { return nil }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- u.putLog(ctx, info) }()
+	return func(abandon bool) error {
+		if abandon {
+			cancel()
+		}
+		err := <-done
+		cancel()
+		return err
+	}
 }
 
 // putLog uploads the build log of the path's derivation. A missing log
