@@ -43,7 +43,7 @@ func (d *Drainer) processBatch(ctx context.Context, items []queue.Item, mustEnd 
 // them at info level, so a person does not read each error twice; the
 // daemon's log is its only report, at error level.
 func (d *Drainer) outcome(ctx context.Context, it queue.Item, r uploader.RootResult, now time.Time, mustEnd bool) queue.Outcome {
-	o := queue.Outcome{Path: it.Path}
+	o := queue.Outcome{Path: it.Path, ID: it.ID}
 	reason := ""
 	if r.Err != nil {
 		// The row names the path already; keep just why.

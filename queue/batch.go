@@ -16,19 +16,21 @@ const claimIDs = `UPDATE items SET state = 'uploading', owner = ?1, owner_token 
 	WHERE id IN (SELECT value FROM json_each(?3))`
 
 // settleSQL applies a JSON list of outcomes [path, bytes, reason, next,
-// attempt] of one kind (set: outcomeSQL) at time ?2, to rows uploading by
-// ?3, ?4.
+// attempt, id] of one kind (set: outcomeSQL) at time ?2, to rows
+// uploading by ?3, ?4, and returns their ids. A row is found by its id
+// when the outcome has one (null: by path), and is the outcome's only if
+// its path matches too.
 func settleSQL(set string) string {
 	return `UPDATE items SET ` + set + `, owner = 0, owner_token = ''
 	FROM (SELECT value ->> 0 AS path, value ->> 1 AS bytes, value ->> 2 AS reason,
-		value ->> 3 AS next, value ->> 4 AS attempt FROM json_each(?1)) AS o
-	WHERE items.path = o.path AND +state = 'uploading' AND owner = ?3 AND owner_token = ?4`
+		value ->> 3 AS next, value ->> 4 AS attempt, value ->> 5 AS id FROM json_each(?1)) AS o
+	WHERE items.id = coalesce(o.id, (SELECT id FROM items WHERE path = o.path))
+	AND items.path = o.path AND +state = 'uploading' AND owner = ?3 AND owner_token = ?4
+	RETURNING items.id`
 }
 
-// unlinkFinished takes the finished items of a JSON list of paths out of
-// every scope.
-const unlinkFinished = `DELETE FROM scope_items WHERE item IN (SELECT id FROM items
-	WHERE path IN (SELECT value FROM json_each(?1)) AND +state IN ('done', 'failed', 'skipped'))`
+// unlinkItems takes the items of a JSON list of ids out of every scope.
+const unlinkItems = `DELETE FROM scope_items WHERE item IN (SELECT value FROM json_each(?1))`
 
 // insertPendingSQL adds a pending row, enqueued at ?2, for each path of a
 // JSON list that has none, in the list's order. (WHERE true: without it

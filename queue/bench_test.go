@@ -2,20 +2,36 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
 
 const benchRows = 100_000
 
+// hashedPaths are n store paths in the order of their hashes, which is
+// random: a queue's path index takes and finds them at random places, as
+// it does a real store's (storePaths, in order, would keep its writes on
+// the index's last pages).
+func hashedPaths(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		h := sha256.Sum256([]byte(strconv.Itoa(i)))
+		out[i] = fmt.Sprintf("/nix/store/%x-%s-%d", h[:16], prefix, i)
+	}
+	return out
+}
+
 // BenchmarkEnqueue100k enqueues 100,000 new paths in one call, as a large
 // `push` or a first watch of a big store would.
 func BenchmarkEnqueue100k(b *testing.B) {
 	ctx := context.Background()
-	paths := storePaths("bench", benchRows)
+	paths := hashedPaths("bench", benchRows)
 	elapsed := onFreshQueues(b, func(q *Queue) (int, error) { return q.Enqueue(ctx, paths) })
 	b.ReportMetric(float64(benchRows*b.N)/elapsed.Seconds(), "paths/s")
 }
@@ -105,7 +121,7 @@ func openFilled(b *testing.B) *Queue {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := q.Enqueue(ctx, storePaths("bench", benchRows)); err != nil {
+	if _, err := q.Enqueue(ctx, hashedPaths("bench", benchRows)); err != nil {
 		b.Fatal(err)
 	}
 	sec, now := int64(time.Second), nanos(t0)
@@ -143,7 +159,7 @@ func openFilled(b *testing.B) *Queue {
 // claimed 256 at a time and settled done.
 func BenchmarkPush100k(b *testing.B) {
 	ctx := context.Background()
-	paths := storePaths("bench", benchRows)
+	paths := hashedPaths("bench", benchRows)
 	elapsed := onFreshQueues(b, func(q *Queue) (int, error) {
 		scope, err := q.NewScope(ctx)
 		if err != nil {
@@ -162,7 +178,7 @@ func BenchmarkPush100k(b *testing.B) {
 			}
 			outcomes := make([]Outcome, len(items))
 			for j, it := range items {
-				outcomes[j] = Outcome{Path: it.Path, State: Done, Bytes: 2000}
+				outcomes[j] = Outcome{Path: it.Path, ID: it.ID, State: Done, Bytes: 2000}
 			}
 			n, err := q.Settle(ctx, outcomes, t0)
 			if err != nil {

@@ -23,15 +23,15 @@ func (q *Queue) Claim(ctx context.Context, n int, now time.Time, scope Scope) ([
 	var claimed []Item
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		claimed = nil
-		rows, err := candidates(ctx, tx, n, nanos(now), scope)
-		if err != nil || len(rows) == 0 {
+		items, err := candidates(ctx, tx, n, nanos(now), scope)
+		if err != nil || len(items) == 0 {
 			return err
 		}
-		ids := make([]int64, len(rows))
-		for i, r := range rows {
-			ids[i] = r.id
-			r.item.State, r.item.Owner = Uploading, q.pid
-			claimed = append(claimed, r.item)
+		ids := make([]int64, len(items))
+		for i, it := range items {
+			ids[i] = it.ID
+			it.State, it.Owner = Uploading, q.pid
+			claimed = append(claimed, it)
 		}
 		_, err = tx.ExecContext(ctx, claimIDs, q.pid, q.token, jsonList(ids))
 		return err
@@ -42,18 +42,12 @@ func (q *Queue) Claim(ctx context.Context, n int, now time.Time, scope Scope) ([
 	return claimed, nil
 }
 
-// row is a candidate for Claim: its id orders the queue.
-type row struct {
-	id   int64
-	item Item
-}
-
 // scopedClaim selects the due rows of a scope; see candidates.
 const scopedClaim = `SELECT ` + itemCols + ` FROM scope_items s CROSS JOIN items ON items.id = s.item
 	WHERE s.scope = ? AND state = 'pending' AND next_attempt <= ? ORDER BY s.item LIMIT ?`
 
 // candidates selects the rows Claim will take, oldest first.
-func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) ([]row, error) {
+func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) ([]Item, error) {
 	if scope == Everything {
 		// Left to itself the planner ranges over items_state_next and sorts
 		// every due row to find the first n — milliseconds per claim with a
@@ -69,26 +63,31 @@ func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) 
 	return queryRows(ctx, tx, scopedClaim, scope, now, n)
 }
 
-func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]row, error) {
+func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Item, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []row
+	var out []Item
 	for rows.Next() {
-		id, it, err := scanItem(rows)
+		it, err := scanItem(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, row{id, it})
+		out = append(out, it)
 	}
 	return out, rows.Err()
 }
 
 // Outcome is what became of one claimed item.
 type Outcome struct {
-	Path   string
+	Path string
+	// ID is the item's ID as Claim returned it, or 0. With it Settle finds
+	// the row by id, among the batch's neighbours; by Path it descends the
+	// path index at a random place for each outcome (a first push of
+	// 100,000 paths: Settle 20.7–25.1 → 17.4–21.4 µs a path).
+	ID     int64
 	State  State     // Done, Skipped, Failed, or Pending to give the item back
 	Bytes  int64     // Done: compressed bytes sent
 	Reason string    // Skipped, Failed, Pending after a failure: why
@@ -121,8 +120,7 @@ var outcomeSQL = map[State]string{
 // no other live process takes a row this process has claimed.
 func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (int, error) {
 	byState := map[State][][]any{}
-	paths := make([]string, len(outcomes))
-	for i, o := range outcomes {
+	for _, o := range outcomes {
 		if _, ok := outcomeSQL[o.State]; !ok {
 			return 0, fmt.Errorf("record outcomes: no outcome %q for %s", o.State, o.Path)
 		}
@@ -130,29 +128,56 @@ func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (
 		if o.Attempt {
 			attempt = 1
 		}
-		byState[o.State] = append(byState[o.State], []any{o.Path, o.Bytes, o.Reason, nanos(o.Next), attempt})
-		paths[i] = o.Path
+		var id any // JSON null: found by path
+		if o.ID != 0 {
+			id = o.ID
+		}
+		byState[o.State] = append(byState[o.State], []any{o.Path, o.Bytes, o.Reason, nanos(o.Next), attempt, id})
 	}
-	var applied int64
+	var applied int
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		applied = 0
+		var finished []int64
 		for state, list := range byState {
-			res, err := tx.ExecContext(ctx, settleSQL(outcomeSQL[state]),
-				jsonList(list), nanos(now), q.pid, q.token)
+			ids, err := q.settleKind(ctx, tx, outcomeSQL[state], list, now)
 			if err != nil {
 				return err
 			}
-			n, _ := res.RowsAffected()
-			applied += n
+			applied += len(ids)
+			if state != Pending {
+				finished = append(finished, ids...)
+			}
+		}
+		if len(finished) == 0 {
+			return nil
 		}
 		// A finished item leaves every scope: runs wait only for the rest.
-		_, err := tx.ExecContext(ctx, unlinkFinished, jsonList(paths))
+		_, err := tx.ExecContext(ctx, unlinkItems, jsonList(finished))
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("record outcomes: %w", err)
 	}
-	return int(applied), nil
+	return applied, nil
+}
+
+// settleKind applies a list of outcomes of one kind (set: outcomeSQL)
+// and returns the ids of the rows it applied them to.
+func (q *Queue) settleKind(ctx context.Context, tx *sql.Tx, set string, list [][]any, now time.Time) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, settleSQL(set), jsonList(list), nanos(now), q.pid, q.token)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // settle records one outcome, reporting ErrNotClaimed if it was dropped.

@@ -169,6 +169,49 @@ func TestClaimInScope(t *testing.T) {
 	}
 }
 
+// TestSettleByID: an outcome with its item's ID settles that row, one
+// without an ID is found by path, and one whose ID names another path's
+// row is dropped without touching that row.
+func TestSettleByID(t *testing.T) {
+	q, _ := openTest(t)
+	ctx := t.Context()
+	paths := storePaths("byid", 3)
+	scope, err := q.NewScope(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.RequeueIn(ctx, scope, paths); err != nil {
+		t.Fatal(err)
+	}
+	items, err := q.Claim(ctx, 3, t0, scope)
+	if err != nil || len(items) != 3 {
+		t.Fatalf("Claim = %v, %v", pathsOf(items), err)
+	}
+	a, b, c := items[0], items[1], items[2]
+	n, err := q.Settle(ctx, []Outcome{
+		{Path: a.Path, ID: a.ID, State: Done},
+		{Path: b.Path, ID: c.ID, State: Done}, // not b's row, nor c's path
+		{Path: c.Path, State: Skipped, Reason: "gone"},
+	}, t0)
+	if err != nil || n != 2 {
+		t.Fatalf("Settle = %d, %v; want 2 applied", n, err)
+	}
+	for path, want := range map[string]State{a.Path: Done, b.Path: Uploading, c.Path: Skipped} {
+		if got := mustGet(t, q, path).State; got != want {
+			t.Errorf("%s is %s, want %s", path, got, want)
+		}
+	}
+	if done, err := q.ScopeDone(ctx, scope); err != nil || done {
+		t.Fatalf("ScopeDone with %s uploading = %v, %v", b.Path, done, err)
+	}
+	if n, err := q.Settle(ctx, []Outcome{{Path: b.Path, ID: b.ID, State: Done}}, t0); err != nil || n != 1 {
+		t.Fatalf("Settle of %s by its ID = %d, %v", b.Path, n, err)
+	}
+	if done, err := q.ScopeDone(ctx, scope); err != nil || !done {
+		t.Fatalf("ScopeDone after all settled = %v, %v", done, err)
+	}
+}
+
 // TestScopedClaimWalksTheScope: the claim of a scope walks the scope's
 // rows in order and stops after n, whatever statistics SQLite has; with
 // none, its planner walked every pending item of the queue and sorted

@@ -22,20 +22,19 @@ const chunkSize = 500
 // prune never holds the write lock long enough to stall a claimer.
 const pruneBatch = 5000
 
-func scanItem(s interface{ Scan(...any) error }) (int64, Item, error) {
+func scanItem(s interface{ Scan(...any) error }) (Item, error) {
 	var (
-		id                             int64
 		it                             Item
 		next, enqueued, finished, size int64
 	)
-	err := s.Scan(&id, &it.Path, &it.State, &it.Attempts, &next, &it.LastError,
+	err := s.Scan(&it.ID, &it.Path, &it.State, &it.Attempts, &next, &it.LastError,
 		&enqueued, &finished, &size, &it.Owner)
 	it.NextAttempt, it.EnqueuedAt, it.FinishedAt = fromNanos(next), fromNanos(enqueued), fromNanos(finished)
 	it.Bytes = size
 	if err == nil {
 		err = it.State.check()
 	}
-	return id, it, err
+	return it, err
 }
 
 // check returns an error wrapping errBadValue unless s is a known State.
@@ -215,7 +214,7 @@ func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error
 			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
 		for rows.Next() {
-			_, it, err := scanItem(rows)
+			it, err := scanItem(rows)
 			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("get items: %w", q.classify(err))
@@ -270,7 +269,7 @@ func (q *Queue) Unfinished(ctx context.Context, paths []string) ([]Item, error) 
 	}
 	defer rows.Close()
 	for rows.Next() {
-		_, it, err := scanItem(rows)
+		it, err := scanItem(rows)
 		if err != nil {
 			return nil, fmt.Errorf("get unfinished items: %w", q.classify(err))
 		}

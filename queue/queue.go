@@ -33,6 +33,9 @@ var States = []State{Pending, Uploading, Done, Failed, Skipped}
 
 // Item is one row of the queue.
 type Item struct {
+	// ID is the row's id: the queue's order. Settle finds a claimed item
+	// by it (Outcome.ID).
+	ID          int64
 	Path        string
 	State       State
 	Attempts    int

@@ -88,13 +88,5 @@ func (q *Queue) status(ctx context.Context, now time.Time) (st Status, err error
 
 // listItems returns up to statusListLen items matching the where/order clause.
 func listItems(ctx context.Context, tx *sql.Tx, clause string) ([]Item, error) {
-	rows, err := queryRows(ctx, tx, `SELECT `+itemCols+` FROM items `+clause+` LIMIT ?`, statusListLen)
-	if err != nil {
-		return nil, err
-	}
-	items := make([]Item, len(rows))
-	for i, r := range rows {
-		items[i] = r.item
-	}
-	return items, nil
+	return queryRows(ctx, tx, `SELECT `+itemCols+` FROM items `+clause+` LIMIT ?`, statusListLen)
 }
