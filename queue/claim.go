@@ -52,7 +52,7 @@ func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) 
 		// Left to itself the planner ranges over items_state_next and sorts
 		// every due row to find the first n — milliseconds per claim with a
 		// large backlog. Walking items_state_id stops after n.
-		return queryRows(ctx, tx, `SELECT `+itemCols+` FROM items INDEXED BY items_state_id
+		return queryItems(ctx, tx, `SELECT `+itemCols+` FROM items INDEXED BY items_state_id
 			WHERE state = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?`, now, n)
 	}
 	// The scope holds only unfinished items, walked in item order: the
@@ -60,10 +60,11 @@ func candidates(ctx context.Context, tx *sql.Tx, n int, now int64, scope Scope) 
 	// (a batch or two) before it has n. CROSS JOIN keeps SQLite walking
 	// the scope first: without statistics its planner walked every
 	// pending item and sorted them, milliseconds a claim at 100,000.
-	return queryRows(ctx, tx, scopedClaim, scope, now, n)
+	return queryItems(ctx, tx, scopedClaim, scope, now, n)
 }
 
-func queryRows(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Item, error) {
+// queryItems runs a query whose rows are itemCols.
+func queryItems(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]Item, error) {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err

@@ -88,5 +88,5 @@ func (q *Queue) status(ctx context.Context, now time.Time) (st Status, err error
 
 // listItems returns up to statusListLen items matching the where/order clause.
 func listItems(ctx context.Context, tx *sql.Tx, clause string) ([]Item, error) {
-	return queryRows(ctx, tx, `SELECT `+itemCols+` FROM items `+clause+` LIMIT ?`, statusListLen)
+	return queryItems(ctx, tx, `SELECT `+itemCols+` FROM items `+clause+` LIMIT ?`, statusListLen)
 }
