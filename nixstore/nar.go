@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"nixpush/rawfile"
 )
 
 // DumpNAR writes the NAR serialisation of a store path to w, byte for byte
@@ -157,14 +157,14 @@ func (e *narEncoder) node(p string) error {
 // is the one Lstat saw: a file that changes size meanwhile is an error, as
 // in Nix.
 func (e *narEncoder) contents(p string, size int64, executable bool) error {
-	// A plain blocking open: os.Open would also try to register every file
-	// with the network poller, two wasted system calls per file, which
-	// shows on trees of many small files.
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	// A plain blocking open, read by descriptor: os.Open would also try to
+	// register every file with the network poller, and any *os.File asks
+	// for the descriptor's flags, wasted system calls that show on trees
+	// of many small files.
+	f, err := rawfile.Open(p)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: p, Err: err}
+		return err
 	}
-	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
 	e.length(uint64(size))
 	if e.err != nil {

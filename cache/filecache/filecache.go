@@ -12,15 +12,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"nixpush/cache"
 	"nixpush/retry"
@@ -120,26 +116,26 @@ func (c *Cache) Create(_ context.Context, key string, r io.Reader, _ string) err
 
 func (c *Cache) write(key string, r io.Reader, create bool) error {
 	dst := c.file(key)
-	f, named, err := createTemp(filepath.Dir(dst))
+	t, err := createTemp(filepath.Dir(dst))
 	if err != nil {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
-	size, err := copyPooled(f, r)
-	if err == nil && (named || umask&0o044 != 0) {
-		err = f.Chmod(0o644) // caches are served to others: world-readable
+	size, err := copyPooled(t.File, r)
+	if err == nil && (t.named() || umask&0o044 != 0) {
+		err = t.chmod(0o644) // caches are served to others: world-readable
 	}
 	if err == nil {
-		err = publish(f, named, dst, create)
+		err = t.publish(dst, create)
 	}
 	taken := errors.Is(err, cache.ErrExists)
 	if taken {
-		err = existing(key, dst, f, size) // while f still holds what was written
+		err = existing(key, dst, t.File, size) // while t still holds what was written
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
-	if named {
-		os.Remove(f.Name()) // gone already when renamed into place
+	if t.named() {
+		os.Remove(t.Name) // gone already when renamed into place
 	}
 	if taken {
 		return err
@@ -153,7 +149,7 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 // existing describes the file under key for Create's caller: whether it
 // holds the bytes just written to f (both are hashed here, so only a taken
 // name pays for hashing, not every write), and its age.
-func existing(key, file string, f *os.File, size int64) error {
+func existing(key, file string, f io.ReaderAt, size int64) error {
 	g, err := os.Open(file)
 	if err != nil {
 		return &cache.ExistsError{Key: key} // gone since: not a file to name
@@ -179,88 +175,17 @@ func existing(key, file string, f *os.File, size int64) error {
 // io.Copy for a stream), two thirds of all a large push allocated.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyPooled is io.Copy(f, r) with a pooled buffer.
-func copyPooled(f *os.File, r io.Reader) (int64, error) {
+// copyPooled is io.Copy(w, r) with a pooled buffer.
+func copyPooled(w io.Writer, r io.Reader) (int64, error) {
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{f}, r, *buf) // hides f's ReadFrom, which would not use buf
+	return io.CopyBuffer(struct{ io.Writer }{w}, r, *buf) // hides a ReadFrom, which would not use buf
 }
 
 func sha256Of(r io.Reader) ([]byte, error) {
 	h := sha256.New()
 	_, err := io.Copy(h, r)
 	return h.Sum(nil), err
-}
-
-// umask is the process's file mode mask: an unnamed file is created 0644
-// minus the mask, so with the usual 022 it needs no chmod.
-var umask = func() int {
-	m := unix.Umask(0)
-	unix.Umask(m)
-	return m
-}()
-
-// createTemp opens an unnamed file in dir, or a named one (named=true)
-// where the filesystem has no O_TMPFILE. It creates dir when missing.
-// Unnamed files matter here: creating and renaming a named file costs
-// twice the directory updates, and on a slow disk those dominate the cost
-// of a small path.
-func createTemp(dir string) (f *os.File, named bool, err error) {
-	for range 2 {
-		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
-		if err == nil {
-			return os.NewFile(uintptr(fd), dir), false, nil
-		}
-		if errors.Is(err, unix.ENOENT) {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, false, err
-			}
-			continue
-		}
-		if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
-			return nil, false, &fs.PathError{Op: "create", Path: dir, Err: err}
-		}
-		break
-	}
-	f, err = os.CreateTemp(dir, tmpPrefix+"*")
-	return f, true, err
-}
-
-// publish gives the finished file its name; with create, only if no file
-// has it (cache.ErrExists).
-func publish(f *os.File, named bool, dst string, create bool) error {
-	if named && create {
-		err := os.Link(f.Name(), dst)
-		if errors.Is(err, fs.ErrExist) {
-			return cache.ErrExists
-		}
-		return err
-	}
-	if named {
-		return os.Rename(f.Name(), dst)
-	}
-	// Linking through /proc needs no privilege, unlike AT_EMPTY_PATH.
-	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-	err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
-	if create && errors.Is(err, unix.EEXIST) {
-		return cache.ErrExists
-	}
-	if !errors.Is(err, unix.EEXIST) {
-		if err != nil {
-			return &fs.PathError{Op: "link", Path: dst, Err: err}
-		}
-		return nil
-	}
-	// Replacing an object: link under a temp name, then rename over it.
-	tmp := filepath.Join(filepath.Dir(dst), tmpPrefix+strconv.FormatInt(rand.Int64(), 36))
-	if err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, tmp, unix.AT_SYMLINK_FOLLOW); err != nil {
-		return &fs.PathError{Op: "link", Path: tmp, Err: err}
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 func (c *Cache) file(key string) string { return filepath.Join(c.dir, filepath.FromSlash(key)) }
