@@ -121,7 +121,7 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 		return classify(fmt.Errorf("write %s: %w", key, err))
 	}
 	size, err := copyPooled(t.File, r)
-	if err == nil && (t.named() || umask&0o044 != 0) {
+	if err == nil && (t.named || umask&0o044 != 0) {
 		err = t.chmod(0o644) // caches are served to others: world-readable
 	}
 	if err == nil {
@@ -134,7 +134,7 @@ func (c *Cache) write(key string, r io.Reader, create bool) error {
 	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
-	if t.named() {
+	if t.named {
 		os.Remove(t.Name) // gone already when renamed into place
 	}
 	if taken {

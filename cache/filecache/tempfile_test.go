@@ -1,4 +1,4 @@
-package filecache
+package filecache_test
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"nixpush/cache"
+	"nixpush/cache/filecache"
 )
 
 // TestWriteWays runs Put and Create the three ways a file can be written:
@@ -21,36 +22,24 @@ func TestWriteWays(t *testing.T) {
 	ways := map[string]func(t *testing.T){
 		"unnamed, by descriptor": func(t *testing.T) {},
 		"unnamed, through /proc": func(t *testing.T) {
-			emptyPathDenied.Store(true)
-			t.Cleanup(func() { emptyPathDenied.Store(false) })
+			filecache.EmptyPathDenied.Store(true)
+			t.Cleanup(func() { filecache.EmptyPathDenied.Store(false) })
 		},
 		"named": func(t *testing.T) {
-			saved := openUnnamed
-			openUnnamed = func(dir string) (int, error) { // as a filesystem without O_TMPFILE answers
+			saved := *filecache.OpenUnnamed
+			*filecache.OpenUnnamed = func(dir string) (int, error) { // as a filesystem without O_TMPFILE answers
 				if _, err := os.Stat(dir); err != nil {
 					return -1, unix.ENOENT
 				}
 				return -1, unix.EOPNOTSUPP
 			}
-			t.Cleanup(func() { openUnnamed = saved })
+			t.Cleanup(func() { *filecache.OpenUnnamed = saved })
 		},
 	}
 	for name, setUp := range ways {
 		t.Run(name, func(t *testing.T) {
 			setUp(t)
-			dir := t.TempDir()
-			c, err := New(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			read := func(key string) string {
-				t.Helper()
-				b, err := os.ReadFile(filepath.Join(dir, key))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return string(b)
-			}
+			c, dir := newCache(t)
 			put := func(key, content string) {
 				t.Helper()
 				if err := c.Put(t.Context(), key, strings.NewReader(content), cache.TypeNAR); err != nil {
@@ -59,7 +48,7 @@ func TestWriteWays(t *testing.T) {
 			}
 			put("nar/a.nar", "first")
 			put("nar/a.nar", "second") // replaces
-			if got := read("nar/a.nar"); got != "second" {
+			if got := get(t, c, "nar/a.nar"); got != "second" {
 				t.Errorf("nar/a.nar = %q after a second Put, want %q", got, "second")
 			}
 			if err := c.Create(t.Context(), "k.narinfo", strings.NewReader("info"), cache.TypeNarInfo); err != nil {
@@ -72,7 +61,7 @@ func TestWriteWays(t *testing.T) {
 					t.Errorf("Create(%q) over %q = %v, want an ExistsError, Identical %v", content, "info", err, identical)
 				}
 			}
-			if got := read("k.narinfo"); got != "info" {
+			if got := get(t, c, "k.narinfo"); got != "info" {
 				t.Errorf("k.narinfo = %q after Creates over it, want %q", got, "info")
 			}
 			for _, key := range []string{"nar/a.nar", "k.narinfo"} {
@@ -81,16 +70,8 @@ func TestWriteWays(t *testing.T) {
 					t.Errorf("%s: %v, mode %v, want 0644", key, err, fi.Mode().Perm())
 				}
 			}
-			entries, _ := filepath.Glob(filepath.Join(dir, "*"))
-			more, _ := filepath.Glob(filepath.Join(dir, "nar", "*"))
-			var names []string
-			for _, p := range append(entries, more...) {
-				rel, _ := filepath.Rel(dir, p)
-				names = append(names, rel)
-			}
-			slices.Sort(names)
-			if want := []string{"k.narinfo", "nar", "nar/a.nar"}; !slices.Equal(names, want) {
-				t.Errorf("cache holds %q, want %q (no temp file left)", names, want)
+			if got, want := files(t, dir), []string{"k.narinfo", "nar/", "nar/a.nar"}; !slices.Equal(got, want) {
+				t.Errorf("cache holds %q, want %q (no temp file left)", got, want)
 			}
 		})
 	}
