@@ -71,7 +71,7 @@ func main() {
 	wanRuns := flag.Int("wan-runs", 1, "wan suite: timed runs per tool and workload (nix copy of 1,000 paths takes minutes)")
 	scaleList := flag.String("scale-sizes", "1000,20000,100000", "scale suite: comma-separated store sizes (1000000 takes about an hour)")
 	scaleTimeout := flag.Duration("scale-timeout", 10*time.Minute, "scale suite: stop a run after this long and report what it wrote")
-	scaleRuns := flag.Int("scale-runs", 3, "scale suite: first pushes per tool and size, alternating, each into a fresh cache (the medians are reported)")
+	scaleRuns := flag.Int("scale-runs", 5, "scale suite: first pushes per tool and size, the sizes taking turns, each into a fresh cache (the medians are reported; a 20,000-path push lasts seconds, and one run can fall into a burst of the machine's noise)")
 	scaleLabel := flag.String("scale-label", "this tree", "scale suite: what the measured nixpush is (the report's title: before and after are two sections)")
 	flag.Parse()
 	if flag.NArg() > 0 || *runs < 1 || *idleSeconds < 1 || *wanRuns < 1 {

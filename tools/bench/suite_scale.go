@@ -44,39 +44,48 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 	}
 	r := &report{
 		Title:  "Scale: " + b.scaleLabel,
-		Method: fmt.Sprintf("first push: the median of %d runs per tool and size, nixpush and nix copy alternating, each into a fresh cache (peak RSS: the largest); every other workload one run (the stores take minutes to fill); single new paths: the median of 5", b.scaleRuns),
+		Method: fmt.Sprintf("first push: the median of %d runs per tool and size, each into a fresh cache (peak RSS: the largest), the sizes taking turns in every run (smallest first, then largest first) and nixpush and nix copy alternating; every other workload one run (the stores take minutes to fill); single new paths: the median of 5", b.scaleRuns),
 		Intro:  scaleIntro,
 	}
 	t := &table{Header: []string{"work", "N", "nixpush", "nix copy", "nix copy ÷ nixpush"}}
 	growth := &table{Header: []string{"N", "first push: nixpush CPU per path (user / sys)", "nix copy CPU per path (user / sys)", "catch-up: nixpush CPU per path"}}
-	var sizes []scaleSize
 	// Worlds go when the suite ends: ext4 allocates inodes slower for a
-	// while after thousands of files are deleted, which would charge the
-	// next size's first run (nixpush's) for the last size's cleanup.
-	var worlds []string
+	// while after thousands of files are deleted, which would charge
+	// whatever runs next for the cleanup.
+	var worlds []*scaleWorld
 	defer func() {
-		for _, dir := range worlds {
-			removeAll(dir)
+		for _, w := range worlds {
+			removeAll(w.dir)
 		}
 	}()
 	for _, n := range b.scaleSizes {
-		logf("scale: %d paths", n)
+		logf("scale: making a store of %d paths", n)
 		w, err := newScaleWorld(ctx, filepath.Join(b.work.Dir, "scale", strconv.Itoa(n)), n, b.work.SecKey, strings.TrimSpace(string(pub)), b.scaleTimeout)
 		if err != nil {
 			return nil, err
 		}
-		sz, err := measureScale(ctx, b, w, t)
-		if err != nil {
-			return nil, fmt.Errorf("%d paths: %w", n, err)
+		worlds = append(worlds, w)
+	}
+	sizes := make([]scaleSize, len(worlds))
+	for i, w := range worlds {
+		sizes[i].n = w.n
+	}
+	firsts, err := firstPushes(ctx, b, worlds, sizes)
+	if err != nil {
+		return nil, err
+	}
+	for i, w := range worlds {
+		logf("scale: %d paths", w.n)
+		sz := &sizes[i]
+		if err := measureScale(ctx, b, w, t, sz, firsts[i]); err != nil {
+			return nil, fmt.Errorf("%d paths: %w", w.n, err)
 		}
-		sizes = append(sizes, sz)
 		r.Notes = append(r.Notes, sz.notes...)
-		pushCPU := split(sz.pushCPU, sz.pushSys, n)
+		pushCPU := split(sz.pushCPU, sz.pushSys, w.n)
 		if sz.timedOut > 0 {
 			pushCPU = "– (stopped)"
 		}
-		growth.add(thousands(n), pushCPU, split(sz.copyCPU, sz.copySys, n), perPath(sz.catchUpCPU, scaleCatchUp))
-		worlds = append(worlds, w.dir)
+		growth.add(thousands(w.n), pushCPU, split(sz.copyCPU, sz.copySys, w.n), perPath(sz.catchUpCPU, scaleCatchUp))
 	}
 	r.Sections = []section{
 		{Title: "Rows of issue 21, nixpush " + b.scaleLabel, Table: t},
@@ -102,15 +111,11 @@ type scaleSize struct {
 	notes                      []string // what went wrong but is a result
 }
 
-// measureScale runs every workload on one world, adding rows to t.
-func measureScale(ctx context.Context, b *bench, w *scaleWorld, t *table) (scaleSize, error) {
-	sz := scaleSize{n: w.n}
+// measureScale runs every workload on one world after its first pushes
+// (the medians of nixpush's and nix copy's), adding rows to t.
+func measureScale(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *scaleSize, firsts [2]Sample) error {
 	n := thousands(w.n)
-	// First push, then the re-push of everything present.
-	push, cp, err := firstPushes(ctx, b, w, &sz)
-	if err != nil {
-		return sz, err
-	}
+	push, cp := firsts[0], firsts[1]
 	sz.pushWall, sz.pushCPU, sz.pushRSS, sz.copyWall, sz.copyCPU = push.Wall, push.CPU, push.MaxRSS, cp.Wall, cp.CPU
 	sz.pushSys, sz.copySys = push.Sys, cp.Sys
 	first := describe(push, sz.timedOut > 0)
@@ -120,81 +125,99 @@ func measureScale(ctx context.Context, b *bench, w *scaleWorld, t *table) (scale
 		// The rows below need a whole cache: nix copy's, copied, stands
 		// in for the rest of the push (same key, so the same signatures).
 		if _, err := runCmd(ctx, "", nil, "cp", "-a", "--no-clobber", w.copied.cache+"/.", w.pushed.cache+"/"); err != nil {
-			return sz, err
+			return err
 		}
 	}
 	t.add("first push of the closure", n, first, describe(cp, false), ratio(cp.Wall, push.Wall))
 	again, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
 	if err != nil {
-		return sz, err
+		return err
 	}
 	copyAgain, err := w.nixCopy(ctx, w.top)
 	if err != nil {
-		return sz, err
+		return err
 	}
 	t.add("re-push, all present, state kept", n, describe(again, false), describe(copyAgain, false), ratio(copyAgain.Wall, again.Wall))
 	if w.n >= 20_000 {
-		if err := measureDaemon(ctx, b, w, t, &sz); err != nil {
-			return sz, err
+		if err := measureDaemon(ctx, b, w, t, sz); err != nil {
+			return err
 		}
 	}
 	// Verify and gc read nixpush's cache, all it holds by now.
 	narinfos, _, err := cacheCounts(w.pushed.cache)
 	if err != nil {
-		return sz, err
+		return err
 	}
 	ver, err := w.nixpush(ctx, b.bin, "verify", "--to", w.pushed.url(""), "--trusted-key", w.pubKey)
 	if err != nil {
-		return sz, err
+		return err
 	}
 	nixVer, err := w.timed(ctx, "nix", []string{"--extra-experimental-features", "nix-command", "store", "verify",
 		"--store", w.pushed.url(""), "--all", "--no-contents", "--option", "trusted-public-keys", w.pubKey}, cleanEnv(w.copied.home))
 	if err != nil {
-		return sz, err
+		return err
 	}
 	sz.verifyWall, sz.nixVerifyWall, sz.verifyRSS = ver.Wall, nixVer.Wall, ver.MaxRSS
 	t.add("verify (no --full)", thousands(narinfos)+" narinfos", describe(ver, false), describe(nixVer, false), ratio(nixVer.Wall, ver.Wall))
 	gc, err := w.nixpush(ctx, b.bin, "gc", "--to", w.pushed.url(""), "--keep-days", "30", "--state-dir", w.pushed.state)
 	if err != nil {
-		return sz, err
+		return err
 	}
 	sz.gcRSS = gc.MaxRSS
 	t.add("gc dry run", thousands(narinfos)+" narinfos", describe(gc, false), "–", "–")
-	return sz, nil
+	return nil
 }
 
-// firstPushes runs the first push of the whole closure -scale-runs times
-// per tool, nixpush then nix copy, each into a cache and state of its
-// own, and returns the medians (peak RSS: the largest): on this shared
-// machine the kernel's cost of creating files moves from minute to
-// minute, and one pair can fall on either side of a target. The first
-// pair's caches serve the rows after it; a first push stopped at the
-// timeout is not repeated.
-func firstPushes(ctx context.Context, b *bench, w *scaleWorld, sz *scaleSize) (push, cp Sample, err error) {
-	var pushes, copies []Sample
-	first := [2]scaleTarget{w.pushed, w.copied}
-	defer func() { w.pushed, w.copied = first[0], first[1] }()
+// firstPushes runs the first push of each world's whole closure
+// -scale-runs times per tool, nixpush then nix copy, each into a cache
+// and state of its own, and returns each world's medians (peak RSS: the
+// largest). The worlds take turns in each run, smallest first in one run
+// and largest first in the next: on this shared machine the kernel's cost
+// of creating files moves from minute to minute, and sizes measured
+// minutes apart (the largest right after its store was made) compared
+// the minutes as much as the sizes. The first run's caches serve the rows
+// after it; a first push stopped at the timeout is not repeated.
+func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []scaleSize) ([][2]Sample, error) {
+	runs := make([][2][]Sample, len(worlds))
+	for _, w := range worlds {
+		defer func(pushed, copied scaleTarget) { w.pushed, w.copied = pushed, copied }(w.pushed, w.copied)
+	}
 	for run := range b.scaleRuns {
-		if run > 0 {
-			w.pushed, w.copied = w.targets(fmt.Sprintf("-run%d", run+1))
+		order := make([]int, len(worlds))
+		for i := range order {
+			order[i] = i
 		}
-		p, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
-		if err := w.checkPush(sz, err, w.n); err != nil {
-			return push, cp, err
+		if run%2 == 1 {
+			slices.Reverse(order)
 		}
-		c, err := w.nixCopy(ctx, w.top)
-		if err != nil {
-			return push, cp, err
-		}
-		if got, _, _ := cacheCounts(w.copied.cache); got != w.n {
-			return push, cp, fmt.Errorf("nix copy wrote %d narinfos, want %d", got, w.n)
-		}
-		pushes, copies = append(pushes, p), append(copies, c)
-		if sz.timedOut > 0 {
-			break
+		for _, i := range order {
+			w, sz := worlds[i], &sizes[i]
+			if sz.timedOut > 0 {
+				continue
+			}
+			logf("scale: first push %d of %d, %d paths", run+1, b.scaleRuns, w.n)
+			if run > 0 {
+				w.pushed, w.copied = w.targets(fmt.Sprintf("-run%d", run+1))
+			}
+			p, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
+			if err := w.checkPush(sz, err, w.n); err != nil {
+				return nil, fmt.Errorf("%d paths: %w", w.n, err)
+			}
+			c, err := w.nixCopy(ctx, w.top)
+			if err != nil {
+				return nil, fmt.Errorf("%d paths: %w", w.n, err)
+			}
+			if got, _, _ := cacheCounts(w.copied.cache); got != w.n {
+				return nil, fmt.Errorf("%d paths: nix copy wrote %d narinfos", w.n, got)
+			}
+			runs[i][0], runs[i][1] = append(runs[i][0], p), append(runs[i][1], c)
 		}
 	}
-	return medianSample(pushes), medianSample(copies), nil
+	out := make([][2]Sample, len(worlds))
+	for i := range worlds {
+		out[i] = [2]Sample{medianSample(runs[i][0]), medianSample(runs[i][1])}
+	}
+	return out, nil
 }
 
 // medianSample is the median of each figure over samples, and the
