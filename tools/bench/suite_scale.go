@@ -214,10 +214,21 @@ func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []sc
 		}
 	}
 	out := make([][2]Sample, len(worlds))
-	for i := range worlds {
+	for i, w := range worlds {
 		out[i] = [2]Sample{medianSample(runs[i][0]), medianSample(runs[i][1])}
+		sizes[i].notes = append(sizes[i].notes, fmt.Sprintf("first push of %s paths, CPU per path run by run: nixpush %s; nix copy %s",
+			thousands(w.n), perPathRuns(runs[i][0], w.n), perPathRuns(runs[i][1], w.n)))
 	}
 	return out, nil
+}
+
+// perPathRuns is each sample's CPU per path, in run order.
+func perPathRuns(samples []Sample, n int) string {
+	cells := make([]string, len(samples))
+	for i, s := range samples {
+		cells[i] = perPath(s.CPU, n)
+	}
+	return strings.Join(cells, ", ")
 }
 
 // medianSample is the median of each figure over samples, and the
