@@ -179,26 +179,18 @@ func measureScale(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *sc
 // after it; a first push stopped at the timeout is not repeated.
 func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []scaleSize) ([][2]Sample, error) {
 	runs := make([][2][]Sample, len(worlds))
-	for _, w := range worlds {
-		defer func(pushed, copied scaleTarget) { w.pushed, w.copied = pushed, copied }(w.pushed, w.copied)
-	}
 	for run := range b.scaleRuns {
-		order := make([]int, len(worlds))
-		for i := range order {
-			order[i] = i
-		}
-		if run%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, i := range order {
+		for k := range worlds {
+			i := k
+			if run%2 == 1 {
+				i = len(worlds) - 1 - k // largest first
+			}
 			w, sz := worlds[i], &sizes[i]
 			if sz.timedOut > 0 {
 				continue
 			}
 			logf("scale: first push %d of %d, %d paths", run+1, b.scaleRuns, w.n)
-			if run > 0 {
-				w.pushed, w.copied = w.targets(fmt.Sprintf("-run%d", run+1))
-			}
+			w.pushed, w.copied = w.targets(runSuffix(run))
 			p, err := w.nixpush(ctx, b.bin, w.pushArgs(w.top)...)
 			if err := w.checkPush(sz, err, w.n); err != nil {
 				return nil, fmt.Errorf("%d paths: %w", w.n, err)
@@ -213,6 +205,9 @@ func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []sc
 			runs[i][0], runs[i][1] = append(runs[i][0], p), append(runs[i][1], c)
 		}
 	}
+	for _, w := range worlds {
+		w.pushed, w.copied = w.targets(runSuffix(0)) // the rows after the first pushes
+	}
 	out := make([][2]Sample, len(worlds))
 	for i, w := range worlds {
 		out[i] = [2]Sample{medianSample(runs[i][0]), medianSample(runs[i][1])}
@@ -220,6 +215,15 @@ func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []sc
 			thousands(w.n), perPathRuns(runs[i][0], w.n), perPathRuns(runs[i][1], w.n)))
 	}
 	return out, nil
+}
+
+// runSuffix names a first push's cache and state: the first run's are the
+// world's own, which the rows after the first pushes use.
+func runSuffix(run int) string {
+	if run == 0 {
+		return ""
+	}
+	return fmt.Sprintf("-run%d", run+1)
 }
 
 // perPathRuns is each sample's CPU per path, in run order.
