@@ -7,7 +7,7 @@ import (
 )
 
 // TestBatchPlans: every batch statement reads the JSON list and finds its
-// rows by path or id. Walking a state index instead (what SQLite chose
+// rows by path (through its hash) or id. Walking a state index instead (what SQLite chose
 // for Settle before "+state") reads every done row for every batch.
 func TestBatchPlans(t *testing.T) {
 	q, _ := openTest(t)
@@ -18,6 +18,7 @@ func TestBatchPlans(t *testing.T) {
 	for state, set := range outcomeSQL {
 		stmts["settleSQL("+string(state)+")"] = settleSQL(set)
 	}
+	byPath := map[string]bool{"insertPendingSQL": true, "notFresh": true, "linkScope": true}
 	for name, stmt := range stmts {
 		plan := queryPlan(t, q.w, stmt, "[]", "[]", 1, "t")
 		all := strings.Join(plan, "; ")
@@ -28,6 +29,11 @@ func TestBatchPlans(t *testing.T) {
 			if strings.Contains(step, "items_state") || strings.HasPrefix(step, "SCAN items") {
 				t.Errorf("%s walks items instead of finding rows by path or id: %s", name, all)
 			}
+		}
+		// A path is found through its hash's index: an index of the
+		// paths' text outgrew the page cache (pathhash.go).
+		if byPath[name] && !strings.Contains(all, "USING INDEX items_path_hash") {
+			t.Errorf("%s does not find its rows by path_hash: %s", name, all)
 		}
 		// Settle finds a claimed row by its id: by path, each outcome
 		// descended the path index (random pages, once a large queue's

@@ -133,7 +133,7 @@ func (q *Queue) Settle(ctx context.Context, outcomes []Outcome, now time.Time) (
 		if o.ID != 0 {
 			id = o.ID
 		}
-		byState[o.State] = append(byState[o.State], []any{o.Path, o.Bytes, o.Reason, nanos(o.Next), attempt, id})
+		byState[o.State] = append(byState[o.State], []any{o.Path, o.Bytes, o.Reason, nanos(o.Next), attempt, id, pathHash(o.Path)})
 	}
 	var applied int
 	err := q.write(ctx, func(tx *sql.Tx) error {

@@ -110,7 +110,7 @@ func TestClaimOrderAndLimit(t *testing.T) {
 func TestClaimInScope(t *testing.T) {
 	ctx := context.Background()
 	q, _ := openTest(t)
-	paths := storePaths("o", 2*chunkSize+20)
+	paths := storePaths("o", 2*500+20)
 	mustEnqueue(t, q, paths...)
 	scope, err := q.NewScope(ctx)
 	if err != nil {
@@ -118,7 +118,7 @@ func TestClaimInScope(t *testing.T) {
 	}
 	// Mine are given out of order, with a duplicate and a path that had
 	// no row (RequeueIn adds it, last).
-	mine := []string{paths[2*chunkSize+5], paths[7], paths[chunkSize+1], paths[7], "/nix/store/not-queued"}
+	mine := []string{paths[2*500+5], paths[7], paths[500+1], paths[7], "/nix/store/not-queued"}
 	if _, err := q.RequeueIn(ctx, scope, mine); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestClaimInScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pathsOf(items), []string{paths[7], paths[chunkSize+1]}; !slices.Equal(got, want) {
+	if got, want := pathsOf(items), []string{paths[7], paths[500+1]}; !slices.Equal(got, want) {
 		t.Errorf("Claim(scope) = %v, want the oldest two of mine %v", got, want)
 	}
 	if done, err := q.ScopeDone(ctx, scope); err != nil || done {
@@ -134,7 +134,7 @@ func TestClaimInScope(t *testing.T) {
 	}
 	if _, err := q.Settle(ctx, []Outcome{
 		{Path: paths[7], State: Done},
-		{Path: paths[chunkSize+1], State: Pending, Reason: "flaky", Next: t0.Add(time.Hour), Attempt: true},
+		{Path: paths[500+1], State: Pending, Reason: "flaky", Next: t0.Add(time.Hour), Attempt: true},
 	}, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +142,10 @@ func TestClaimInScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pathsOf(items), []string{paths[2*chunkSize+5], "/nix/store/not-queued"}; !slices.Equal(got, want) {
+	if got, want := pathsOf(items), []string{paths[2*500+5], "/nix/store/not-queued"}; !slices.Equal(got, want) {
 		t.Errorf("second Claim(scope) = %v, want %v (the retried one is not due)", got, want)
 	}
-	if _, err := q.Settle(ctx, []Outcome{{Path: paths[2*chunkSize+5], State: Failed}, {Path: "/nix/store/not-queued", State: Skipped}}, t0); err != nil {
+	if _, err := q.Settle(ctx, []Outcome{{Path: paths[2*500+5], State: Failed}, {Path: "/nix/store/not-queued", State: Skipped}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if done, err := q.ScopeDone(ctx, scope); err != nil || done {

@@ -6,17 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 )
 
 // itemCols are the columns scanItem reads, in order.
 const itemCols = `id, path, state, attempts, next_attempt, last_error,
 	enqueued_at, finished_at, bytes, owner`
-
-// chunkSize bounds the placeholders in one IN (…) list, well below
-// SQLite's limit on bound parameters.
-const chunkSize = 500
 
 // pruneBatch bounds the rows one Prune transaction deletes, so a large
 // prune never holds the write lock long enough to stall a claimer.
@@ -43,28 +38,6 @@ func (s State) check() error {
 		return fmt.Errorf("%w: state %q", errBadValue, s)
 	}
 	return nil
-}
-
-// placeholders returns "?,?,…" with n marks, and paths as arguments.
-func placeholders(paths []string) (string, []any) {
-	args := make([]any, len(paths))
-	for i, p := range paths {
-		args[i] = p
-	}
-	return strings.TrimSuffix(strings.Repeat("?,", len(paths)), ","), args
-}
-
-// chunks splits paths into slices of at most chunkSize.
-func chunks(paths []string) [][]string {
-	var out [][]string
-	for len(paths) > chunkSize {
-		out = append(out, paths[:chunkSize])
-		paths = paths[chunkSize:]
-	}
-	if len(paths) > 0 {
-		out = append(out, paths)
-	}
-	return out
 }
 
 func checkPaths(paths []string) error {
@@ -104,12 +77,25 @@ func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
 // in the order of paths (the queue's order), and returns how many it
 // added.
 func insertPending(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int, error) {
-	res, err := tx.ExecContext(ctx, insertPendingSQL, jsonList(paths), now)
+	res, err := tx.ExecContext(ctx, insertPendingSQL, hashedList(distinct(paths)), now)
 	if err != nil {
 		return 0, err
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
+}
+
+// distinct is paths without repeats, in their order.
+func distinct(paths []string) []string {
+	seen := make(map[string]bool, len(paths))
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Requeue makes paths pending and due now with attempts and last error
@@ -143,23 +129,24 @@ func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
 
 // requeue is Requeue in tx.
 func requeue(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int64, error) {
-	rows, err := tx.QueryContext(ctx, notFresh, jsonList(paths))
+	rows, err := tx.QueryContext(ctx, notFresh, hashedList(paths))
 	if err != nil {
 		return 0, err
 	}
-	var reset []string
+	var reset []int64
 	for rows.Next() {
 		var (
-			path, token string
-			st          State
-			owner       int
+			id    int64
+			token string
+			st    State
+			owner int
 		)
-		if err := rows.Scan(&path, &st, &owner, &token); err != nil {
+		if err := rows.Scan(&id, &st, &owner, &token); err != nil {
 			rows.Close()
 			return 0, err
 		}
 		if st != Uploading || !ownerAlive(owner, token) {
-			reset = append(reset, path)
+			reset = append(reset, id)
 		}
 	}
 	rows.Close()
@@ -206,27 +193,21 @@ func (q *Queue) RetryFailed(ctx context.Context) (int, error) {
 // Errors: only database errors.
 func (q *Queue) Get(ctx context.Context, paths []string) (map[string]Item, error) {
 	out := make(map[string]Item, len(paths))
-	for _, chunk := range chunks(paths) {
-		marks, args := placeholders(chunk)
-		rows, err := q.r.QueryContext(ctx,
-			`SELECT `+itemCols+` FROM items WHERE path IN (`+marks+`)`, args...)
+	rows, err := q.r.QueryContext(ctx,
+		`SELECT `+itemCols+` FROM items WHERE `+inHashedList("1"), hashedList(paths))
+	if err != nil {
+		return nil, fmt.Errorf("get items: %w", q.classify(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		it, err := scanItem(rows)
 		if err != nil {
 			return nil, fmt.Errorf("get items: %w", q.classify(err))
 		}
-		for rows.Next() {
-			it, err := scanItem(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("get items: %w", q.classify(err))
-			}
-			out[it.Path] = it
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("get items: %w", q.classify(err))
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("get items: %w", q.classify(err))
-		}
+		out[it.Path] = it
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get items: %w", q.classify(err))
 	}
 	return out, nil
 }

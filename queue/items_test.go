@@ -219,7 +219,7 @@ func TestPrune(t *testing.T) {
 func TestGetManyPaths(t *testing.T) {
 	ctx := context.Background()
 	q, _ := openTest(t)
-	paths := storePaths("g", 3*chunkSize+7) // several IN lists
+	paths := storePaths("g", 3*500+7) // several IN lists
 	mustEnqueue(t, q, paths...)
 	got, err := q.Get(ctx, append(paths, "/missing"))
 	if err != nil {

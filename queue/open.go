@@ -42,7 +42,7 @@ func inspect(ctx context.Context, path string, checkPages bool) error {
 	if err != nil || !exists {
 		return err
 	}
-	db, err := sql.Open("sqlite3", dsn(path, "mode=ro"))
+	db, err := sql.Open(driver, dsn(path, "mode=ro"))
 	if err != nil {
 		return fmt.Errorf("open queue %s: %w", path, err)
 	}

@@ -231,7 +231,7 @@ func closeNew(t *testing.T, path string) {
 }
 
 func execRaw(t *testing.T, path, stmt string) {
-	db, err := sql.Open("sqlite3", path)
+	db, err := sql.Open(driver, path)
 	if err != nil {
 		t.Fatal(err)
 	}

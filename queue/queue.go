@@ -13,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // State is where an item is in its life.
@@ -130,7 +128,7 @@ func openWritable(path string, checkPages bool) (*Queue, error) {
 	}
 	q := &Queue{path: path, pid: os.Getpid(), token: processToken(os.Getpid())}
 	var err error
-	q.w, err = sql.Open("sqlite3", dsn(path, "_txlock=immediate"))
+	q.w, err = sql.Open(driver, dsn(path, "_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
 	}
@@ -139,7 +137,7 @@ func openWritable(path string, checkPages bool) (*Queue, error) {
 		q.w.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, q.classify(err))
 	}
-	q.r, err = sql.Open("sqlite3", dsn(path, "_query_only=1"))
+	q.r, err = sql.Open(driver, dsn(path, "_query_only=1"))
 	if err != nil {
 		q.w.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)

@@ -100,7 +100,7 @@ func openReader(ctx context.Context, path string) (*sql.DB, error) {
 }
 
 func pingReader(ctx context.Context, path, mode string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite3", dsn(path, mode))
+	db, err := sql.Open(driver, dsn(path, mode))
 	if err == nil {
 		// Opening is lazy: the first read of the schema shows whether
 		// SQLite can read the file at all.
@@ -127,7 +127,7 @@ var needColumns = []struct {
 	table string
 	cols  []string
 }{
-	{"items", strings.Split(strings.Join(strings.Fields(itemCols), ""), ",")},
+	{"items", append(strings.Split(strings.Join(strings.Fields(itemCols), ""), ","), "path_hash")},
 	{"meta", []string{"key", "value"}},
 }
 

@@ -81,7 +81,7 @@ func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths 
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, linkScope, scope, jsonList(paths))
+		_, err = tx.ExecContext(ctx, linkScope, scope, hashedList(paths))
 		return err
 	})
 	if err != nil {

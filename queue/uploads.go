@@ -59,7 +59,8 @@ type SavedUpload struct {
 // Errors: only database errors.
 func (q *Queue) AbandonedUploads(ctx context.Context) ([]SavedUpload, error) {
 	rows, err := q.r.QueryContext(ctx, `SELECT u.path, u.state FROM uploads u
-		LEFT JOIN items i ON i.path = u.path AND i.state IN ('pending', 'uploading')
+		LEFT JOIN items i ON i.path_hash = path_hash(u.path) AND i.path = u.path
+			AND i.state IN ('pending', 'uploading')
 		WHERE i.id IS NULL`)
 	if err != nil {
 		return nil, fmt.Errorf("list abandoned uploads: %w", q.classify(err))
