@@ -5,7 +5,7 @@ import "encoding/json"
 // The statements below take a whole batch of items as one JSON list
 // (json_each), not one statement an item: binding and stepping a
 // statement cost 5–15 µs, most of a small path's queue work (a first push
-// of 100,000 paths: 42 → 29 µs a path in BenchmarkPush100k).
+// of 100,000 paths: 42 → 29 µs a path in BenchmarkPush).
 //
 // They find their rows by id, or by path through its hash (pathhash.go:
 // the lists of paths are [path_hash, path] pairs), never by state: "+state" keeps
