@@ -20,7 +20,7 @@ func (q *Queue) EnqueueWithMeta(ctx context.Context, paths []string, key, value 
 	var added int
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		if added, err = insertPending(ctx, tx, paths, nanos(time.Now())); err != nil {
+		if added, err = insertPending(ctx, tx, pathList(paths), nanos(time.Now())); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)

@@ -64,7 +64,7 @@ func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
 	}
 	var added int
 	err := q.write(ctx, func(tx *sql.Tx) (err error) {
-		added, err = insertPending(ctx, tx, paths, nanos(time.Now()))
+		added, err = insertPending(ctx, tx, pathList(paths), nanos(time.Now()))
 		return err
 	})
 	if err != nil {
@@ -73,17 +73,22 @@ func (q *Queue) Enqueue(ctx context.Context, paths []string) (int, error) {
 	return added, nil
 }
 
-// insertPending adds a pending row for each path that has none, in tx,
-// in the order of paths (the queue's order), and returns how many it
-// added.
-func insertPending(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int, error) {
-	res, err := tx.ExecContext(ctx, insertPendingSQL, hashedList(distinct(paths)), now)
+// insertPending adds a pending row for each path of list (pathList) that
+// has none, in tx, in the list's order (the queue's order), and returns
+// how many it added.
+func insertPending(ctx context.Context, tx *sql.Tx, list string, now int64) (int, error) {
+	res, err := tx.ExecContext(ctx, insertPendingSQL, list, now)
 	if err != nil {
 		return 0, err
 	}
 	n, err := res.RowsAffected()
 	return int(n), err
 }
+
+// pathList is paths as the hashed list every statement of one call takes,
+// made once a call: without repeats (insertPendingSQL needs that), in
+// their order.
+func pathList(paths []string) string { return hashedList(distinct(paths)) }
 
 // distinct is paths without repeats, in their order.
 func distinct(paths []string) []string {
@@ -118,7 +123,7 @@ func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
 	var changed int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		changed, err = requeue(ctx, tx, paths, now)
+		changed, err = requeue(ctx, tx, pathList(paths), now)
 		return err
 	})
 	if err != nil {
@@ -127,9 +132,9 @@ func (q *Queue) Requeue(ctx context.Context, paths []string) (int, error) {
 	return int(changed), nil
 }
 
-// requeue is Requeue in tx.
-func requeue(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int64, error) {
-	rows, err := tx.QueryContext(ctx, notFresh, hashedList(paths))
+// requeue is Requeue in tx, of the paths of list (pathList).
+func requeue(ctx context.Context, tx *sql.Tx, list string, now int64) (int64, error) {
+	rows, err := tx.QueryContext(ctx, notFresh, list)
 	if err != nil {
 		return 0, err
 	}
@@ -161,7 +166,7 @@ func requeue(ctx context.Context, tx *sql.Tx, paths []string, now int64) (int64,
 		}
 		changed, _ = res.RowsAffected()
 	}
-	added, err := insertPending(ctx, tx, paths, now)
+	added, err := insertPending(ctx, tx, list, now)
 	return changed + int64(added), err
 }
 

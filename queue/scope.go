@@ -67,21 +67,22 @@ func (q *Queue) addToScope(ctx context.Context, verb string, scope Scope, paths 
 		return 0, nil
 	}
 	now := nanos(time.Now())
+	list := pathList(paths)
 	var changed int64
 	err := q.write(ctx, func(tx *sql.Tx) error {
 		changed = 0
 		var err error
 		if again {
-			changed, err = requeue(ctx, tx, paths, now)
+			changed, err = requeue(ctx, tx, list, now)
 		} else {
 			var n int
-			n, err = insertPending(ctx, tx, paths, now)
+			n, err = insertPending(ctx, tx, list, now)
 			changed = int64(n)
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, linkScope, scope, hashedList(paths))
+		_, err = tx.ExecContext(ctx, linkScope, scope, list)
 		return err
 	})
 	if err != nil {
