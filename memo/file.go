@@ -50,8 +50,8 @@ type File struct {
 	ttl time.Duration
 
 	mu      sync.Mutex
-	pending map[string]int64 // hash → seen, not yet written
-	flushed time.Time        // when a flush last took the buffer
+	pending map[key]int64 // hash → seen, not yet written
+	flushed time.Time     // when a flush last took the buffer
 }
 
 // Flush writes at most once per flushEvery unless flushBatch paths wait;
@@ -99,7 +99,7 @@ func open(file string, ttl time.Duration) (*File, error) {
 	// One connection: writes are serialised anyway, and it keeps the
 	// per-connection pragmas in force.
 	db.SetMaxOpenConns(1)
-	m := &File{db: db, ttl: ttl, pending: map[string]int64{}}
+	m := &File{db: db, ttl: ttl, pending: map[key]int64{}}
 	if _, err := db.Exec(schema + ";" + metaSchema); err != nil {
 		db.Close()
 		if strings.Contains(err.Error(), "locked") || strings.Contains(err.Error(), "busy") {
@@ -132,34 +132,35 @@ func hashPart(storePath string) string {
 // Present returns which of paths were remembered at or after since (to
 // the millisecond) and within the TTL.
 func (m *File) Present(ctx context.Context, paths []string, since time.Time) (map[string]bool, error) {
-	byHash := make(map[string]string, len(paths))
-	hashes := make([]string, 0, len(paths))
+	byKey := make(map[key]string, len(paths))
+	keys := make([]key, 0, len(paths))
 	for _, p := range paths {
-		h := hashPart(p)
-		byHash[h] = p
-		hashes = append(hashes, h)
+		if k, ok := keyOf(p); ok {
+			byKey[k] = p
+			keys = append(keys, k)
+		}
 	}
-	known, err := m.known(ctx, hashes, m.expiry(since))
+	known, err := m.known(ctx, keys, m.expiry(since))
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]bool, len(known))
-	for _, h := range known {
-		out[byHash[h]] = true
+	for _, k := range known {
+		out[byKey[k]] = true
 	}
 	return out, nil
 }
 
 // known returns the keys seen after the unix millisecond after.
-func (m *File) known(ctx context.Context, keys []string, after int64) ([]string, error) {
-	var out []string
+func (m *File) known(ctx context.Context, keys []key, after int64) ([]key, error) {
+	var out []key
 	var ask []any
 	m.mu.Lock()
-	for _, h := range keys {
-		if seen, ok := m.pending[h]; ok && seen > after {
-			out = append(out, h)
+	for _, k := range keys {
+		if seen, ok := m.pending[k]; ok && seen > after {
+			out = append(out, k)
 		} else {
-			ask = append(ask, h)
+			ask = append(ask, string(k[:]))
 		}
 	}
 	m.mu.Unlock()
@@ -172,12 +173,15 @@ func (m *File) known(ctx context.Context, keys []string, after int64) ([]string,
 			return nil, fmt.Errorf("read cache memo: %w", err)
 		}
 		for rows.Next() {
-			var h string
+			var k key
+			var h []byte
 			if err := rows.Scan(&h); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("read cache memo: %w", err)
 			}
-			out = append(out, h)
+			if len(h) == len(k) { // it was asked for: never otherwise
+				out = append(out, key(h))
+			}
 		}
 		if err := rows.Close(); err != nil {
 			return nil, fmt.Errorf("read cache memo: %w", err)
@@ -215,7 +219,7 @@ func (m *File) CacheID(ctx context.Context) (string, error) {
 // cache with this ID.
 func (m *File) Reset(ctx context.Context, id string) error {
 	m.mu.Lock()
-	m.pending = map[string]int64{}
+	m.pending = map[key]int64{}
 	m.mu.Unlock()
 	err := m.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM present`); err != nil {
@@ -237,7 +241,9 @@ func (m *File) Remember(paths []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range paths {
-		m.pending[hashPart(p)] = now
+		if k, ok := keyOf(p); ok {
+			m.pending[k] = now
+		}
 	}
 }
 
@@ -252,7 +258,7 @@ func (m *File) flush(ctx context.Context, all bool) error {
 		return nil
 	}
 	batch := m.pending
-	m.pending = map[string]int64{}
+	m.pending = map[key]int64{}
 	m.flushed = time.Now()
 	m.mu.Unlock()
 	if len(batch) == 0 {
@@ -265,8 +271,8 @@ func (m *File) flush(ctx context.Context, all bool) error {
 			return err
 		}
 		defer stmt.Close()
-		for h, seen := range batch {
-			if _, err := stmt.ExecContext(ctx, h, seen); err != nil {
+		for k, seen := range batch {
+			if _, err := stmt.ExecContext(ctx, string(k[:]), seen); err != nil {
 				return err
 			}
 		}
@@ -275,9 +281,9 @@ func (m *File) flush(ctx context.Context, all bool) error {
 	if err != nil {
 		// Put them back, unless forgotten meanwhile: the next Flush tries again.
 		m.mu.Lock()
-		for h, seen := range batch {
-			if _, ok := m.pending[h]; !ok {
-				m.pending[h] = seen
+		for k, seen := range batch {
+			if _, ok := m.pending[k]; !ok {
+				m.pending[k] = seen
 			}
 		}
 		m.mu.Unlock()
@@ -291,9 +297,10 @@ func (m *File) Forget(ctx context.Context, paths []string) error {
 	hashes := make([]any, 0, len(paths))
 	m.mu.Lock()
 	for _, p := range paths {
-		h := hashPart(p)
-		delete(m.pending, h)
-		hashes = append(hashes, h)
+		if k, ok := keyOf(p); ok {
+			delete(m.pending, k)
+			hashes = append(hashes, string(k[:]))
+		}
 	}
 	m.mu.Unlock()
 	err := m.write(ctx, func(tx *sql.Tx) error {

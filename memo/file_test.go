@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +159,33 @@ func TestFlushWritesInBatches(t *testing.T) {
 	}
 	if got := present(t, other, time.Time{}); !got[c] {
 		t.Errorf("after Close, another reader sees %v, want c", got)
+	}
+}
+
+// A path whose hash part is not 32 characters is no store path: neither
+// memo remembers it, and asking about it beside real paths changes
+// nothing for them.
+func TestNoStorePathIsNeverKnown(t *testing.T) {
+	odd := []string{"/nix/store/short-x", "/nix/store/" + strings.Repeat("a", 33) + "-x", "/nix/store/"}
+	file := open(t, filepath.Join(t.TempDir(), "x"+memo.FileSuffix), time.Hour)
+	for name, m := range map[string]memo.Memo{"File": file, "Memory": memo.NewMemory(time.Hour)} {
+		m.Remember(append([]string{a}, odd...))
+		for _, flush := range []bool{false, true} {
+			if flush {
+				if err := m.Flush(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := m.Present(t.Context(), append([]string{a, b}, odd...), time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || !got[a] {
+				t.Errorf("%s (flushed %v): Present = %v, want only %s", name, flush, got, a)
+			}
+		}
+		if err := m.Forget(t.Context(), odd); err != nil {
+			t.Errorf("%s: Forget: %v", name, err)
+		}
 	}
 }

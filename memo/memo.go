@@ -7,7 +7,6 @@ package memo
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 )
@@ -48,7 +47,7 @@ type Memo interface {
 // is pushed again by the next day's runs.
 const DefaultTTL = 24 * time.Hour
 
-// memoryLimit bounds a Memory (about 60 bytes an entry); past it, it
+// memoryLimit bounds a Memory (about 50 bytes an entry); past it, it
 // starts afresh, which only costs checks.
 const memoryLimit = 1_000_000
 
@@ -58,19 +57,33 @@ const memoryLimit = 1_000_000
 type Memory struct {
 	ttl  time.Duration
 	mu   sync.Mutex
-	seen map[string]int64
+	seen map[key]int64
 }
 
 var _ Memo = (*Memory)(nil)
 
 // NewMemory returns an empty memo whose entries expire after ttl.
 func NewMemory(ttl time.Duration) *Memory {
-	return &Memory{ttl: ttl, seen: map[string]int64{}}
+	return &Memory{ttl: ttl, seen: map[key]int64{}}
 }
 
-// memoryKey is the key of a path: its hash part, copied so the entry
-// does not keep the whole path's string alive.
-func memoryKey(path string) string { return strings.Clone(hashPart(path)) }
+// key is a path's hash part, the 32 characters its narinfo is named by,
+// held in an array. A map keyed by arrays holds no pointers: the garbage
+// collector never scans it (a push of 100,000 paths had as many strings
+// here to mark at every collection), and finding a key reads no memory
+// outside the map.
+type key [32]byte
+
+// keyOf is the key of path. A path whose hash part is not 32 characters
+// is no store path: ok is false, and no memo ever knows it.
+func keyOf(path string) (k key, ok bool) {
+	h := hashPart(path)
+	if len(h) != len(k) {
+		return k, false
+	}
+	copy(k[:], h)
+	return k, true
+}
 
 func (m *Memory) Present(_ context.Context, paths []string, since time.Time) (map[string]bool, error) {
 	after := m.after(since)
@@ -78,7 +91,7 @@ func (m *Memory) Present(_ context.Context, paths []string, since time.Time) (ma
 	defer m.mu.Unlock()
 	out := map[string]bool{}
 	for _, p := range paths {
-		if t, ok := m.seen[hashPart(p)]; ok && t >= after {
+		if m.seenAfter(p, after) {
 			out[p] = true
 		}
 	}
@@ -91,7 +104,17 @@ func (m *Memory) Has(path string) bool {
 	after := m.after(time.Time{})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.seen[hashPart(path)]
+	return m.seenAfter(path, after)
+}
+
+// seenAfter is whether path was remembered at or after the unix
+// millisecond after; m.mu is held.
+func (m *Memory) seenAfter(path string, after int64) bool {
+	k, ok := keyOf(path)
+	if !ok {
+		return false
+	}
+	t, ok := m.seen[k]
 	return ok && t >= after
 }
 
@@ -109,10 +132,12 @@ func (m *Memory) Remember(paths []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.seen)+len(paths) > memoryLimit {
-		m.seen = map[string]int64{}
+		m.seen = map[key]int64{}
 	}
 	for _, p := range paths {
-		m.seen[memoryKey(p)] = now
+		if k, ok := keyOf(p); ok {
+			m.seen[k] = now
+		}
 	}
 }
 
@@ -120,7 +145,9 @@ func (m *Memory) Forget(_ context.Context, paths []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range paths {
-		delete(m.seen, hashPart(p))
+		if k, ok := keyOf(p); ok {
+			delete(m.seen, k)
+		}
 	}
 	return nil
 }
@@ -131,5 +158,5 @@ func (m *Memory) Flush(context.Context) error { return nil }
 func (m *Memory) Reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.seen = map[string]int64{}
+	m.seen = map[key]int64{}
 }
