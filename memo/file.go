@@ -173,13 +173,14 @@ func (m *File) known(ctx context.Context, keys []key, after int64) ([]key, error
 			return nil, fmt.Errorf("read cache memo: %w", err)
 		}
 		for rows.Next() {
-			var k key
 			var h []byte
 			if err := rows.Scan(&h); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("read cache memo: %w", err)
 			}
-			if len(h) == len(k) { // it was asked for: never otherwise
+			// A row matched one of ask, so h is a key's length: checked
+			// anyway, as converting a shorter slice to an array panics.
+			if len(h) == len(key{}) {
 				out = append(out, key(h))
 			}
 		}
