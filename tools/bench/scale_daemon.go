@@ -4,63 +4,170 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// measureDaemon times the daemon on w's store, after the first push: the
-// catch-up of scaleCatchUp paths registered while it was stopped, then
-// single new paths, each against nix copy of the same paths.
-func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *scaleSize) error {
-	d := daemonDirs{Root: w.root, Cache: w.pushed.cache, State: w.pushed.state, Home: w.pushed.home, URL: w.pushed.url("")}
+// scaleCatchUpRuns is how many catch-ups the daemon is timed on per store
+// size (at most one per first push's cache): a single run on this machine
+// moves by a third.
+const scaleCatchUpRuns = 3
+
+// catchUpRun is one catch-up of the daemon and nix copy of the same paths.
+type catchUpRun struct {
+	daemon, copy Sample
+	err          error // the daemon did not finish (a result too)
+	done         int   // narinfos of the paths in the cache when it stopped
+}
+
+// catchUps times the daemon's catch-up on every world of 20,000 paths or
+// more: scaleCatchUp paths registered while it was stopped, against nix
+// copy of those paths. Each world is timed scaleCatchUpRuns times, the
+// worlds taking turns as in the first pushes, each run in the cache and
+// state of another first push and on the store as the first pushes left
+// it (its Nix DB put back after each run). The last run is in the
+// world's own cache, which keeps its paths for the rows after it.
+func catchUps(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []scaleSize) error {
+	var idx []int
+	snaps := map[int]*nixDBSnapshot{}
+	for i, w := range worlds {
+		if w.n < 20_000 || sizes[i].timedOut > 0 {
+			continue
+		}
+		s, err := snapshotNixDB(w.root)
+		if err != nil {
+			return err
+		}
+		idx, snaps[i] = append(idx, i), s
+	}
+	runs := min(scaleCatchUpRuns, b.scaleRuns)
+	results := make(map[int][]catchUpRun, len(idx))
+	for run := range runs {
+		for k := range idx {
+			i := idx[k]
+			if run%2 == 1 {
+				i = idx[len(idx)-1-k] // largest first
+			}
+			if rs := results[i]; len(rs) > 0 && rs[len(rs)-1].err != nil {
+				continue // the daemon did not finish: once is enough
+			}
+			w, last := worlds[i], run == runs-1
+			logf("scale: catch-up %d of %d on the %d-path store", run+1, runs, w.n)
+			// The world's own cache last; before it, those of first pushes 2, 3, ...
+			pushed, copied := w.targets(runSuffix((run + 1) % runs))
+			r, err := catchUp(ctx, b, w, pushed, copied, fmt.Sprintf("c%d", run))
+			if err != nil {
+				return fmt.Errorf("%d paths: %w", w.n, err)
+			}
+			results[i] = append(results[i], r)
+			if !last {
+				if err := snaps[i].restore(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, i := range idx {
+		summariseCatchUps(worlds[i], &sizes[i], results[i])
+	}
+	return nil
+}
+
+// catchUp times one catch-up of w's daemon in pushed's cache and state,
+// and nix copy of the same paths to copied's.
+func catchUp(ctx context.Context, b *bench, w *scaleWorld, pushed, copied scaleTarget, family string) (catchUpRun, error) {
+	d := daemonDirs{Root: w.root, Cache: pushed.cache, State: pushed.state, Home: pushed.home, URL: pushed.url("")}
 	// A first start saves the mark: what is registered after it is new.
+	ws, _, err := startWatchStore(ctx, b.bin, w.secKey, d)
+	if err != nil {
+		return catchUpRun{}, err
+	}
+	if err := ws.Stop(); err != nil {
+		return catchUpRun{}, fmt.Errorf("the daemon's first start: %v", firstLine(err))
+	}
+	added, err := w.addPaths(ctx, family, scaleCatchUp, w.top)
+	if err != nil {
+		return catchUpRun{}, err
+	}
+	syscall.Sync()
+	start := time.Now()
+	ws, _, err = startWatchStore(ctx, b.bin, w.secKey, d)
+	if err != nil {
+		return catchUpRun{}, err
+	}
+	var r catchUpRun
+	r.err = waitNarinfos(ctx, pushed.cache, added, w.timeout)
+	r.daemon.Wall = time.Since(start)
+	st, err := ws.Stats()
+	if err != nil {
+		ws.Stop() //nolint:errcheck // the Stats error is the one to report
+		return r, err
+	}
+	r.daemon.CPU, r.daemon.MaxRSS = st.CPU, st.HWM
+	if err := ws.Stop(); err != nil && r.err == nil {
+		return r, fmt.Errorf("the daemon after its catch-up: %v", firstLine(err))
+	}
+	r.done = countNarinfos(pushed.cache, added)
+	orig := w.copied
+	w.copied = copied
+	r.copy, err = w.nixCopy(ctx, added[len(added)-1])
+	w.copied = orig
+	return r, err
+}
+
+// summariseCatchUps keeps the medians of a world's catch-ups (the daemon's
+// peak RSS: the largest) and says what each run cost.
+func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
+	var daemon, copies []Sample
+	cells := make([]string, len(runs))
+	for k, r := range runs {
+		cells[k] = perPath(r.daemon.CPU, scaleCatchUp)
+		if r.err != nil {
+			sz.catchUpStopped = fmt.Sprintf("stopped after %s with %s of %s in the cache", describe(r.daemon, false), thousands(r.done), thousands(scaleCatchUp))
+			sz.catchUpCopyCell = describe(r.copy, false)
+			sz.notes = append(sz.notes, fmt.Sprintf("%s store: the catch-up did not finish within -scale-timeout (%v), so single new paths were not timed", thousands(w.n), r.err))
+			return
+		}
+		daemon, copies = append(daemon, r.daemon), append(copies, r.copy)
+	}
+	d, c := medianSample(daemon), medianSample(copies)
+	sz.catchUpWall, sz.catchUpCPU, sz.catchUpCopy, sz.catchUpRSS = d.Wall, d.CPU, c.Wall, d.MaxRSS
+	sz.catchUpCopyCell = describe(c, false)
+	sz.notes = append(sz.notes, fmt.Sprintf("%s store, catch-up of %s paths, the daemon's CPU per path run by run (each on a store of %s paths): %s; nix copy %s",
+		thousands(w.n), thousands(scaleCatchUp), thousands(w.n), strings.Join(cells, ", "), perPathRuns(copies, scaleCatchUp)))
+}
+
+// measureDaemon adds the catch-up row of w (timed by catchUps) and times
+// single new paths with the daemon running on w's own cache, against nix
+// copy of the same path.
+func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *scaleSize) error {
+	row := "watch-store: catch-up of " + thousands(scaleCatchUp) + " paths registered while stopped"
+	store := thousands(w.n) + " store"
+	if sz.catchUpWall == 0 && sz.catchUpStopped == "" {
+		t.add(row, store, "– (the first push was stopped)", "–", "–")
+		return nil
+	}
+	if sz.catchUpStopped != "" {
+		// A result too (the daemon before issue 21): what it managed.
+		t.add(row, store, sz.catchUpStopped, sz.catchUpCopyCell, "–")
+		return nil
+	}
+	t.add(row, store, fmt.Sprintf("%s, %s CPU, %s", seconds(sz.catchUpWall.Seconds()), seconds(sz.catchUpCPU.Seconds()), mib(float64(sz.catchUpRSS))),
+		sz.catchUpCopyCell, ratio(sz.catchUpCopy, sz.catchUpWall))
+
+	d := daemonDirs{Root: w.root, Cache: w.pushed.cache, State: w.pushed.state, Home: w.pushed.home, URL: w.pushed.url("")}
 	ws, _, err := startWatchStore(ctx, b.bin, w.secKey, d)
 	if err != nil {
 		return err
 	}
-	if err := ws.Stop(); err != nil {
-		sz.notes = append(sz.notes, fmt.Sprintf("%s store, the daemon's first start: %v", thousands(w.n), firstLine(err)))
-	}
-	added, err := w.addPaths(ctx, "c", scaleCatchUp, w.top)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	ws, _, err = startWatchStore(ctx, b.bin, w.secKey, d)
-	if err != nil {
-		return err
-	}
 	defer ws.Stop() //nolint:errcheck // the last Stop below reports
-	waitErr := waitNarinfos(ctx, w.pushed.cache, added, w.timeout)
-	catchUp := time.Since(start)
-	st, err := ws.Stats()
-	if err != nil {
-		return err
-	}
-	top := added[len(added)-1]
-	cp, err := w.nixCopy(ctx, top)
-	if err != nil {
-		return err
-	}
-	row := "watch-store: catch-up of " + thousands(scaleCatchUp) + " paths registered while stopped"
-	cell := fmt.Sprintf("%s, %s CPU, %s", seconds(catchUp.Seconds()), seconds(st.CPU.Seconds()), mib(float64(st.HWM)))
-	if waitErr != nil {
-		// A result too (the daemon before issue 21): what it managed.
-		t.add(row, thousands(w.n)+" store", fmt.Sprintf("stopped after %s with %s of %s in the cache",
-			cell, thousands(countNarinfos(w.pushed.cache, added)), thousands(scaleCatchUp)), describe(cp, false), "–")
-		sz.notes = append(sz.notes, fmt.Sprintf("%s store: the catch-up did not finish within -scale-timeout, so single new paths were not timed", thousands(w.n)))
-		return nil
-	}
-	sz.catchUpWall, sz.catchUpCPU, sz.catchUpCopy = catchUp, st.CPU, cp.Wall
-	t.add(row, thousands(w.n)+" store", cell, describe(cp, false), ratio(cp.Wall, catchUp))
-
-	// One new path at a time, the daemon warm.
 	var lat latencies
 	var last string
 	for k := range scaleNewPaths {
 		// Timed from before nix-store --load-db starts: the daemon may
 		// well push the path before that command has exited.
 		registered := time.Now()
-		paths, err := w.addPaths(ctx, fmt.Sprintf("o%d", k), 1, top)
+		paths, err := w.addPaths(ctx, fmt.Sprintf("o%d", k), 1, w.top)
 		if err != nil {
 			return err
 		}
@@ -75,7 +182,7 @@ func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *s
 		return err
 	}
 	sz.newPath = lat.percentile(0.5)
-	t.add("watch-store: one new path → narinfo in the cache", thousands(w.n)+" store",
+	t.add("watch-store: one new path → narinfo in the cache", store,
 		fmt.Sprintf("median %s (min %s, max %s)", millis(sz.newPath), millis(lat.min()), millis(lat.max())),
 		describe(one, false), ratio(one.Wall, sz.newPath))
 	if err := ws.Stop(); err != nil {

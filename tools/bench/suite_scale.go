@@ -24,10 +24,12 @@ const scaleIntro = "Synthetic stores of N small valid paths (100 B–4 KiB, `nix
 	"Both tools sign with one key and write `?compression=none` to a fresh `file://` cache: " +
 	"`nixpush push --store ROOT --to file://DIR?compression=none --signing-key SEC --state-dir STATE TOP` against " +
 	"`nix --store ROOT copy --to 'file://DIR?compression=none&secret-key=SEC' TOP`. " +
-	"The re-push repeats the same command on the same cache with the same state (nixpush's state dir, nix copy's narinfo disk cache). " +
-	"From 20,000 paths on: the daemon (`nixpush watch-store`, started once to save its mark, then stopped) " +
+	"From 20,000 paths on, after the first pushes: the daemon (`nixpush watch-store`, started once to save its mark, then stopped) " +
 	"finds 10,000 paths registered while it was stopped, timed from its start until their narinfos are all in the cache, " +
-	"against `nix copy` of those paths to its own cache; then, with the daemon running, one new path is registered at a time " +
+	"against `nix copy` of those paths to its own cache; up to three times per size (one per first push), the sizes taking turns, each time in the cache and state of another first push, " +
+	"the first push's own last, and each time on a store of N paths (the Nix DB is put back as the first pushes left it after each catch-up but the last; the files of those paths stay in the store directory, unregistered). " +
+	"The re-push then repeats the first push's command on its cache with its state (nixpush's state dir, nix copy's narinfo disk cache; both hold the last catch-up's paths too). " +
+	"Then, with the daemon started again, one new path is registered at a time " +
 	"(5 times) and timed from the start of `nix-store --load-db` until its narinfo is in the cache, against `nix copy` of that path. " +
 	"`nixpush verify --trusted-key PUB` (no --full) of nixpush's cache runs against " +
 	"`nix store verify --store file://DIR --all --no-contents` with the key trusted; `nixpush gc` is a dry run. " +
@@ -44,7 +46,7 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 	}
 	r := &report{
 		Title:  "Scale: " + b.scaleLabel,
-		Method: fmt.Sprintf("first push: the median of %d runs per tool and size, each into a fresh cache (peak RSS: the largest), the sizes taking turns in every run (smallest first, then largest first) and nixpush and nix copy alternating; every other workload one run (the stores take minutes to fill); single new paths: the median of 5", b.scaleRuns),
+		Method: fmt.Sprintf("first push: the median of %d runs per tool and size, each into a fresh cache (peak RSS: the largest), the sizes taking turns in every run (smallest first, then largest first) and nixpush and nix copy alternating; catch-ups: the median of %d runs per size (peak RSS: the largest), the sizes taking turns; every other workload one run (the stores take minutes to fill); single new paths: the median of 5", b.scaleRuns, min(scaleCatchUpRuns, b.scaleRuns)),
 		Intro:  scaleIntro,
 	}
 	t := &table{Header: []string{"work", "N", "nixpush", "nix copy", "nix copy ÷ nixpush"}}
@@ -72,6 +74,9 @@ func runScaleSuite(ctx context.Context, b *bench) (*report, error) {
 	}
 	firsts, err := firstPushes(ctx, b, worlds, sizes)
 	if err != nil {
+		return nil, err
+	}
+	if err := catchUps(ctx, b, worlds, sizes); err != nil {
 		return nil, err
 	}
 	for i, w := range worlds {
@@ -104,6 +109,9 @@ type scaleSize struct {
 	pushRSS                    int64
 	catchUpWall, catchUpCopy   time.Duration
 	catchUpCPU                 time.Duration
+	catchUpRSS                 int64
+	catchUpStopped             string // the cell of a catch-up that did not finish
+	catchUpCopyCell            string // nix copy's, beside it
 	newPath                    time.Duration
 	verifyWall, nixVerifyWall  time.Duration
 	verifyRSS, gcRSS           int64
