@@ -108,10 +108,7 @@ func catchUp(ctx context.Context, b *bench, w *scaleWorld, pushed, copied scaleT
 		return r, fmt.Errorf("the daemon after its catch-up: %v", firstLine(err))
 	}
 	r.done = countNarinfos(pushed.cache, added)
-	orig := w.copied
-	w.copied = copied
-	r.copy, err = w.nixCopy(ctx, added[len(added)-1])
-	w.copied = orig
+	r.copy, err = w.nixCopyTo(ctx, copied, added[len(added)-1])
 	return r, err
 }
 

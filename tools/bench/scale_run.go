@@ -96,9 +96,14 @@ func (w *scaleWorld) pushArgs(paths ...string) []string {
 // nixCopy runs nix copy of paths into nix copy's cache, signing as
 // nixpush does, with nix copy's own home (its narinfo disk cache).
 func (w *scaleWorld) nixCopy(ctx context.Context, paths ...string) (Sample, error) {
+	return w.nixCopyTo(ctx, w.copied, paths...)
+}
+
+// nixCopyTo is nixCopy into to's cache, with to's home.
+func (w *scaleWorld) nixCopyTo(ctx context.Context, to scaleTarget, paths ...string) (Sample, error) {
 	args := append([]string{"--extra-experimental-features", "nix-command", "--store", w.root,
-		"copy", "--to", w.copied.url("&secret-key=" + w.secKey)}, paths...)
-	return w.timed(ctx, "nix", args, cleanEnv(w.copied.home))
+		"copy", "--to", to.url("&secret-key=" + w.secKey)}, paths...)
+	return w.timed(ctx, "nix", args, cleanEnv(to.home))
 }
 
 // errTimedOut marks a run stopped at the suite's timeout: its Sample
