@@ -28,8 +28,13 @@ type catchUpRun struct {
 // it (its Nix DB put back after each run). The last run is in the
 // world's own cache, which keeps its paths for the rows after it.
 func catchUps(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []scaleSize) error {
-	var idx []int
-	snaps := map[int]*nixDBSnapshot{}
+	type timedWorld struct {
+		w    *scaleWorld
+		sz   *scaleSize
+		snap *nixDBSnapshot
+		runs []catchUpRun
+	}
+	var timed []*timedWorld
 	for i, w := range worlds {
 		if w.n < 20_000 || sizes[i].timedOut > 0 {
 			continue
@@ -38,37 +43,32 @@ func catchUps(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []scale
 		if err != nil {
 			return err
 		}
-		idx, snaps[i] = append(idx, i), s
+		timed = append(timed, &timedWorld{w: w, sz: &sizes[i], snap: s})
 	}
 	runs := min(scaleCatchUpRuns, b.scaleRuns)
-	results := make(map[int][]catchUpRun, len(idx))
 	for run := range runs {
-		for k := range idx {
-			i := idx[k]
-			if run%2 == 1 {
-				i = idx[len(idx)-1-k] // largest first
-			}
-			if rs := results[i]; len(rs) > 0 && rs[len(rs)-1].err != nil {
+		for k := range timed {
+			t := timed[inTurn(run, k, len(timed))]
+			if n := len(t.runs); n > 0 && t.runs[n-1].err != nil {
 				continue // the daemon did not finish: once is enough
 			}
-			w, last := worlds[i], run == runs-1
-			logf("scale: catch-up %d of %d on the %d-path store", run+1, runs, w.n)
+			logf("scale: catch-up %d of %d on the %d-path store", run+1, runs, t.w.n)
 			// The world's own cache last; before it, those of first pushes 2, 3, ...
-			pushed, copied := w.targets(runSuffix((run + 1) % runs))
-			r, err := catchUp(ctx, b, w, pushed, copied, fmt.Sprintf("c%d", run))
+			pushed, copied := t.w.targets(runSuffix((run + 1) % runs))
+			r, err := catchUp(ctx, b, t.w, pushed, copied, fmt.Sprintf("c%d", run))
 			if err != nil {
-				return fmt.Errorf("%d paths: %w", w.n, err)
+				return fmt.Errorf("%d paths: %w", t.w.n, err)
 			}
-			results[i] = append(results[i], r)
-			if !last {
-				if err := snaps[i].restore(); err != nil {
+			t.runs = append(t.runs, r)
+			if run < runs-1 {
+				if err := t.snap.restore(); err != nil {
 					return err
 				}
 			}
 		}
 	}
-	for _, i := range idx {
-		summariseCatchUps(worlds[i], &sizes[i], results[i])
+	for _, t := range timed {
+		summariseCatchUps(t.w, t.sz, t.runs)
 	}
 	return nil
 }
@@ -116,9 +116,7 @@ func catchUp(ctx context.Context, b *bench, w *scaleWorld, pushed, copied scaleT
 // peak RSS: the largest) and says what each run cost.
 func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
 	var daemon, copies []Sample
-	cells := make([]string, len(runs))
-	for k, r := range runs {
-		cells[k] = perPath(r.daemon.CPU, scaleCatchUp)
+	for _, r := range runs {
 		if r.err != nil {
 			sz.catchUpStopped = fmt.Sprintf("stopped after %s with %s of %s in the cache", describe(r.daemon, false), thousands(r.done), thousands(scaleCatchUp))
 			sz.catchUpCopyCell = describe(r.copy, false)
@@ -131,7 +129,7 @@ func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
 	sz.catchUpWall, sz.catchUpCPU, sz.catchUpCopy, sz.catchUpRSS = d.Wall, d.CPU, c.Wall, d.MaxRSS
 	sz.catchUpCopyCell = describe(c, false)
 	sz.notes = append(sz.notes, fmt.Sprintf("%s store, catch-up of %s paths, the daemon's CPU per path run by run (each on a store of %s paths): %s; nix copy %s",
-		thousands(w.n), thousands(scaleCatchUp), thousands(w.n), strings.Join(cells, ", "), perPathRuns(copies, scaleCatchUp)))
+		thousands(w.n), thousands(scaleCatchUp), thousands(w.n), perPathRuns(daemon, scaleCatchUp), perPathRuns(copies, scaleCatchUp)))
 }
 
 // measureDaemon adds the catch-up row of w (timed by catchUps) and times

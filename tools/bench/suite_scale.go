@@ -189,10 +189,7 @@ func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []sc
 	runs := make([][2][]Sample, len(worlds))
 	for run := range b.scaleRuns {
 		for k := range worlds {
-			i := k
-			if run%2 == 1 {
-				i = len(worlds) - 1 - k // largest first
-			}
+			i := inTurn(run, k, len(worlds))
 			w, sz := worlds[i], &sizes[i]
 			if sz.timedOut > 0 {
 				continue
@@ -223,6 +220,15 @@ func firstPushes(ctx context.Context, b *bench, worlds []*scaleWorld, sizes []sc
 			thousands(w.n), perPathRuns(runs[i][0], w.n), perPathRuns(runs[i][1], w.n)))
 	}
 	return out, nil
+}
+
+// inTurn is the k-th of n sizes (smallest first) measured in run: in
+// order in one run, largest first in the next.
+func inTurn(run, k, n int) int {
+	if run%2 == 1 {
+		return n - 1 - k
+	}
+	return k
 }
 
 // runSuffix names a first push's cache and state: the first run's are the
