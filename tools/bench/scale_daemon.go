@@ -118,7 +118,7 @@ func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
 	var daemon, copies []Sample
 	for _, r := range runs {
 		if r.err != nil {
-			sz.catchUpStopped = fmt.Sprintf("stopped after %s with %s of %s in the cache", describe(r.daemon, false), thousands(r.done), thousands(scaleCatchUp))
+			sz.catchUpCell = fmt.Sprintf("stopped after %s with %s of %s in the cache", describe(r.daemon, false), thousands(r.done), thousands(scaleCatchUp))
 			sz.catchUpCopyCell = describe(r.copy, false)
 			sz.notes = append(sz.notes, fmt.Sprintf("%s store: the catch-up did not finish within -scale-timeout (%v), so single new paths were not timed", thousands(w.n), r.err))
 			return
@@ -126,8 +126,8 @@ func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
 		daemon, copies = append(daemon, r.daemon), append(copies, r.copy)
 	}
 	d, c := medianSample(daemon), medianSample(copies)
-	sz.catchUpWall, sz.catchUpCPU, sz.catchUpCopy, sz.catchUpRSS = d.Wall, d.CPU, c.Wall, d.MaxRSS
-	sz.catchUpCopyCell = describe(c, false)
+	sz.catchUpWall, sz.catchUpCPU, sz.catchUpCopy = d.Wall, d.CPU, c.Wall
+	sz.catchUpCell, sz.catchUpCopyCell = describe(d, false), describe(c, false)
 	sz.notes = append(sz.notes, fmt.Sprintf("%s store, catch-up of %s paths, the daemon's CPU per path run by run (each on a store of %s paths): %s; nix copy %s",
 		thousands(w.n), thousands(scaleCatchUp), thousands(w.n), perPathRuns(daemon, scaleCatchUp), perPathRuns(copies, scaleCatchUp)))
 }
@@ -138,17 +138,16 @@ func summariseCatchUps(w *scaleWorld, sz *scaleSize, runs []catchUpRun) {
 func measureDaemon(ctx context.Context, b *bench, w *scaleWorld, t *table, sz *scaleSize) error {
 	row := "watch-store: catch-up of " + thousands(scaleCatchUp) + " paths registered while stopped"
 	store := thousands(w.n) + " store"
-	if sz.catchUpWall == 0 && sz.catchUpStopped == "" {
+	if sz.catchUpCell == "" {
 		t.add(row, store, "– (the first push was stopped)", "–", "–")
 		return nil
 	}
-	if sz.catchUpStopped != "" {
-		// A result too (the daemon before issue 21): what it managed.
-		t.add(row, store, sz.catchUpStopped, sz.catchUpCopyCell, "–")
+	// A catch-up that did not finish is a result too (the daemon before
+	// issue 21): what it managed, with no ratio and no new paths after.
+	t.add(row, store, sz.catchUpCell, sz.catchUpCopyCell, ratio(sz.catchUpCopy, sz.catchUpWall))
+	if sz.catchUpWall == 0 {
 		return nil
 	}
-	t.add(row, store, fmt.Sprintf("%s, %s CPU, %s", seconds(sz.catchUpWall.Seconds()), seconds(sz.catchUpCPU.Seconds()), mib(float64(sz.catchUpRSS))),
-		sz.catchUpCopyCell, ratio(sz.catchUpCopy, sz.catchUpWall))
 
 	d := daemonDirs{Root: w.root, Cache: w.pushed.cache, State: w.pushed.state, Home: w.pushed.home, URL: w.pushed.url("")}
 	ws, _, err := startWatchStore(ctx, b.bin, w.secKey, d)

@@ -109,8 +109,7 @@ type scaleSize struct {
 	pushRSS                    int64
 	catchUpWall, catchUpCopy   time.Duration
 	catchUpCPU                 time.Duration
-	catchUpRSS                 int64
-	catchUpStopped             string // the cell of a catch-up that did not finish
+	catchUpCell                string // the daemon's median catch-up, or what one that did not finish managed
 	catchUpCopyCell            string // nix copy's, beside it
 	newPath                    time.Duration
 	verifyWall, nixVerifyWall  time.Duration
